@@ -1,0 +1,5 @@
+import sys
+
+from alignplan.cli import main
+
+sys.exit(main())

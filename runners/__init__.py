@@ -1,0 +1,1 @@
+"""Run specs, run directories, recipes (one per method), launcher and run registry."""
