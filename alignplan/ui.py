@@ -1,0 +1,313 @@
+"""Glue the Streamlit pages share: cached planner calls, query parameters <-> plan inputs, errors.
+
+No domain logic lives here: every number comes from planner, advisor or runners. The functions that
+do not draw anything (the query-parameter conversions, the request builder) are plain and tested.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import streamlit as st
+
+T = TypeVar("T")
+
+GIB = 2**30
+
+# Session-state keys of the sidebar widgets (app.py); every page reads them.
+MODEL_KEY = "model"
+GPU_KEY = "gpu"
+GPUS_KEY = "gpus"
+
+DEFAULT_MODEL = "meta-llama/Llama-3.1-8B"
+DEFAULT_GPU = "H100-80GB"
+
+# Plan page inputs: name -> default. The names are also the query-parameter names and, prefixed
+# with "plan_", the widget keys.
+PLAN_DEFAULTS: dict[str, Any] = {
+    "methods": ["dpo", "ppo"],
+    "precision": "bf16",
+    "adapter": "full",  # full | lora | qlora
+    "rank": 16,
+    "seq": 2048,
+    "batch": 1,
+    "ckpt": True,
+    "optimizer": "adamw",
+    "nodes": 1,
+    "zero": 0,
+    "offload": "none",
+}
+SHARED_DEFAULTS: dict[str, Any] = {MODEL_KEY: DEFAULT_MODEL, GPU_KEY: DEFAULT_GPU, GPUS_KEY: 1}
+
+ADAPTERS = ("full", "lora", "qlora")
+PRECISIONS = ("bf16", "amp-bf16", "fp32")
+OFFLOADS = ("none", "optimizer", "optimizer+params")
+ZERO_STAGES = (0, 1, 2, 3)
+
+_INT_LIMITS = {"rank": (1, 1024), "seq": (1, 1_048_576), "batch": (1, 4096), "nodes": (1, 1024), GPUS_KEY: (1, 1024)}
+
+
+# --- query parameters <-> inputs -----------------------------------------------------------------
+
+
+def _parse_int(name: str, raw: str) -> int:
+    lo, hi = _INT_LIMITS.get(name, (0, 2**31))
+    value = int(raw)
+    if not lo <= value <= hi:
+        raise ValueError(f"{name}: {value} is outside {lo}..{hi}")
+    return value
+
+
+def _parse_bool(raw: str) -> bool:
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a yes/no value: {raw!r}")
+
+
+def inputs_from_query(params: Mapping[str, str], methods: Mapping[str, Any] | None = None,
+                      gpus: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], list[str]]:
+    """Read the plan inputs a shared link carries.
+
+    Returns (values for the names present and valid, one problem line per ignored parameter). A bad
+    parameter never stops the page: it is reported and the default stays.
+    """
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, raw in params.items():
+        raw = str(raw)
+        try:
+            if name == "methods":
+                ids = [m for m in (x.strip() for x in raw.split(",")) if m]
+                unknown = [m for m in ids if methods is not None and m not in methods]
+                if unknown:
+                    raise ValueError(f"unknown method(s) {', '.join(unknown)}")
+                values[name] = ids
+            elif name in ("rank", "seq", "batch", "nodes", GPUS_KEY):
+                values[name] = _parse_int(name, raw)
+            elif name == "zero":
+                stage = int(raw)
+                if stage not in ZERO_STAGES:
+                    raise ValueError(f"accepted: {', '.join(map(str, ZERO_STAGES))}")
+                values[name] = stage
+            elif name == "ckpt":
+                values[name] = _parse_bool(raw)
+            elif name == "precision":
+                if raw not in PRECISIONS:
+                    raise ValueError(f"accepted: {', '.join(PRECISIONS)}")
+                values[name] = raw
+            elif name == "adapter":
+                if raw not in ADAPTERS:
+                    raise ValueError(f"accepted: {', '.join(ADAPTERS)}")
+                values[name] = raw
+            elif name == "offload":
+                if raw not in OFFLOADS:
+                    raise ValueError(f"accepted: {', '.join(OFFLOADS)}")
+                values[name] = raw
+            elif name == "optimizer":
+                values[name] = raw
+            elif name == GPU_KEY:
+                if gpus is not None and raw not in gpus:
+                    raise ValueError(f"unknown GPU; accepted: {', '.join(gpus)}")
+                values[name] = raw
+            elif name == MODEL_KEY:
+                if not raw.strip():
+                    raise ValueError("empty model id")
+                values[name] = raw.strip()
+            # other parameters (from other pages or tools) are not ours: ignore them silently
+        except ValueError as exc:
+            problems.append(f"link parameter {name}={raw!r} ignored: {exc}")
+    return values, problems
+
+
+def query_from_inputs(values: Mapping[str, Any]) -> dict[str, str]:
+    """The query parameters that reproduce these inputs: only the ones that differ from the defaults."""
+    defaults = {**PLAN_DEFAULTS, **SHARED_DEFAULTS}
+    out: dict[str, str] = {}
+    for name, default in defaults.items():
+        if name not in values or values[name] == default:
+            continue
+        value = values[name]
+        if isinstance(value, bool):
+            out[name] = "1" if value else "0"
+        elif isinstance(value, (list, tuple)):
+            out[name] = ",".join(str(v) for v in value)
+        else:
+            out[name] = str(value)
+    return out
+
+
+def request_kwargs(values: Mapping[str, Any], model: str, gpu: str, gpus: int) -> dict[str, Any]:
+    """planner.PlanRequest keyword arguments (without the method) for the plan inputs."""
+    adapter = values.get("adapter", "full")
+    offload = values.get("offload", "none")
+    return {
+        "model": model,
+        "seq_len": int(values.get("seq", PLAN_DEFAULTS["seq"])),
+        "batch_size": int(values.get("batch", PLAN_DEFAULTS["batch"])),
+        "precision": values.get("precision", PLAN_DEFAULTS["precision"]),
+        "lora_rank": int(values.get("rank", PLAN_DEFAULTS["rank"])) if adapter in ("lora", "qlora") else None,
+        "quant": "nf4" if adapter == "qlora" else None,
+        "grad_ckpt": bool(values.get("ckpt", True)),
+        "optimizer": values.get("optimizer", "adamw"),
+        "zero": int(values.get("zero", 0)),
+        "offload": None if offload == "none" else offload,
+        "gpu": gpu,
+        "gpus": int(gpus),
+        "nodes": int(values.get("nodes", 1)),
+    }
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What attempt() returns: ok, and the value when ok."""
+
+    ok: bool
+    value: Any = None
+
+
+def show_error(what: str, exc: BaseException) -> None:
+    """Input errors (ValueError) show their message, which names the field; anything else shows a
+    short line, with the details folded away: never a raw traceback on the page."""
+    if isinstance(exc, ValueError):
+        st.error(f"{what}: {exc}", icon=":material/error:")
+        return
+    st.error(f"{what} failed unexpectedly ({type(exc).__name__}). Details below; please report it.",
+             icon=":material/bug_report:")
+    with st.expander("Error details"):
+        st.code("".join(traceback.format_exception_only(type(exc), exc)).strip() + "\n\n"
+                + "".join(traceback.format_tb(exc.__traceback__)[-4:]), language="text")
+
+
+def attempt(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Outcome:
+    """Call fn; on failure show the error (show_error) and return Outcome(False)."""
+    try:
+        return Outcome(True, fn(*args, **kwargs))
+    except Exception as exc:  # every failure becomes a message on the page
+        show_error(what, exc)
+        return Outcome(False)
+
+
+# --- planner, cached ----------------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def compare_plans(request: tuple[tuple[str, Any], ...], methods: tuple[str, ...]) -> dict[str, Any]:
+    """planner.compare for a hashable request; Plan objects, one per method."""
+    import planner
+
+    req = planner.PlanRequest(method=methods[0], **dict(request))
+    return planner.compare(req, list(methods))
+
+
+def plans_for(kwargs: Mapping[str, Any], methods: list[str]) -> dict[str, Any]:
+    return compare_plans(tuple(sorted(kwargs.items())), tuple(methods))
+
+
+@st.cache_data(show_spinner=False)
+def catalogue_ids() -> list[str]:
+    import planner
+
+    return [m.id for m in planner.catalogue()]
+
+
+@st.cache_data(show_spinner=False)
+def gpu_table() -> dict[str, dict[str, Any]]:
+    """gpu id -> {name, memory_bytes, usable_bytes}."""
+    import planner
+
+    return {gid: {"name": g.name, "memory_bytes": g.memory_bytes, "usable_bytes": g.usable_bytes}
+            for gid, g in planner.GPUS.items()}
+
+
+@st.cache_data(show_spinner=False)
+def method_ids() -> list[str]:
+    import planner
+
+    return list(planner.METHODS)
+
+
+def save_upload(data: bytes, name: str = "config.json") -> Path:
+    """Write an uploaded file under a private temporary directory, named by its content hash (so
+    the cached plan for the same upload is reused). Returns the path; the name never reaches a shell."""
+    import hashlib
+
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    root = Path(tempfile.gettempdir()) / f"alignplan-uploads-{os.getuid()}"
+    root.mkdir(mode=0o700, exist_ok=True)
+    folder = root / digest
+    folder.mkdir(exist_ok=True)
+    path = folder / Path(name).name
+    if not path.exists():
+        path.write_bytes(data)
+    return path
+
+
+def gib(n: int | float | None) -> str:
+    """Bytes as GiB (2^30) for display."""
+    if n is None:
+        return "–"
+    return f"{n / GIB:,.1f} GiB"
+
+
+def runs_dir() -> Path:
+    """Where runs live: ALIGNPLAN_RUNS_DIR, else ./runs."""
+    return Path(os.environ.get("ALIGNPLAN_RUNS_DIR", "runs"))
+
+
+# --- shared sidebar ------------------------------------------------------------------------------
+
+
+def seed_shared_choices(params: Mapping[str, str]) -> None:
+    """On a session's first run, take the sidebar choices from the link's query parameters."""
+    if st.session_state.get("_shared_seeded"):
+        return
+    st.session_state["_shared_seeded"] = True
+    shared = {k: v for k, v in params.items() if k in SHARED_DEFAULTS}
+    values, problems = inputs_from_query(shared)
+    for key, value in values.items():
+        st.session_state[key] = value
+    st.session_state.setdefault("_link_problems", []).extend(problems)
+
+
+def sidebar_choices() -> None:
+    """Model, GPU type and GPU count: widgets keyed MODEL_KEY, GPU_KEY, GPUS_KEY."""
+    ids = attempt("Loading the model catalogue", catalogue_ids)
+    gpus = attempt("Loading the GPU table", gpu_table)
+    if not (ids.ok and gpus.ok):
+        return
+    options = list(ids.value)
+    current = st.session_state.get(MODEL_KEY, DEFAULT_MODEL)
+    if current not in options:  # a hub id or path typed earlier, or from a link
+        options.insert(0, current)
+    st.session_state.setdefault(MODEL_KEY, DEFAULT_MODEL if DEFAULT_MODEL in options else options[0])
+    st.selectbox(
+        "Model", options, key=MODEL_KEY, accept_new_options=True,
+        help="Search the catalogue, or type a hub id (org/name) or a local config.json path and press Enter.",
+    )
+    gpu_ids = list(gpus.value)
+    st.session_state.setdefault(GPU_KEY, DEFAULT_GPU if DEFAULT_GPU in gpu_ids else gpu_ids[0])
+    if st.session_state[GPU_KEY] not in gpu_ids:
+        st.session_state[GPU_KEY] = gpu_ids[0]
+    st.selectbox(
+        "GPU type", gpu_ids, key=GPU_KEY,
+        format_func=lambda g: f"{g}  ({gpus.value[g]['memory_bytes'] / GIB:.0f} GiB)",
+    )
+    st.session_state.setdefault(GPUS_KEY, 1)
+    st.number_input("GPUs per node", min_value=1, max_value=64, step=1, key=GPUS_KEY)
+
+
+def shared_choices() -> tuple[str, str, int]:
+    """(model, gpu, gpus) as chosen in the sidebar."""
+    return (st.session_state.get(MODEL_KEY, DEFAULT_MODEL), st.session_state.get(GPU_KEY, DEFAULT_GPU),
+            int(st.session_state.get(GPUS_KEY, 1)))

@@ -1,0 +1,31 @@
+"""alignplan's Streamlit app: Plan, Advise, Launch, Runs.
+
+Run it with `streamlit run app.py` (the server binds to 127.0.0.1, see .streamlit/config.toml).
+This file holds the navigation and the sidebar choices every page shares: the model, the GPU type
+and the GPU count. Pages live in pages/; computations live in planner, advisor and runners.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from alignplan import ui
+
+st.set_page_config(page_title="alignplan", page_icon=":material/memory:", layout="wide")
+
+PAGES = [
+    st.Page("pages/plan.py", title="Plan", icon=":material/stacked_bar_chart:", url_path="plan", default=True),
+    st.Page("pages/advise.py", title="Advise", icon=":material/alt_route:", url_path="advise"),
+    st.Page("pages/launch.py", title="Launch", icon=":material/rocket_launch:", url_path="launch"),
+    st.Page("pages/runs.py", title="Runs", icon=":material/list_alt:", url_path="runs"),
+]
+page = st.navigation(PAGES)
+
+ui.seed_shared_choices(st.query_params)
+
+with st.sidebar:
+    st.markdown("### Hardware and model")
+    ui.sidebar_choices()
+    st.caption("These choices are shared by every page. Memory in GiB (2^30 bytes).")
+
+page.run()

@@ -1,0 +1,6 @@
+"""Launch: being built (issue 5)."""
+
+import streamlit as st
+
+st.title("Launch")
+st.info("This page arrives with its back end.")

@@ -1,0 +1,199 @@
+"""Plan: per-GPU memory of each alignment method for a model, hardware and training setup."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from alignplan import figures, ui
+
+P = "plan_"  # widget-key prefix of this page's inputs
+
+
+def _seed_from_link() -> None:
+    """A shared link's query parameters fill the inputs on the session's first visit."""
+    if st.session_state.get("_plan_seeded"):
+        return
+    st.session_state["_plan_seeded"] = True
+    methods = ui.attempt("Loading the methods", ui.method_ids)
+    params = {k: v for k, v in st.query_params.to_dict().items() if k in ui.PLAN_DEFAULTS}
+    values, problems = ui.inputs_from_query(params, methods=methods.value if methods.ok else None)
+    for name, value in values.items():
+        st.session_state[P + name] = value
+    st.session_state.setdefault("_link_problems", []).extend(problems)
+
+
+def _inputs() -> dict:
+    """Draw the inputs; return their values by query-parameter name."""
+    import planner
+
+    for name, default in ui.PLAN_DEFAULTS.items():
+        st.session_state.setdefault(P + name, default)
+    method_names = {m: f"{p.name} ({m})" for m, p in planner.METHODS.items()}
+    st.multiselect(
+        "Methods to compare", list(method_names), key=P + "methods", format_func=method_names.get,
+        persist_state="session", help="Each method keeps its own set of model copies (policy, reference, "
+        "reward, value...) and its own phases; the chart shows each one's peak per GPU.",
+    )
+    c1, c2, c3, c4 = st.columns(4)
+    c1.selectbox(
+        "Precision", ui.PRECISIONS, key=P + "precision", persist_state="session",
+        help="bf16: weights and AdamW states in bf16 (8 bytes/param for weights+grads+states); "
+        "amp-bf16: fp32 weights with bf16 autocast (16 bytes/param); fp32.",
+    )
+    c2.segmented_control(
+        "Adapters", ui.ADAPTERS, key=P + "adapter", persist_state="session", required=True,
+        format_func={"full": "Full", "lora": "LoRA", "qlora": "QLoRA (4-bit)"}.get,
+        help="LoRA trains small adapters; QLoRA also stores the frozen base in 4-bit NF4.",
+    )
+    c3.number_input(
+        "LoRA rank", min_value=1, max_value=1024, step=8, key=P + "rank", persist_state="session",
+        disabled=st.session_state[P + "adapter"] == "full",
+    )
+    c4.selectbox("Optimizer", ("adamw", "adamw-8bit", "sgd"), key=P + "optimizer", persist_state="session")
+    c1, c2, c3 = st.columns(3)
+    c1.number_input("Sequence length (tokens)", min_value=1, max_value=1_048_576, step=512,
+                    key=P + "seq", persist_state="session")
+    c2.number_input("Micro-batch per GPU", min_value=1, max_value=4096, step=1, key=P + "batch",
+                    persist_state="session")
+    c3.toggle("Gradient checkpointing", key=P + "ckpt", persist_state="session",
+              help="Recompute activations in the backward pass: keeps one tensor per layer instead of all.")
+    c1, c2, c3 = st.columns(3)
+    c1.number_input("Nodes", min_value=1, max_value=1024, step=1, key=P + "nodes", persist_state="session",
+                    help="GPU type and GPUs per node are in the sidebar.")
+    c2.selectbox(
+        "Sharding", ui.ZERO_STAGES, key=P + "zero", persist_state="session",
+        format_func={0: "None (DDP)", 1: "ZeRO-1 (optimizer states)", 2: "ZeRO-2 (+ gradients)",
+                     3: "ZeRO-3 / FSDP full shard (+ weights)"}.get,
+    )
+    c3.selectbox(
+        "CPU offload", ui.OFFLOADS, key=P + "offload", persist_state="session",
+        format_func={"none": "None", "optimizer": "Optimizer states", "optimizer+params": "Optimizer + weights"}.get,
+    )
+    return {name: st.session_state[P + name] for name in ui.PLAN_DEFAULTS}
+
+
+def _model_choice() -> str | None:
+    """The model to plan: an uploaded config.json wins over the sidebar's model."""
+    upload = st.file_uploader("…or upload a model's config.json", type=["json"], key=P + "upload",
+                              help="The planner reads the architecture from it; no weights are needed.")
+    if upload is None:
+        return ui.shared_choices()[0]
+    data = upload.getvalue()
+    try:
+        json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        st.error(f"{upload.name}: not a valid JSON file ({exc}). Upload the model's config.json.")
+        return None
+    return str(ui.save_upload(data, "config.json"))
+
+
+def _copies_frame(plans: dict) -> pd.DataFrame:
+    rows = []
+    for method, plan in plans.items():
+        for copy in plan.copies:
+            row = {"method": method}
+            for key, value in copy.items():
+                if isinstance(value, dict):  # bytes per component
+                    row.update({f"{figures.COMPONENT_LABELS.get(k, k)} (GiB)": v / ui.GIB for k, v in value.items()})
+                elif key.endswith("bytes"):
+                    row[key.replace("_bytes", "").replace("bytes", "total") + " (GiB)"] = value / ui.GIB
+                else:
+                    row[key] = value
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _fits_frame(plans: dict) -> pd.DataFrame:
+    gpus = ui.gpu_table()
+    rows = []
+    for gpu_id, spec in gpus.items():
+        row = {"GPU": gpu_id, "memory (GiB)": round(spec["memory_bytes"] / ui.GIB, 1)}
+        for method, plan in plans.items():
+            n = plan.min_gpus.get(gpu_id)
+            row[method] = "no fit" if n is None else int(n)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _phases_frame(plans: dict) -> pd.DataFrame:
+    rows = []
+    for method, plan in plans.items():
+        for phase in plan.phases:
+            rows.append({"method": method, "phase": phase["name"], "total (GiB)": phase["total_bytes"] / ui.GIB,
+                         **{f"{figures.COMPONENT_LABELS.get(k, k)} (GiB)": v / ui.GIB
+                            for k, v in phase.get("components", {}).items()},
+                         "peak": phase["name"] == plan.peak_phase})
+    return pd.DataFrame(rows)
+
+
+def _results(plans: dict, model: str, gpu: str, gpus: int) -> None:
+    table = ui.gpu_table()
+    capacity = table[gpu]["usable_bytes"]
+    cols = st.columns(min(len(plans), 5))
+    for i, (method, plan) in enumerate(plans.items()):
+        fits = plan.fits
+        delta = None if fits is None else ("fits" if fits else "does not fit")
+        cols[i % len(cols)].metric(
+            f"{method} peak per GPU", ui.gib(plan.peak_bytes_per_gpu), delta=delta,
+            delta_color="normal" if fits else "inverse", delta_arrow="off",
+            help=f"Peak phase: {plan.peak_phase}. Headroom on {gpu}: {ui.gib(plan.headroom_bytes)}.",
+        )
+    fig = figures.memory_breakdown_figure(
+        {m: p.components for m, p in plans.items()}, capacity_bytes=capacity,
+        capacity_label=f"{gpu}", peak_phase_by_method={m: p.peak_phase for m, p in plans.items()},
+    )
+    st.plotly_chart(fig, key="plan_chart")
+    st.caption(f"Per-GPU memory at each method's peak phase, {model} on {gpus} × {gpu}. "
+               "Labels above the bars: total and the phase that sets the peak.")
+
+    t_copies, t_fits, t_phases, t_notes = st.tabs(["Model copies", "Fits on", "Phases", "Notes"])
+    with t_copies:
+        st.dataframe(_copies_frame(plans), hide_index=True, key="plan_copies")
+    with t_fits:
+        st.caption("Fewest GPUs of each type (with the current sharding and offload) on which each method fits.")
+        st.dataframe(_fits_frame(plans), hide_index=True, key="plan_fits")
+    with t_phases:
+        st.dataframe(_phases_frame(plans), hide_index=True, key="plan_phases")
+    with t_notes:
+        for method, plan in plans.items():
+            for note in plan.notes:
+                st.markdown(f"- **{method}**: {note}")
+
+    frames = [p.to_frame().assign(method=m) for m, p in plans.items()]
+    csv = pd.concat(frames, ignore_index=True).to_csv(index=False)
+    doc = json.dumps({m: p.to_dict() for m, p in plans.items()}, indent=2, default=str)
+    d1, d2, _ = st.columns([1, 1, 4])
+    d1.download_button("Download CSV", csv, file_name="alignplan-plan.csv", mime="text/csv",
+                       icon=":material/download:", on_click="ignore")
+    d2.download_button("Download JSON", doc, file_name="alignplan-plan.json", mime="application/json",
+                       icon=":material/download:", on_click="ignore")
+
+
+def main() -> None:
+    st.title("Plan GPU memory")
+    st.caption("How much memory each alignment method needs per GPU, and why. The link in the address bar "
+               "holds these inputs: share it to share the plan.")
+    _seed_from_link()
+    for problem in st.session_state.pop("_link_problems", []):
+        st.warning(problem)
+    model = _model_choice()
+    values = _inputs()
+    _, gpu, gpus = ui.shared_choices()
+    st.query_params.from_dict(ui.query_from_inputs({**values, ui.MODEL_KEY: ui.shared_choices()[0],
+                                                    ui.GPU_KEY: gpu, ui.GPUS_KEY: gpus}))
+    if model is None:
+        return
+    if not values["methods"]:
+        st.info("Pick at least one method to compare.")
+        return
+    kwargs = ui.request_kwargs(values, model, gpu, gpus)
+    with st.spinner("Planning…"):
+        plans = ui.attempt("Planning", ui.plans_for, kwargs, list(values["methods"]))
+    if plans.ok:
+        ui.attempt("Showing the plan", _results, plans.value, model, gpu, gpus)
+
+
+main()

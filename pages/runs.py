@@ -1,0 +1,6 @@
+"""Runs: being built (issue 5)."""
+
+import streamlit as st
+
+st.title("Runs")
+st.info("This page arrives with its back end.")

@@ -1,0 +1,100 @@
+"""The app's plotly figures carry the numbers they are given (GiB = 2^30 bytes)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from alignplan import figures
+
+GIB = 2**30
+
+
+def _bars(fig):
+    return {t.name: list(t.y) for t in fig.data if t.type == "bar"}
+
+
+def test_memory_breakdown_stacks_each_component_per_method_in_gib():
+    comps = {
+        "dpo": {"weights": 16 * GIB, "gradients": 16 * GIB, "optimizer_states": 32 * GIB, "activations": 3 * GIB},
+        "ppo": {"weights": 32 * GIB, "logits": 5 * GIB, "overhead": GIB},
+    }
+    fig = figures.memory_breakdown_figure(comps, capacity_bytes=80 * GIB)
+    bars = _bars(fig)
+    assert fig.layout.barmode == "stack"
+    assert bars["Weights"] == [16.0, 32.0]
+    assert bars["Optimizer states"] == [32.0, 0.0]
+    assert bars["Logits"] == [0.0, 5.0]
+    assert list(fig.data[0].x) == ["dpo", "ppo"]
+    # The stacked heights add up to each method's total.
+    totals = [sum(v[i] for v in bars.values()) for i in range(2)]
+    assert totals == [67.0, 38.0]
+    text = next(t for t in fig.data if t.name == "total")
+    assert list(text.y) == totals and text.text[0].startswith("67.0 GiB")
+    # The capacity is a horizontal line at 80 GiB.
+    line = [s for s in fig.layout.shapes if s.type == "line"]
+    assert len(line) == 1 and line[0].y0 == pytest.approx(80.0) and line[0].y1 == pytest.approx(80.0)
+
+
+def test_memory_breakdown_keeps_unknown_components_and_names_peak_phase():
+    fig = figures.memory_breakdown_figure(
+        {"grpo": {"weights": GIB, "lora_adapters": GIB // 2}}, peak_phase_by_method={"grpo": "generation"}
+    )
+    bars = _bars(fig)
+    assert bars["Lora adapters"] == [0.5]
+    assert "generation" in next(t for t in fig.data if t.name == "total").text[0]
+    assert not fig.layout.shapes  # no capacity given, no line
+
+
+def test_metric_curves_skip_rows_without_the_metric():
+    rows = [{"step": 1, "loss": 0.69}, {"step": 2, "loss": 0.6, "rewards/margins": 0.1},
+            {"step": 3, "loss": float("nan")}, {"step": 4, "rewards/margins": 0.3}]
+    fig = figures.metric_curves_figure(rows, ["loss", "rewards/margins", "absent"])
+    by_name = {t.name: t for t in fig.data}
+    assert set(by_name) == {"loss", "rewards/margins"}
+    assert list(by_name["loss"].x) == [1, 2, 3]
+    assert list(by_name["rewards/margins"].y) == [0.1, 0.3]
+    assert math.isnan(by_name["loss"].y[2])
+
+
+def test_compare_runs_one_trace_per_run():
+    fig = figures.compare_runs_figure({"a": [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}],
+                                       "b": [{"step": 1, "loss": 0.9}], "c": [{"step": 1}]}, "loss")
+    assert [t.name for t in fig.data] == ["a", "b"]
+    assert list(fig.data[0].y) == [1.0, 0.5]
+
+
+def test_memory_vs_prediction_lines():
+    rows = [{"step": 1, "peak_memory_bytes": GIB, "memory_kind": "cpu_rss"}, {"step": 2, "peak_memory_bytes": 2 * GIB}]
+    fig = figures.memory_vs_prediction_figure(rows, predicted_bytes=3 * GIB, capacity_bytes=8 * GIB)
+    assert list(fig.data[0].y) == [1.0, 2.0] and "cpu_rss" in fig.data[0].name
+    assert sorted(s.y0 for s in fig.layout.shapes) == [3.0, 8.0]
+
+
+def test_tree_layout_parents_over_children_and_depth_as_row():
+    pos = figures.tree_layout(["q1", "q2", "a", "b", "c"], [("q1", "q2"), ("q1", "c"), ("q2", "a"), ("q2", "b")])
+    assert pos["q1"][1] == 0 and pos["q2"][1] == -1 and pos["a"][1] == -2
+    assert pos["q2"][0] == (pos["a"][0] + pos["b"][0]) / 2
+    assert pos["q1"][0] == (pos["q2"][0] + pos["c"][0]) / 2
+    assert len({p for p in pos.values()}) == 5  # no two nodes on the same spot
+
+
+def test_decision_tree_highlights_the_path():
+    nodes = [{"id": "q1", "label": "Reward?"}, {"id": "dpo", "label": "DPO", "kind": "outcome"},
+             {"id": "ppo", "label": "PPO", "kind": "outcome"}]
+    edges = [{"source": "q1", "target": "dpo", "label": "pairs"}, {"source": "q1", "target": "ppo", "label": "scalar"}]
+    fig = figures.decision_tree_figure(nodes, edges, path=["q1", "dpo"])
+    by_name = {t.name: t for t in fig.data}
+    assert sorted(by_name["path"].hovertext) == ["DPO", "Reward?"]
+    assert list(by_name["nodes"].hovertext) == ["PPO"]
+    assert [x for x in by_name["path edges"].x if x is not None] and list(by_name["answers"].text) == ["pairs"]
+    # The grey edges hold only the edge off the path.
+    assert len([x for x in by_name["edges"].x if x is None]) == 1
+
+
+def test_progress_eta():
+    assert figures.progress_eta(None, 30, 10.0) == (0.0, None)
+    frac, eta = figures.progress_eta(10, 40, 20.0)
+    assert frac == 0.25 and eta == pytest.approx(60.0)
+    assert figures.progress_eta(50, 40, 20.0) == (1.0, 0.0)

@@ -1,0 +1,49 @@
+"""Query parameters <-> plan inputs, and the planner request built from them."""
+
+from __future__ import annotations
+
+from alignplan import ui
+
+
+def test_query_round_trip_keeps_only_non_defaults():
+    values = {**ui.PLAN_DEFAULTS, "methods": ["dpo", "grpo"], "seq": 4096, "ckpt": False, "zero": 3,
+              ui.MODEL_KEY: "Qwen/Qwen2.5-7B", ui.GPU_KEY: ui.DEFAULT_GPU, ui.GPUS_KEY: 4}
+    query = ui.query_from_inputs(values)
+    assert query == {"methods": "dpo,grpo", "seq": "4096", "ckpt": "0", "zero": "3",
+                     "model": "Qwen/Qwen2.5-7B", "gpus": "4"}
+    back, problems = ui.inputs_from_query(query, methods={"dpo": 1, "grpo": 1})
+    assert problems == []
+    assert back == {"methods": ["dpo", "grpo"], "seq": 4096, "ckpt": False, "zero": 3,
+                    "model": "Qwen/Qwen2.5-7B", "gpus": 4}
+
+
+def test_bad_query_values_are_reported_and_dropped():
+    back, problems = ui.inputs_from_query(
+        {"seq": "lots", "zero": "5", "methods": "dpo,nope", "gpu": "Z80", "batch": "0", "precision": "fp8",
+         "foreign": "x", "rank": "8"},
+        methods={"dpo": 1}, gpus={"H100-80GB": 1},
+    )
+    assert back == {"rank": 8}
+    joined = "\n".join(problems)
+    for name in ("seq", "zero", "methods", "gpu", "batch", "precision"):
+        assert f"link parameter {name}=" in joined
+    assert "nope" in joined and "foreign" not in joined
+
+
+def test_request_kwargs_maps_adapters_and_offload():
+    kw = ui.request_kwargs({**ui.PLAN_DEFAULTS, "adapter": "qlora", "rank": 32, "offload": "optimizer"},
+                           "m", "A100-80GB", 2)
+    assert kw["lora_rank"] == 32 and kw["quant"] == "nf4" and kw["offload"] == "optimizer"
+    assert kw["gpu"] == "A100-80GB" and kw["gpus"] == 2
+    full = ui.request_kwargs(ui.PLAN_DEFAULTS, "m", "H100-80GB", 1)
+    assert full["lora_rank"] is None and full["quant"] is None and full["offload"] is None
+    assert full["seq_len"] == 2048 and full["grad_ckpt"] is True
+
+
+def test_save_upload_is_content_addressed(tmp_path, monkeypatch):
+    monkeypatch.setattr(ui.tempfile, "gettempdir", lambda: str(tmp_path))
+    a = ui.save_upload(b'{"a": 1}', "../../evil.json")
+    b = ui.save_upload(b'{"a": 1}', "../../evil.json")
+    c = ui.save_upload(b'{"a": 2}')
+    assert a == b != c and a.name == "evil.json" and tmp_path in a.parents
+    assert a.read_bytes() == b'{"a": 1}'
