@@ -1,0 +1,245 @@
+"""Launch, follow, stop, resume and delete runs.
+
+``launch`` starts ``python -m runners.supervise`` in its own session; the supervisor starts the
+run's command (command.json) in its own process group, records it, and records the outcome when
+it ends, so nothing depends on the launching process staying alive. ``stop`` asks the recipe to
+stop (the STOP file), then escalates to SIGTERM and SIGKILL on the process group.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from runners.registry import (
+    FINAL_STATUSES,
+    Registry,
+    RunRecord,
+    group_members,
+    is_alive,
+    process_started,
+)
+from runners.rundir import REPO_ROOT, RunDir, runs_root
+
+STOP_GRACE_S = 60.0
+TERM_GRACE_S = 10.0
+START_TIMEOUT_S = 60.0
+
+
+class LaunchError(ValueError):
+    """A launch, stop, resume or delete that cannot be done now; the message says why."""
+
+
+def registry_for(run: RunDir) -> Registry:
+    return Registry(run.path.parent / "registry.db", reconcile=False)
+
+
+def launch(run_dir: str | Path, *, resume: bool = False, registry: Registry | None = None) -> int:
+    """Start the run in ``run_dir``; returns the pid of its command once the supervisor started it."""
+    run = RunDir(Path(run_dir).resolve())
+    reg = registry or registry_for(run)
+    run.command()  # fail here, not in the supervisor, on a broken command.json
+    rec = reg.get(run.id)
+    run.stop_path.unlink(missing_ok=True)
+    if run.result_path.exists():  # a stopped run's result; the relaunch writes a new one
+        run.result_path.replace(run.path / "result.previous.json")
+    reg.transition(
+        run.id,
+        "running",
+        started_at=time.time(),
+        ended_at=None,
+        exit_code=None,
+        error=None,
+        pid=None,
+        pgid=None,
+        pid_started=None,
+        supervisor_pid=None,
+        supervisor_started=None,
+        launches=rec.launches + 1,
+    )
+    argv = [sys.executable, "-m", "runners.supervise", str(run.path), "--registry", str(reg.path)]
+    if resume:
+        argv.append("--resume")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    with open(run.stdout_log, "ab") as log:
+        try:
+            sup = subprocess.Popen(
+                argv,
+                cwd=str(REPO_ROOT),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            reg.transition(run.id, "failed", ended_at=time.time(), error=f"could not start the supervisor: {exc}")
+            raise LaunchError(f"run {run.id}: could not start the supervisor ({exc})") from None
+    reg.update(run.id, supervisor_pid=sup.pid, supervisor_started=process_started(sup.pid))
+    # Reap the supervisor when it ends, for as long as this process lives (no zombie in a
+    # long-lived app); if this process exits first, the supervisor is re-parented and reaped.
+    threading.Thread(target=sup.wait, name=f"reap-{run.id}", daemon=True).start()
+    return _wait_for_pid(reg, run, sup)
+
+
+def _wait_for_pid(reg: Registry, run: RunDir, sup: subprocess.Popen) -> int:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        rec = reg.get(run.id)
+        if rec.pid:
+            return rec.pid
+        if sup.poll() is not None:
+            rec = reg.get(run.id)
+            if rec.pid:
+                return rec.pid
+            if rec.status == "running":
+                reg.record_outcome(run.id, sup.returncode)
+            raise LaunchError(f"run {run.id}: the supervisor exited ({sup.returncode}) before starting the command; "
+                              f"see {run.stdout_log}")
+        time.sleep(0.05)
+    raise LaunchError(f"run {run.id}: the command did not start within {START_TIMEOUT_S:.0f}s; see {run.stdout_log}")
+
+
+def _open(runs: str | Path | None) -> Registry:
+    return Registry.for_runs_root(runs_root(runs))
+
+
+def wait(run_id: str, timeout: float | None = None, runs: str | Path | None = None, poll: float = 0.2) -> RunRecord:
+    """Block until the run has a final status (or ``timeout`` seconds pass); returns its record."""
+    reg = _open(runs)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        rec = reg.resolve(run_id)
+        if rec.status in FINAL_STATUSES:
+            return rec
+        if not (is_alive(rec.supervisor_pid, rec.supervisor_started) or is_alive(rec.pid, rec.pid_started)):
+            if rec.supervisor_pid is not None:  # ended unseen: reconcile records it
+                reg.reconcile()
+                continue
+        if deadline is not None and time.monotonic() > deadline:
+            return rec
+        time.sleep(poll)
+
+
+def follow(run_id: str, runs: str | Path | None = None, poll: float = 0.5) -> Iterator[dict[str, Any]]:
+    """Yield each new metrics.jsonl row of a run until it has a final status."""
+    reg = _open(runs)
+    rec = reg.resolve(run_id)
+    run = RunDir(Path(rec.run_dir))
+    seen = 0
+    while True:
+        rec = reg.get(rec.id)
+        rows = run.metrics()
+        yield from rows[seen:]
+        seen = len(rows)
+        if rec.status in FINAL_STATUSES:
+            rows = run.metrics()
+            yield from rows[seen:]
+            return
+        if rec.status == "running" and not (
+            is_alive(rec.supervisor_pid, rec.supervisor_started) or is_alive(rec.pid, rec.pid_started)
+        ):
+            reg.reconcile()
+        time.sleep(poll)
+
+
+def stop(
+    run_id: str,
+    grace: float = STOP_GRACE_S,
+    term_grace: float = TERM_GRACE_S,
+    runs: str | Path | None = None,
+) -> RunRecord:
+    """Stop a running run: STOP file, then SIGTERM to its process group after ``grace`` seconds,
+    then SIGKILL after ``term_grace`` more. Returns once no process of the group is left."""
+    reg = _open(runs)
+    rec = reg.resolve(run_id)
+    if rec.status != "running":
+        raise LaunchError(f"run {rec.id}: status is {rec.status}; only a running run can be stopped")
+    run = RunDir(Path(rec.run_dir))
+    run.stop_path.write_text(f"requested at {time.time():.3f}\n", encoding="utf-8")
+    rec = _wait_for_group(reg, rec.id, wait_pgid=10.0)
+    pgid = rec.pgid
+    if pgid is not None:
+        for sig, secs in ((None, grace), (signal.SIGTERM, term_grace), (signal.SIGKILL, 10.0)):
+            if sig is not None:
+                try:
+                    os.killpg(pgid, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            if _group_gone(pgid, secs):
+                break
+    # The supervisor records the outcome; do it here if it is gone too.
+    deadline = time.monotonic() + 15.0
+    while time.monotonic() < deadline:
+        rec = reg.get(rec.id)
+        if rec.status in FINAL_STATUSES:
+            return rec
+        if not is_alive(rec.supervisor_pid, rec.supervisor_started):
+            return reg.record_outcome(rec.id, rec.exit_code)
+        time.sleep(0.1)
+    return reg.get(rec.id)
+
+
+def _wait_for_group(reg: Registry, run_id: str, wait_pgid: float) -> RunRecord:
+    deadline = time.monotonic() + wait_pgid
+    rec = reg.get(run_id)
+    while rec.pgid is None and rec.status == "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        rec = reg.get(run_id)
+    return rec
+
+
+def _group_gone(pgid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while True:
+        if not group_members(pgid, include_zombies=True):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
+def has_checkpoint(run: RunDir) -> bool:
+    try:
+        out = run.spec().output_dir
+    except ValueError:
+        out = None
+    ckpt = Path(out) if out else run.path / "checkpoints"
+    return ckpt.is_dir() and any(p.is_dir() and p.name.startswith("checkpoint-") for p in ckpt.iterdir())
+
+
+def resume(run_id: str, runs: str | Path | None = None) -> int:
+    """Relaunch a stopped or failed run in the same directory with --resume; returns the new pid.
+
+    Without any checkpoint yet there is nothing to resume from, so the run starts over.
+    """
+    reg = _open(runs)
+    rec = reg.resolve(run_id)
+    if rec.status not in ("stopped", "failed"):
+        raise LaunchError(f"run {rec.id}: status is {rec.status}; only a stopped or failed run can be resumed")
+    run = RunDir(Path(rec.run_dir))
+    return launch(run.path, resume=has_checkpoint(run), registry=reg)
+
+
+def delete(run_id: str, runs: str | Path | None = None) -> str:
+    """Remove a run that is not running: its directory and its registry row."""
+    reg = _open(runs)
+    rec = reg.resolve(run_id)
+    if rec.status == "running":
+        raise LaunchError(f"run {rec.id}: running; stop it first (alignplan runs stop {rec.id})")
+    run_dir = Path(rec.run_dir)
+    root = reg.path.parent.resolve()
+    if run_dir.resolve().parent == root and run_dir.is_dir():  # never delete outside the runs root
+        shutil.rmtree(run_dir)
+    reg.delete(rec.id)
+    return rec.id

@@ -1,0 +1,319 @@
+"""The run registry: one SQLite table (runs/registry.db) of every prepared run and what became of it.
+
+Several processes write it at once (the app, CLIs, one supervisor per run), so it runs in WAL mode
+with a busy timeout, each change is one short IMMEDIATE transaction, and every connection is
+opened for one operation and closed. Opening the registry reconciles it with the processes that
+exist: a run recorded as running whose supervisor and command are both gone ended while nobody
+watched; it becomes what its result.json says, else failed with the tail of its log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from runners import rundir as rd
+
+STATUSES = ("prepared", "running", "succeeded", "failed", "stopped")
+FINAL_STATUSES = ("succeeded", "failed", "stopped")
+# Which status may follow which. A failed or stopped run can be resumed; a succeeded one is done.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "prepared": frozenset({"running", "failed"}),
+    "running": frozenset({"succeeded", "failed", "stopped"}),
+    "stopped": frozenset({"running"}),
+    "failed": frozenset({"running"}),
+    "succeeded": frozenset(),
+}
+BUSY_TIMEOUT_MS = 30_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    name TEXT,
+    method TEXT NOT NULL,
+    model TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    status TEXT NOT NULL,
+    pid INTEGER,
+    pgid INTEGER,
+    pid_started REAL,
+    supervisor_pid INTEGER,
+    supervisor_started REAL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    ended_at REAL,
+    exit_code INTEGER,
+    predicted_peak_bytes INTEGER,
+    measured_peak_bytes INTEGER,
+    last_metrics TEXT,
+    run_dir TEXT NOT NULL,
+    error TEXT,
+    launches INTEGER NOT NULL DEFAULT 0,
+    updated_at REAL NOT NULL
+)
+"""
+
+
+class RegistryError(ValueError):
+    """A registry request that cannot be met (unknown run id, forbidden status change)."""
+
+
+class TransitionError(RegistryError):
+    """A status change the lifecycle does not allow."""
+
+
+@dataclass
+class RunRecord:
+    id: str
+    name: str | None
+    method: str
+    model: str
+    dataset: str
+    status: str
+    pid: int | None
+    pgid: int | None
+    pid_started: float | None
+    supervisor_pid: int | None
+    supervisor_started: float | None
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    exit_code: int | None
+    predicted_peak_bytes: int | None
+    measured_peak_bytes: int | None
+    last_metrics: dict[str, Any] | None
+    run_dir: str
+    error: str | None
+    launches: int
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> RunRecord:
+        data = dict(row)
+        data["last_metrics"] = json.loads(data["last_metrics"]) if data["last_metrics"] else None
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_path(runs_root: str | Path | None = None) -> Path:
+    return rd.runs_root(runs_root) / "registry.db"
+
+
+class Registry:
+    """Access to runs/registry.db; ``reconcile`` runs on open unless told not to."""
+
+    def __init__(self, path: str | Path | None = None, *, reconcile: bool = True) -> None:
+        self.path = Path(path) if path is not None else default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as con:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute(_SCHEMA)
+        if reconcile:
+            self.reconcile()
+
+    @classmethod
+    def for_runs_root(cls, runs_root: str | Path | None = None, **kw: Any) -> Registry:
+        return cls(default_path(runs_root), **kw)
+
+    # --- connections ------------------------------------------------------------------------------
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        try:
+            con.row_factory = sqlite3.Row
+            con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    # --- reads ------------------------------------------------------------------------------------
+
+    def get(self, run_id: str) -> RunRecord:
+        with self._connect() as con:
+            row = con.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RegistryError(f"run id {run_id!r}: no such run in {self.path}")
+        return RunRecord.from_row(row)
+
+    def resolve(self, ref: str) -> RunRecord:
+        """A run by its id, a unique prefix or suffix of it, or its unique name."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT * FROM runs WHERE id = ? OR id LIKE ? ESCAPE '\\' OR id LIKE ? ESCAPE '\\' OR name = ? "
+                "ORDER BY created_at",
+                (ref, f"{_like(ref)}%", f"%{_like(ref)}", ref),
+            ).fetchall()
+        exact = [r for r in rows if r["id"] == ref]
+        if exact:
+            return RunRecord.from_row(exact[0])
+        if len(rows) == 1:
+            return RunRecord.from_row(rows[0])
+        if not rows:
+            raise RegistryError(f"run {ref!r}: no run has this id, id prefix or name (see `alignplan runs list`)")
+        ids = ", ".join(r["id"] for r in rows[:5])
+        raise RegistryError(f"run {ref!r}: ambiguous, matches {len(rows)} runs ({ids}); give more of the id")
+
+    def list(self, status: str | None = None) -> list[RunRecord]:
+        query, args = "SELECT * FROM runs", ()
+        if status is not None:
+            query, args = query + " WHERE status = ?", (status,)
+        with self._connect() as con:
+            rows = con.execute(query + " ORDER BY created_at, id", args).fetchall()
+        return [RunRecord.from_row(r) for r in rows]
+
+    # --- writes -----------------------------------------------------------------------------------
+
+    def add(
+        self,
+        *,
+        run_id: str,
+        method: str,
+        model: str,
+        dataset: str,
+        run_dir: str | Path,
+        name: str | None = None,
+        predicted_peak_bytes: int | None = None,
+    ) -> RunRecord:
+        now = time.time()
+        with self._transaction() as con:
+            con.execute(
+                "INSERT INTO runs (id, name, method, model, dataset, status, created_at, run_dir, "
+                "predicted_peak_bytes, updated_at) VALUES (?, ?, ?, ?, ?, 'prepared', ?, ?, ?, ?)",
+                (run_id, name, method, model, dataset, now, str(run_dir), predicted_peak_bytes, now),
+            )
+        return self.get(run_id)
+
+    def transition(self, run_id: str, new_status: str, *, expect: str | None = None, **fields: Any) -> RunRecord:
+        """Move a run to ``new_status`` (validated), setting ``fields`` in the same transaction."""
+        if new_status not in STATUSES:
+            raise RegistryError(f"status {new_status!r}: accepted: {', '.join(STATUSES)}")
+        with self._transaction() as con:
+            row = con.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise RegistryError(f"run id {run_id!r}: no such run in {self.path}")
+            current = row["status"]
+            if expect is not None and current != expect:
+                raise TransitionError(f"run {run_id}: status is {current}, expected {expect}")
+            if new_status not in TRANSITIONS[current]:
+                allowed = ", ".join(sorted(TRANSITIONS[current])) or "none (final)"
+                raise TransitionError(
+                    f"run {run_id}: cannot go from {current} to {new_status}; allowed from {current}: {allowed}"
+                )
+            self._set(con, run_id, status=new_status, **fields)
+        return self.get(run_id)
+
+    def update(self, run_id: str, **fields: Any) -> RunRecord:
+        """Set fields other than status (pids, metrics, peaks)."""
+        if "status" in fields:
+            raise RegistryError("status: change it with transition(), which validates the lifecycle")
+        with self._transaction() as con:
+            self._set(con, run_id, **fields)
+        return self.get(run_id)
+
+    def delete(self, run_id: str) -> None:
+        with self._transaction() as con:
+            cur = con.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        if cur.rowcount == 0:
+            raise RegistryError(f"run id {run_id!r}: no such run in {self.path}")
+
+    _COLUMNS = frozenset(RunRecord.__dataclass_fields__) - {"id", "updated_at"}
+
+    def _set(self, con: sqlite3.Connection, run_id: str, **fields: Any) -> None:
+        unknown = set(fields) - self._COLUMNS
+        if unknown:
+            raise RegistryError(f"unknown registry fields: {', '.join(sorted(unknown))}")
+        if "last_metrics" in fields and fields["last_metrics"] is not None:
+            fields["last_metrics"] = json.dumps(fields["last_metrics"])
+        fields["updated_at"] = time.time()
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        cur = con.execute(f"UPDATE runs SET {cols} WHERE id = ?", (*fields.values(), run_id))
+        if cur.rowcount == 0:
+            raise RegistryError(f"run id {run_id!r}: no such run in {self.path}")
+
+    # --- outcome and reconciliation ---------------------------------------------------------------
+
+    def record_outcome(self, run_id: str, exit_code: int | None) -> RunRecord:
+        """Final status of a running run from its directory (result.json, STOP, exit code, log)."""
+        rec = self.get(run_id)
+        run = rd.RunDir(Path(rec.run_dir))
+        status, error = run.outcome(exit_code)
+        fields: dict[str, Any] = {"ended_at": time.time(), "exit_code": exit_code, "error": error}
+        fields.update(run.measurements())
+        try:
+            return self.transition(run_id, status, expect="running", **fields)
+        except TransitionError:
+            return self.get(run_id)  # someone else recorded it first
+
+    def reconcile(self) -> list[str]:
+        """Runs recorded as running whose processes are gone get their final status; returns their ids."""
+        changed = []
+        for rec in self.list(status="running"):
+            if is_alive(rec.supervisor_pid, rec.supervisor_started) or is_alive(rec.pid, rec.pid_started):
+                continue
+            if rec.supervisor_pid is None and time.time() - (rec.started_at or 0) < 5:
+                continue  # being launched right now
+            self.record_outcome(rec.id, rec.exit_code)
+            changed.append(rec.id)
+        return changed
+
+
+def is_alive(pid: int | None, started: float | None) -> bool:
+    """Whether ``pid`` is a live (non-zombie) process started at ``started`` (guards pid reuse)."""
+    if not pid:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if started is not None and abs(proc.create_time() - started) > 1.0:
+            return False
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def process_started(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def group_members(pgid: int | None, *, include_zombies: bool = False) -> list[psutil.Process]:
+    """Processes of a process group; zombies only when asked (they hold nothing but a table entry)."""
+    if not pgid:
+        return []
+    out = []
+    for proc in psutil.process_iter(["pid", "status"]):
+        try:
+            zombie = proc.info["status"] == psutil.STATUS_ZOMBIE
+            if os.getpgid(proc.pid) == pgid and (include_zombies or not zombie):
+                out.append(proc)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return out
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

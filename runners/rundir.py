@@ -1,0 +1,515 @@
+"""Run directories: ``prepare`` turns a RunSpec into runs/<id>/ and RunDir reads what a run wrote.
+
+runs/<id>/
+    spec.yaml        RunSpec.dump(): what the recipe reads
+    accelerate.yaml  the accelerate setup chosen for the devices found (see decide())
+    command.sh       the exact launch command, runnable by hand: ``bash command.sh [--resume]``
+    command.json     the same command as an argument list (argv, cwd, env) for the launcher
+    plan.json        planner request and estimate, the devices found and the decision taken
+    stdout.log       the command's output (written by the launcher)
+    metrics.jsonl    one JSON line per logging step (written by the recipe)
+    result.json      final status, metrics and measured peak memory (written by the recipe)
+    checkpoints/     unless spec.output_dir says otherwise
+    STOP             created by stop(): the recipe saves a checkpoint and exits 0
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runners import devices as dev
+from runners.spec import RunSpec, SpecError
+
+RUNS_DIR_ENV = "ALIGNPLAN_RUNS_DIR"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESUME_FLAG = "--resume"
+# TRL 1.16 defaults used when the spec's hparams leave them out.
+DEFAULT_MAX_LENGTH = 1024
+DEFAULT_BATCH_SIZE = 8
+
+
+class RunDirError(ValueError):
+    """A run directory or launch setup that cannot be used; the message names the file or field."""
+
+
+def runs_root(root: str | Path | None = None) -> Path:
+    """Where run directories live: ``root``, else $ALIGNPLAN_RUNS_DIR, else ./runs (absolute)."""
+    chosen = root if root is not None else os.environ.get(RUNS_DIR_ENV) or "runs"
+    return Path(chosen).expanduser().resolve()
+
+
+_resolve_root = runs_root  # prepare() takes a parameter of the same name
+
+
+def new_run_id(method: str, now: float | None = None) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now if now is not None else time.time()))
+    return f"{stamp}-{method}-{secrets.token_hex(3)}"
+
+
+def make_run_dir(root: Path, method: str) -> Path:
+    """Create a fresh run directory; os.mkdir fails on an existing name, so concurrent calls never share one."""
+    root.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        path = root / new_run_id(method)
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            continue
+        return path
+    raise RunDirError(f"{root}: could not create a unique run directory")
+
+
+# --- reading a run directory -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    spec_path = property(lambda self: self.path / "spec.yaml")
+    accelerate_path = property(lambda self: self.path / "accelerate.yaml")
+    command_sh = property(lambda self: self.path / "command.sh")
+    command_json = property(lambda self: self.path / "command.json")
+    plan_path = property(lambda self: self.path / "plan.json")
+    stdout_log = property(lambda self: self.path / "stdout.log")
+    metrics_path = property(lambda self: self.path / "metrics.jsonl")
+    result_path = property(lambda self: self.path / "result.json")
+    stop_path = property(lambda self: self.path / "STOP")
+
+    def spec(self) -> RunSpec:
+        return RunSpec.load(self.spec_path)
+
+    def command(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.command_json.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunDirError(f"{self.command_json}: missing; prepare the run first") from None
+        except json.JSONDecodeError as exc:
+            raise RunDirError(f"{self.command_json}: not valid JSON ({exc})") from None
+        if not isinstance(data.get("argv"), list) or not all(isinstance(a, str) for a in data["argv"]):
+            raise RunDirError(f"{self.command_json}: 'argv' must be a list of strings")
+        return data
+
+    def plan(self) -> dict[str, Any]:
+        return _read_json(self.plan_path) or {}
+
+    def result(self) -> dict[str, Any] | None:
+        return _read_json(self.result_path)
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """Complete metrics lines so far (a line being written is skipped)."""
+        try:
+            text = self.metrics_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in text.splitlines():
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(item, dict):
+                out.append(item)
+        return out
+
+    def log_tail(self, lines: int = 40, max_chars: int = 4000) -> str:
+        try:
+            with open(self.stdout_log, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                size = fh.tell()
+                fh.seek(max(0, size - 64_000))
+                text = fh.read().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+        tail = "\n".join(text.splitlines()[-lines:])
+        return tail[-max_chars:]
+
+    def measurements(self) -> dict[str, Any]:
+        """Measured peak memory and last metrics, from result.json or else metrics.jsonl."""
+        result = self.result() or {}
+        rows = self.metrics()
+        peaks = [int(r["peak_memory_bytes"]) for r in rows if isinstance(r.get("peak_memory_bytes"), int | float)]
+        peak = result.get("peak_memory_bytes")
+        if not isinstance(peak, int | float):
+            peak = max(peaks) if peaks else None
+        last = result.get("final") if isinstance(result.get("final"), dict) else (rows[-1] if rows else None)
+        out: dict[str, Any] = {}
+        if peak is not None:
+            out["measured_peak_bytes"] = int(peak)
+        if last is not None:
+            out["last_metrics"] = last
+        return out
+
+    def outcome(self, exit_code: int | None) -> tuple[str, str | None]:
+        """(final status, error text) of an ended run.
+
+        result.json decides when the recipe wrote one; otherwise exit code 0 is success, a STOP
+        file means the user stopped it (killed after the grace period), anything else failed.
+        """
+        result = self.result() or {}
+        status = result.get("status")
+        if status in ("succeeded", "stopped") and exit_code in (0, None):
+            return status, None
+        if exit_code == 0 and status is None:
+            return "succeeded", None
+        if self.stop_path.exists():
+            return "stopped", f"stopped by signal before a clean exit (exit code {exit_code})"
+        if status == "failed" and result.get("error"):
+            return "failed", f"{result['error']}\n--- log tail ---\n{self.log_tail()}"
+        why = "process gone, no exit code recorded" if exit_code is None else f"exit code {exit_code}"
+        return "failed", f"{why}\n--- log tail ---\n{self.log_tail()}"
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# --- the launch decision ---------------------------------------------------------------------------
+
+
+@dataclass
+class Decision:
+    """How the run is launched, and why."""
+
+    kind: str  # cpu | single-gpu | ddp | deepspeed-zero2 | deepspeed-zero3
+    distributed_type: str  # accelerate's: NO, MULTI_CPU, MULTI_GPU, DEEPSPEED
+    num_processes: int
+    gpu_ids: list[int]
+    zero: int
+    precision: str
+    fits: bool | None
+    usable_bytes: int | None  # memory one process may use on its device
+    predicted_peak_bytes: int | None
+    reason: str
+    tried: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# estimate(spec, precision, zero, gpus, gpu) -> (planner request dict, planner plan dict)
+Estimator = Callable[..., tuple[dict[str, Any], dict[str, Any]]]
+
+
+def plan_request(spec: RunSpec, *, precision: str, zero: int, gpus: int, gpu: str | None) -> dict[str, Any]:
+    """The planner request that describes this spec (kwargs of planner.PlanRequest)."""
+    hp = spec.hparams
+    req: dict[str, Any] = {
+        "model": spec.model,
+        "method": spec.method,
+        "seq_len": int(hp.get("max_length") or DEFAULT_MAX_LENGTH),
+        "batch_size": int(hp.get("per_device_train_batch_size") or DEFAULT_BATCH_SIZE),
+        "precision": precision,
+        "lora_rank": spec.lora.r if spec.lora else None,
+        "quant": spec.lora.quant if spec.lora else None,
+        "grad_ckpt": spec.gradient_checkpointing,
+        "zero": zero,
+        "gpus": gpus,
+        "nodes": 1,
+    }
+    if gpu is not None:
+        req["gpu"] = gpu
+    return req
+
+
+def planner_estimate(spec: RunSpec, *, precision: str, zero: int, gpus: int, gpu: str | None):
+    """Ask the planner; the model comes from planner.load_model (a local dir needs only config.json)."""
+    import planner
+
+    req = plan_request(spec, precision=precision, zero=zero, gpus=gpus, gpu=gpu)
+    model = planner.load_model(spec.model)
+    plan = planner.estimate(planner.PlanRequest(**{**req, "model": model}))
+    req["model_id"] = getattr(model, "id", spec.model)
+    return req, plan.to_dict()
+
+
+def planner_gpu_id(gpu: dev.GPU) -> str | None:
+    """The planner catalogue GPU most like a detected one: name match first, then nearest memory."""
+    try:
+        import planner
+    except ImportError:
+        return None
+    specs = list(planner.GPUS.values())
+    if not specs:
+        return None
+    squashed = gpu.name.upper().replace(" ", "").replace("-", "")
+    named = [s for s in specs if s.id.split("-")[0].upper() in squashed]
+    pool = named or specs
+    return min(pool, key=lambda s: abs(int(s.memory_bytes) - gpu.total_bytes)).id
+
+
+def resolve_precision(spec: RunSpec, on_gpu: bool) -> str:
+    return spec.precision or ("bf16" if on_gpu else "fp32")
+
+
+def select_gpus(spec: RunSpec, devices: dev.Devices) -> list[dev.GPU]:
+    if spec.devices == "cpu" or not devices.gpus:
+        if isinstance(spec.devices, list) and spec.devices:
+            raise SpecError(f"devices: GPU indices {spec.devices} requested but no GPU is visible")
+        return []
+    if spec.devices == "auto":
+        chosen = list(devices.gpus)
+    else:
+        by_index = {g.index: g for g in devices.gpus}
+        missing = [i for i in spec.devices if i not in by_index]
+        if missing:
+            raise SpecError(
+                f"devices: GPU index {missing[0]} is not visible; visible: {sorted(by_index)} or 'cpu'/'auto'"
+            )
+        chosen = [by_index[i] for i in dict.fromkeys(spec.devices)]
+    if spec.num_processes is not None:
+        if spec.num_processes > len(chosen):
+            raise SpecError(
+                f"num_processes: {spec.num_processes} processes need one GPU each; {len(chosen)} selected"
+            )
+        chosen = chosen[: spec.num_processes]
+    return chosen
+
+
+def decide(spec: RunSpec, devices: dev.Devices, estimate: Estimator = planner_estimate) -> tuple[Decision, dict]:
+    """Choose the accelerate setup, and return it with the plan it rests on.
+
+    No GPU (or devices: cpu): the CPU, one process unless num_processes says more (MULTI_CPU).
+    One GPU: that GPU. Several: DDP when one replica fits one GPU (planner, zero=0), else the
+    first DeepSpeed ZeRO stage that fits (2, then 3); ZeRO-3 when none does, flagged as not fitting.
+    """
+    gpus = select_gpus(spec, devices)
+    precision = resolve_precision(spec, bool(gpus))
+    tried: list[dict[str, Any]] = []
+    if not gpus:
+        n = spec.num_processes or 1
+        usable = devices.ram_available_bytes // n
+        plan, req, peak, err = _try(estimate, spec, precision, 0, 1, None, usable, tried)
+        decision = Decision(
+            kind="cpu",
+            distributed_type="MULTI_CPU" if n > 1 else "NO",
+            num_processes=n,
+            gpu_ids=[],
+            zero=0,
+            precision=precision,
+            fits=None if peak is None else peak <= usable,
+            usable_bytes=usable,
+            predicted_peak_bytes=peak,
+            reason="no GPU visible" if spec.devices != "cpu" else "devices: cpu",
+            tried=tried,
+        )
+        return _note_error(decision, err), {"request": req, "plan": plan}
+
+    n = len(gpus)
+    usable = min(g.free_bytes for g in gpus)
+    gpu_id = planner_gpu_id(gpus[0])
+    stages = (0,) if n == 1 else (0, 2, 3)
+    chosen = None
+    for zero in stages:
+        plan, req, peak, err = _try(estimate, spec, precision, zero, n, gpu_id, usable, tried)
+        if peak is None or peak <= usable:
+            chosen = (zero, plan, req, peak, err)
+            break
+    if chosen is None:  # nothing fits: the most sharded setup, flagged
+        chosen = (stages[-1], plan, req, peak, err)
+    zero, plan, req, peak, err = chosen
+    fits = None if peak is None else peak <= usable
+    if n == 1:
+        kind, dist = "single-gpu", "NO"
+    elif zero == 0:
+        kind, dist = "ddp", "MULTI_GPU"
+    else:
+        kind, dist = f"deepspeed-zero{zero}", "DEEPSPEED"
+    reason = _reason(kind, n, peak, usable, fits)
+    decision = Decision(kind, dist, n, [g.index for g in gpus], zero, precision, fits, usable, peak, reason, tried)
+    if fits is False:
+        decision.notes.append("the planner predicts this run does not fit the selected GPUs; expect OOM")
+    if kind.startswith("deepspeed"):
+        decision.notes.append("needs DeepSpeed: pip install 'alignplan[deepspeed]'")
+    return _note_error(decision, err), {"request": req, "plan": plan}
+
+
+def _try(estimate, spec, precision, zero, n, gpu_id, usable, tried):
+    try:
+        req, plan = estimate(spec, precision=precision, zero=zero, gpus=n, gpu=gpu_id)
+    except Exception as exc:  # the planner cannot place this model (offline hub id, ...): launch anyway
+        err = f"{type(exc).__name__}: {exc}"
+        tried.append({"zero": zero, "gpus": n, "error": err})
+        return None, plan_request(spec, precision=precision, zero=zero, gpus=n, gpu=gpu_id), None, err
+    peak = int(plan["peak_bytes_per_gpu"])
+    tried.append({"zero": zero, "gpus": n, "peak_bytes_per_gpu": peak, "usable_bytes": usable, "fits": peak <= usable})
+    return plan, req, peak, None
+
+
+def _note_error(decision: Decision, err: str | None) -> Decision:
+    if err:
+        decision.notes.append(f"no memory estimate ({err}); setup chosen from the device count alone")
+    return decision
+
+
+def _reason(kind: str, n: int, peak: int | None, usable: int, fits: bool | None) -> str:
+    gib = 2**30
+    if peak is None:
+        return f"{n} GPU(s), no estimate: {kind}"
+    est = f"predicted {peak / gib:.1f} GiB per GPU vs {usable / gib:.1f} GiB free"
+    if kind == "single-gpu":
+        return f"one GPU; {est}"
+    if kind == "ddp":
+        return f"a full replica fits one GPU ({est}): DDP over {n} GPUs"
+    if fits:
+        return f"a replica does not fit one GPU; ZeRO-{kind[-1]} over {n} GPUs does ({est})"
+    return f"does not fit even with ZeRO-3 over {n} GPUs ({est})"
+
+
+# --- accelerate.yaml and the command ---------------------------------------------------------------
+
+
+def accelerate_config(decision: Decision, spec: RunSpec) -> dict[str, Any]:
+    """accelerate's config file contents for the decision; num_processes always explicit."""
+    on_cpu = decision.kind == "cpu"
+    deepspeed = decision.distributed_type == "DEEPSPEED"
+    # amp-bf16 autocasts; a bf16-loaded model needs no autocast except under DeepSpeed, whose
+    # bf16 mode must be on to accept bf16 parameters.
+    mixed = "bf16" if decision.precision == "amp-bf16" or (deepspeed and decision.precision == "bf16") else "no"
+    cfg: dict[str, Any] = {
+        "compute_environment": "LOCAL_MACHINE",
+        "debug": False,
+        "distributed_type": decision.distributed_type,
+        "downcast_bf16": "no",
+        "machine_rank": 0,
+        "main_training_function": "main",
+        "mixed_precision": mixed,
+        "num_machines": 1,
+        "num_processes": decision.num_processes,
+        "rdzv_backend": "static",
+        "same_network": True,
+        "use_cpu": on_cpu,
+    }
+    if not on_cpu:
+        cfg["gpu_ids"] = gpu_ids_for_env(decision.gpu_ids)
+    if deepspeed:
+        cfg["deepspeed_config"] = {
+            "zero_stage": decision.zero,
+            "offload_optimizer_device": "none",
+            "offload_param_device": "none",
+            "gradient_accumulation_steps": int(spec.hparams.get("gradient_accumulation_steps", 1)),
+            "gradient_clipping": float(spec.hparams.get("max_grad_norm", 1.0)),
+            "zero3_init_flag": decision.zero == 3,
+        }
+        if decision.zero == 3:
+            cfg["deepspeed_config"]["zero3_save_16bit_model"] = True
+    return cfg
+
+
+def gpu_ids_for_env(indices: list[int]) -> str:
+    """accelerate's gpu_ids: "all", or the entries of CUDA_VISIBLE_DEVICES behind the visible indices.
+
+    accelerate writes gpu_ids into CUDA_VISIBLE_DEVICES, so visible index 1 under
+    CUDA_VISIBLE_DEVICES=4,5 must be written as 5.
+    """
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    entries = [e.strip() for e in visible.split(",")] if visible else None
+    if entries is None and indices == list(range(len(indices))):
+        return "all" if len(indices) > 1 else "0"
+    if entries is None:
+        return ",".join(str(i) for i in indices)
+    return ",".join(entries[i] for i in indices)
+
+
+def recipe_module(method: str) -> str:
+    return f"runners.recipes.{method.replace('-', '_')}"
+
+
+def launch_argv(run: RunDir, decision: Decision, method: str, python: str | None = None) -> list[str]:
+    return [
+        python or sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(run.accelerate_path),
+        "--num_processes",
+        str(decision.num_processes),
+        "-m",
+        recipe_module(method),
+        "--spec",
+        str(run.spec_path),
+    ]
+
+
+def write_command(run: RunDir, argv: list[str], cwd: str | Path = REPO_ROOT, env: dict[str, str] | None = None) -> None:
+    """command.json (argument list for the launcher) and command.sh (the same, for a shell)."""
+    env = dict(env) if env is not None else {"PYTHONPATH": str(cwd)}
+    data = {"argv": argv, "cwd": str(cwd), "env": env, "resume_flag": RESUME_FLAG}
+    run.command_json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    lines = [
+        "#!/usr/bin/env bash",
+        f"# Run {run.id} by hand: bash command.sh  (add {RESUME_FLAG} to continue from the newest checkpoint).",
+        f"# Generated by alignplan with {shlex.quote(argv[0])}; command.json holds the same argument list.",
+        "set -euo pipefail",
+        f"cd {shlex.quote(str(cwd))}",
+    ]
+    for key, value in env.items():
+        if key == "PYTHONPATH":
+            lines.append(f"export PYTHONPATH={shlex.quote(value)}${{PYTHONPATH:+:$PYTHONPATH}}")
+        else:
+            lines.append(f"export {key}={shlex.quote(value)}")
+    lines.append("exec " + shlex.join(argv) + ' "$@"')
+    run.command_sh.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run.command_sh.chmod(0o755)
+
+
+def prepare(
+    spec: RunSpec,
+    runs_root: str | Path | None = None,
+    *,
+    devices: dev.Devices | None = None,
+    estimate: Estimator = planner_estimate,
+    register: bool = True,
+) -> RunDir:
+    """Write runs/<id>/ (spec.yaml, accelerate.yaml, command.sh + command.json, plan.json) and register it."""
+    devices = devices if devices is not None else dev.discover()
+    decision, planned = decide(spec, devices, estimate)
+    root = _resolve_root(runs_root)
+    run = RunDir(make_run_dir(root, spec.method))
+    spec.dump(run.spec_path)
+    run.accelerate_path.write_text(
+        yaml.safe_dump(accelerate_config(decision, spec), sort_keys=False), encoding="utf-8"
+    )
+    write_command(run, launch_argv(run, decision, spec.method))
+    plan_doc = {
+        "run_id": run.id,
+        "request": planned["request"],
+        "plan": planned["plan"],
+        "predicted_peak_bytes": decision.predicted_peak_bytes,
+        "devices": devices.to_dict(),
+        "decision": decision.to_dict(),
+    }
+    run.plan_path.write_text(json.dumps(plan_doc, indent=2, default=str) + "\n", encoding="utf-8")
+    if register:
+        from runners.registry import Registry
+
+        Registry.for_runs_root(root, reconcile=False).add(
+            run_id=run.id,
+            name=spec.name,
+            method=spec.method,
+            model=spec.model,
+            dataset=spec.dataset.path,
+            run_dir=run.path,
+            predicted_peak_bytes=decision.predicted_peak_bytes,
+        )
+    return run
