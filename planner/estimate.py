@@ -1,0 +1,489 @@
+"""estimate(request) -> Plan: per-GPU memory of an alignment method, per copy and per phase.
+
+The peak is the largest phase, not the sum of everything. Phases (those the method has):
+  generation        static + KV cache of the rollouts + the last token's logits
+  scoring           static + one frozen copy's no-grad forward (reference/reward/value log-probs)
+  forward_backward  static + activations + logits + gradients as they stand at the backward peak
+  optimizer_step    static + all gradients (the optimizer reads them, then they are freed)
+where static = every copy's weights + the optimizer states, which exist from the first step on
+(step 2 is the real peak: step 1 has no Adam moments yet during its forward and backward).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from planner import terms
+from planner.errors import PlannerError
+from planner.hardware import GPUS, get_gpu
+from planner.methods import METHOD_IDS, MethodProfile, get_profile
+from planner.models import ModelSpec, load_model
+
+COMPONENTS = ("weights", "gradients", "optimizer_states", "activations", "logits", "kv_cache", "overhead")
+PHASES = ("generation", "scoring", "forward_backward", "optimizer_step")
+MAX_GPUS = 4096
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """What to plan. Defaults are the runners' defaults (TRL 1.16's, on a bf16 GPU)."""
+
+    model: str | dict | ModelSpec
+    method: str = "dpo"
+    seq_len: int = 1024  # prompt + completion tokens per sequence (TRL max_length)
+    batch_size: int = 8  # per-device micro-batch, as TRL's per_device_train_batch_size counts it
+    precision: str = "bf16"
+    lora_rank: int | None = None
+    lora_targets: str = "all-linear"
+    lora_dropout: float = 0.05
+    quant: str | None = None  # nf4 | int8 (needs lora_rank)
+    grad_ckpt: bool = True
+    optimizer: str = "adamw"
+    zero: int = 0  # 0 = DDP; 1/2/3 = ZeRO stages (3 = FSDP full shard)
+    engine: str = "deepspeed"  # deepspeed | fsdp: which implements zero 1-3
+    offload: str | None = None  # optimizer | params
+    gpu: str | None = None
+    gpus: int = 1  # per node
+    nodes: int = 1
+    chunked_loss: bool = False
+    precompute_ref: bool = False
+    beta: float | None = None  # KL coefficient for grpo/rloo; None = the method's TRL default
+    num_generations: int | None = None
+    completion_len: int | None = None  # default seq_len // 2
+    reward_model: str | None = None  # None: same as the policy; "rule": a function; or a model
+    value_model: str | None = None  # None: same as the policy; "shared": head on the policy
+    judge_model: str | None = None  # None: same as the policy; "api": a remote judge
+
+    def replace(self, **changes: Any) -> PlanRequest:
+        return replace(self, **changes)
+
+
+@dataclass
+class Plan:
+    method: str
+    model: dict[str, Any]
+    request: dict[str, Any]
+    world_size: int
+    params_total: int
+    trainable_params: int
+    copies: list[dict[str, Any]]
+    phases: list[dict[str, Any]]
+    peak_phase: str
+    peak_bytes_per_gpu: int
+    components: dict[str, int]
+    host_bytes_per_node: int = 0
+    gpu: str | None = None
+    gpu_memory_bytes: int | None = None
+    fits: bool | None = None
+    headroom_bytes: int | None = None
+    min_gpus: dict[str, int | None] = field(default_factory=dict)
+    min_gpus_detail: dict[str, dict[str, int] | None] = field(default_factory=dict)
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def peak_gib(self) -> float:
+        return self.peak_bytes_per_gpu / terms.GIB
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_frame(self):
+        """One row per (phase, component), bytes and GiB; the peak phase flagged."""
+        import pandas as pd
+
+        rows = []
+        for ph in self.phases:
+            for comp, b in ph["components"].items():
+                rows.append({"stage": ph.get("stage", self.method), "phase": ph["name"], "component": comp,
+                             "bytes": b, "gib": b / terms.GIB, "is_peak": ph.get("is_peak", False)})
+        return pd.DataFrame(rows)
+
+
+# --- validation -----------------------------------------------------------------------------------
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise PlannerError(name, f"must be an integer from {lo} to {hi:,}, got {value!r}")
+
+
+def _choice(name: str, value: Any, accepted: tuple) -> None:
+    if value not in accepted:
+        shown = ", ".join("none" if a is None else str(a) for a in accepted)
+        raise PlannerError(name, f"{value!r} is not accepted; accepted: {shown}")
+
+
+def validate(req: PlanRequest) -> ModelSpec:
+    model = load_model(req.model)
+    _choice("method", req.method, METHOD_IDS + ("rlaif-label", "cai-generate"))
+    _check_int("seq_len", req.seq_len, 1, 2_097_152)
+    _check_int("batch_size", req.batch_size, 1, 65_536)
+    _choice("precision", req.precision, tuple(terms.PRECISIONS))
+    _choice("optimizer", req.optimizer, terms.OPTIMIZERS)
+    _choice("zero", req.zero, (0, 1, 2, 3))
+    _choice("engine", req.engine, ("deepspeed", "fsdp"))
+    _choice("offload", req.offload, (None, "optimizer", "params"))
+    _choice("quant", req.quant, (None, "nf4", "int8"))
+    _choice("lora_targets", req.lora_targets, tuple(terms.LORA_TARGETS))
+    _check_int("gpus", req.gpus, 1, 64)
+    _check_int("nodes", req.nodes, 1, 4096)
+    if req.lora_rank is not None:
+        _check_int("lora_rank", req.lora_rank, 1, model.hidden_size)
+    if not 0.0 <= req.lora_dropout < 1.0:
+        raise PlannerError("lora_dropout", f"must be in [0, 1), got {req.lora_dropout!r}")
+    if req.quant and req.lora_rank is None:
+        raise PlannerError("quant", "quantized weights cannot be trained: set lora_rank (QLoRA)")
+    if req.offload == "params" and req.zero != 3:
+        raise PlannerError("offload", "parameter offload needs zero=3")
+    if req.offload and req.zero == 0:
+        raise PlannerError("offload", "optimizer offload needs zero 1, 2 or 3 (DeepSpeed ZeRO-Offload)")
+    if req.gpu is not None:
+        get_gpu(req.gpu)
+    if req.beta is not None and (not isinstance(req.beta, (int, float)) or req.beta < 0):
+        raise PlannerError("beta", f"must be >= 0, got {req.beta!r}")
+    if req.num_generations is not None:
+        _check_int("num_generations", req.num_generations, 1, 1024)
+    if req.completion_len is not None:
+        _check_int("completion_len", req.completion_len, 1, req.seq_len)
+    return model
+
+
+# --- copies ---------------------------------------------------------------------------------------
+
+
+def _active_options(req: PlanRequest, profile: MethodProfile) -> set[str]:
+    opts = set()
+    if req.lora_rank:
+        opts.add("lora")
+    if req.precompute_ref:
+        opts.add("precompute_ref")
+    beta = req.beta if req.beta is not None else profile.default_beta
+    if beta is not None and beta == 0:
+        opts.add("beta0")
+    if req.reward_model == "rule":
+        opts.add("rule_reward")
+    if req.value_model == "shared":
+        opts.add("shared_value")
+    if req.judge_model == "api":
+        opts.add("api_judge")
+    return opts
+
+
+_DROP_REASONS = {
+    "lora": "the policy with its LoRA adapter switched off serves as the reference",
+    "precompute_ref": "reference log-probs are computed once before training",
+    "beta0": "beta = 0: no KL term, so no reference model",
+    "rule_reward": "a rule-based reward function replaces the reward model",
+    "shared_value": "the value head shares the policy backbone",
+    "api_judge": "the judge is a remote API",
+}
+
+
+def _copy_model(role: str, req: PlanRequest, base: ModelSpec) -> ModelSpec:
+    other = {"reward": req.reward_model, "value": req.value_model, "judge": req.judge_model}.get(role)
+    if other and other not in ("rule", "shared", "api"):
+        return load_model(other)
+    return base
+
+
+@dataclass
+class _Copy:
+    role: str
+    model: ModelSpec
+    trainable: bool
+    scalar_head: bool
+    params: int
+    trainable_params: int
+    weights: int
+    gradients: int
+    optimizer_states: int
+
+
+def _build_copies(req: PlanRequest, profile: MethodProfile, base: ModelSpec, notes: list[str]) -> list[_Copy]:
+    prec = terms.PRECISIONS[req.precision]
+    opts = _active_options(req, profile)
+    fp32_master = req.zero > 0 and req.engine == "deepspeed" and prec.weight == 2
+    out = []
+    for c in profile.copies:
+        hit = [o for o in c.dropped_by if o in opts]
+        if hit:
+            notes.append(f"no separate {c.role} model: {_DROP_REASONS[hit[0]]}")
+            continue
+        m = _copy_model(c.role, req, base)
+        if c.scalar_head:
+            params = terms.scalar_head_params(m)
+            weights = terms.scalar_head_weight_bytes(m, prec.weight, req.quant)
+        else:
+            params = m.params_total
+            weights = terms.weight_bytes(m, prec.weight, req.quant)
+        grads = states = trainable = 0
+        if c.trainable:
+            if req.lora_rank:
+                trainable = terms.lora_params(m, req.lora_rank, req.lora_targets)
+                head = m.hidden_size if c.scalar_head else 0  # the score head trains in full
+                weights += trainable * terms.LORA_ADAPTER_BYTES
+                grads = trainable * terms.LORA_ADAPTER_BYTES + head * prec.grad
+                states = terms.optimizer_state_bytes(trainable, req.optimizer, terms.LORA_ADAPTER_BYTES)
+                states += terms.optimizer_state_bytes(head, req.optimizer, prec.state)
+                trainable += head
+            else:
+                trainable = params
+                grads = terms.gradient_bytes(trainable, prec.grad)
+                ada = terms.adafactor_state_elems(m) if req.optimizer == "adafactor" else None
+                states = terms.optimizer_state_bytes(trainable, req.optimizer, prec.state, fp32_master, ada)
+        out.append(_Copy(c.role, m, c.trainable, c.scalar_head, params, trainable, weights, grads, states))
+    if fp32_master and not req.lora_rank:
+        notes.append("DeepSpeed under bf16 keeps an fp32 master copy with fp32 Adam moments: 12 bytes per trainable parameter")
+    return out
+
+
+# --- one stage ------------------------------------------------------------------------------------
+
+
+def _stage_phases(req: PlanRequest, profile: MethodProfile, base: ModelSpec, notes: list[str]):
+    prec = terms.PRECISIONS[req.precision]
+    world = req.gpus * req.nodes
+    copies = _build_copies(req, profile, base, notes)
+    e, r = prec.act, prec.residual
+    z = req.zero
+    offload_opt = req.offload in ("optimizer", "params")
+    offload_params = req.offload == "params"
+
+    # Per-GPU shares of the model states (ZeRO paper, Rajbhandari et al. 2020, §5: stage 1 shards
+    # optimizer states, 2 also gradients, 3 also parameters; frozen copies are sharded by ZeRO-3 too).
+    def share(total: int, sharded: bool) -> int:
+        return math.ceil(total / world) if sharded else total
+
+    weights = sum(share(c.weights, z == 3) for c in copies)
+    states = sum(share(c.optimizer_states, z >= 1) for c in copies)
+    grads_all = sum(share(c.gradients, z >= 2) for c in copies)
+    host_total = 0
+    if offload_opt:
+        host_total += sum(c.optimizer_states for c in copies)
+        states = 0
+    if offload_params:
+        host_total += sum(c.weights for c in copies)
+        weights = 0
+    if z == 3:
+        # ZeRO-3 gathers each layer's full parameters before using it (and prefetches the next);
+        # the embedding and LM head are gathered whole.
+        biggest = max((c.model for c in copies), key=lambda m: m.params_total) if copies else base
+        layer = (biggest.params_total - biggest.params_by_kind().get("embedding", 0) - biggest.lm_head_params) // max(
+            biggest.num_layers, 1)
+        weights += max(2 * layer, biggest.params_by_kind().get("embedding", 0)) * prec.weight
+    if world > 1 and z == 0:
+        # DDP's gradient buckets are a second copy of the gradients (gradient_as_bucket_view=False,
+        # PyTorch's and accelerate's default).
+        grads_all += sum(c.gradients for c in copies)
+        notes.append("DDP keeps its gradient buckets beside the gradients (a second gradient copy)")
+
+    gens = req.num_generations or profile.default_generations
+    seqs_train = req.batch_size * profile.sequences_per_example
+    t_train = seqs_train * req.seq_len
+    trainables = [c for c in copies if c.trainable]
+    frozen = [c for c in copies if not c.trainable]
+    static = {"weights": weights, "optimizer_states": states}
+
+    def layer_act(m: ModelSpec, tokens: int) -> int:
+        act = terms.activation_bytes_per_layer(m, tokens, e, r, req.seq_len if m.model_type == "gemma2" else None)
+        if req.lora_rank:
+            act += terms.lora_activation_bytes_per_layer(m, tokens, req.lora_rank, req.lora_dropout, e, req.lora_targets)
+        return act
+
+    phases = []
+    if "generation" in profile.phases:
+        gen_model = copies[0].model if copies else base
+        completion = req.completion_len or req.seq_len // 2
+        tokens = req.seq_len
+        seqs = req.batch_size * (gens if profile.id in ("cai-generate",) else 1)
+        if profile.id == "rlaif-label":
+            tokens = 2 * req.seq_len  # prompt + both responses + the verdict
+        if profile.id == "cai-generate":
+            tokens = req.seq_len + 2 * completion  # response, critique and revision share one context
+        kv = terms.kv_cache_bytes(gen_model, tokens, seqs, e)
+        transient = seqs * gen_model.vocab_size * 4 + layer_act(gen_model, seqs) // max(1, 1)
+        phases.append({"name": "generation", "components": {**static, "kv_cache": kv, "activations": transient}})
+        notes.append(f"generation: KV cache for {seqs} sequences x {tokens} tokens (prompt + {completion} new tokens)")
+    if "scoring" in profile.phases:
+        # One no-grad forward at a time: reference/reward/value log-probs, and for RL the policy's
+        # old log-probs. Each frees its layer activations as it goes; the logits remain.
+        scorers = frozen + ([c for c in trainables if profile.generates] if profile.generates else [])
+        if profile.id == "kto":
+            scorers = scorers + trainables  # KTO's KL batch goes through the policy without grad
+        worst = {"activations": 0, "logits": 0}
+        for c in scorers:
+            act = layer_act(c.model, t_train)
+            lg = 0 if c.scalar_head else terms.inference_logits_bytes(t_train, c.model.vocab_size, e, req.chunked_loss)
+            if act + lg > worst["activations"] + worst["logits"]:
+                worst = {"activations": act, "logits": lg}
+        if scorers:
+            phases.append({"name": "scoring", "components": {**static, **worst}})
+    if "forward_backward" in profile.phases:
+        acts = logits = head_grads = 0
+        recompute = 0
+        for c in trainables:
+            m = c.model
+            if req.grad_ckpt:
+                acts += m.num_layers * terms.checkpointed_layer_bytes(m, t_train, r)
+                recompute = max(recompute, layer_act(m, t_train))
+            else:
+                acts += m.num_layers * layer_act(m, t_train)
+            acts += terms.final_norm_bytes(m, t_train, e, r)
+            if not c.scalar_head:
+                logits += terms.logits_bytes(t_train, m.vocab_size, e, req.chunked_loss)
+            if not req.lora_rank:
+                # Backward reaches the LM head (or tied embedding) first: its gradient exists
+                # while every activation is still held.
+                head = m.lm_head_params or m.params_by_kind().get("embedding", 0)
+                head_grads += share(head * prec.grad, z >= 2)
+        start = acts + recompute + logits + head_grads  # backward begins: everything saved is live
+        end = grads_all + recompute  # backward ends: activations freed, all gradients written
+        if start >= end:
+            comps = {"activations": acts + recompute, "logits": logits, "gradients": head_grads}
+        else:
+            comps = {"activations": recompute, "logits": 0, "gradients": grads_all}
+        phases.append({"name": "forward_backward", "components": {**static, **comps}})
+    if "optimizer_step" in profile.phases:
+        phases.append({"name": "optimizer_step", "components": {**static, "gradients": grads_all}})
+
+    for ph in phases:
+        comps = {k: ph["components"].get(k, 0) for k in COMPONENTS if k != "overhead"}
+        comps["overhead"] = terms.overhead_bytes(sum(comps.values()))
+        ph["components"] = comps
+        ph["total_bytes"] = sum(comps.values())
+    host_per_node = math.ceil(host_total * req.gpus / world) if host_total else 0
+    return copies, phases, t_train, host_per_node
+
+
+def _copy_rows(copies: list[_Copy], req: PlanRequest) -> list[dict[str, Any]]:
+    world = req.gpus * req.nodes
+    rows = []
+    for c in copies:
+        def per_gpu(total: int, sharded: bool) -> int:
+            return math.ceil(total / world) if sharded else total
+        rows.append({
+            "role": c.role,
+            "model": c.model.id,
+            "params": c.params,
+            "trainable": c.trainable,
+            "trainable_params": c.trainable_params,
+            "weights_bytes": per_gpu(c.weights, req.zero == 3) if req.offload != "params" else 0,
+            "gradients_bytes": per_gpu(c.gradients, req.zero >= 2),
+            "optimizer_states_bytes": 0 if req.offload else per_gpu(c.optimizer_states, req.zero >= 1),
+        })
+    return rows
+
+
+# --- public API -----------------------------------------------------------------------------------
+
+
+def _plan_stage(req: PlanRequest, base: ModelSpec) -> Plan:
+    profile = get_profile(req.method)
+    notes: list[str] = []
+    copies, phases, tokens, host = _stage_phases(req, profile, base, notes)
+    peak = max(phases, key=lambda p: p["total_bytes"])
+    for ph in phases:
+        ph["is_peak"] = ph is peak
+        ph["stage"] = req.method
+    return Plan(
+        method=req.method,
+        model=base.summary(),
+        request=_request_dict(req),
+        world_size=req.gpus * req.nodes,
+        params_total=base.params_total,
+        trainable_params=sum(c.trainable_params for c in copies),
+        copies=_copy_rows(copies, req),
+        phases=phases,
+        peak_phase=peak["name"],
+        peak_bytes_per_gpu=peak["total_bytes"],
+        components=dict(peak["components"]),
+        host_bytes_per_node=host,
+        notes=notes,
+    )
+
+
+def _request_dict(req: PlanRequest) -> dict[str, Any]:
+    d = asdict(req) if not isinstance(req.model, (dict, ModelSpec)) else {**asdict(replace(req, model="custom"))}
+    if isinstance(req.model, ModelSpec):
+        d["model"] = req.model.id
+    return d
+
+
+def _estimate_peak(req: PlanRequest, base: ModelSpec) -> Plan:
+    profile = get_profile(req.method)
+    if not profile.stages:
+        return _plan_stage(req, base)
+    stage_plans = [_plan_stage(req.replace(method=s), base) for s in profile.stages]
+    peak = max(stage_plans, key=lambda p: p.peak_bytes_per_gpu)
+    plan = Plan(
+        method=req.method, model=base.summary(), request=_request_dict(req), world_size=peak.world_size,
+        params_total=base.params_total, trainable_params=max(p.trainable_params for p in stage_plans),
+        copies=peak.copies, phases=[ph for p in stage_plans for ph in p.phases], peak_phase=f"{peak.method}:{peak.peak_phase}",
+        peak_bytes_per_gpu=peak.peak_bytes_per_gpu, components=peak.components,
+        host_bytes_per_node=max(p.host_bytes_per_node for p in stage_plans),
+        stages=[{"stage": p.method, "peak_bytes_per_gpu": p.peak_bytes_per_gpu, "peak_phase": p.peak_phase,
+                 "copies": p.copies} for p in stage_plans],
+        notes=[f"{profile.name} runs in stages ({' -> '.join(profile.stages)}); the peak is the largest stage"]
+        + [n for p in stage_plans for n in p.notes],
+    )
+    for ph in plan.phases:
+        ph["is_peak"] = ph["stage"] == peak.method and ph["name"] == peak.peak_phase
+    return plan
+
+
+def min_gpus_for(req: PlanRequest, gpu: str, base: ModelSpec | None = None) -> dict[str, int] | None:
+    """The fewest GPUs of this type that fit: 1 with the requested setup, else ZeRO-3 (or the
+    requested stage if higher) over N GPUs. Per-GPU memory never grows with N under ZeRO-3, so a
+    binary search finds N. None when even MAX_GPUS do not fit (activations alone are too big)."""
+    base = base or load_model(req.model)
+    cap = get_gpu(gpu).usable_bytes
+
+    def fits(n: int, zero: int) -> bool:
+        r = req.replace(gpu=None, gpus=min(n, 8), nodes=math.ceil(n / 8) if n > 8 else 1, zero=zero,
+                        offload=req.offload if zero == 3 or req.offload != "params" else None)
+        if n > 8 and n % 8:
+            return False
+        return _estimate_peak(r, base).peak_bytes_per_gpu <= cap
+
+    if fits(1, req.zero):
+        return {"count": 1, "zero": req.zero}
+    zero = max(req.zero, 3)
+    candidates = list(range(2, 9)) + [8 * k for k in range(2, MAX_GPUS // 8 + 1)]
+    if not fits(candidates[-1], zero):
+        return None
+    lo, hi = 0, len(candidates) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fits(candidates[mid], zero):
+            hi = mid
+        else:
+            lo = mid + 1
+    return {"count": candidates[lo], "zero": zero}
+
+
+def estimate(req: PlanRequest, with_min_gpus: bool = True) -> Plan:
+    """Plan one method for one setup: per-GPU peak, its breakdown, fit and the minimum GPU counts."""
+    base = validate(req)
+    plan = _estimate_peak(req, base)
+    if req.gpu is not None:
+        g = get_gpu(req.gpu)
+        plan.gpu = g.id
+        plan.gpu_memory_bytes = g.usable_bytes
+        plan.fits = plan.peak_bytes_per_gpu <= g.usable_bytes
+        plan.headroom_bytes = g.usable_bytes - plan.peak_bytes_per_gpu
+    if with_min_gpus:
+        for gid in GPUS:
+            detail = min_gpus_for(req, gid, base)
+            plan.min_gpus[gid] = detail["count"] if detail else None
+            plan.min_gpus_detail[gid] = detail
+    return plan
+
+
+def compare(req: PlanRequest, methods: list[str] | tuple[str, ...], with_min_gpus: bool = True) -> dict[str, Plan]:
+    """The same setup planned for several methods, in the order given."""
+    if not methods:
+        raise PlannerError("compare", f"give at least one method; accepted: {', '.join(METHOD_IDS)}")
+    return {m: estimate(req.replace(method=m), with_min_gpus=with_min_gpus) for m in methods}

@@ -1,0 +1,163 @@
+"""Method profiles, declared once: what each alignment method keeps in GPU memory.
+
+The advisor's outcomes and the runners' recipes use these method ids. A profile lists the model
+copies (role, trainable or frozen, which option drops the copy), the sequences each example puts
+through the policy (DPO: chosen + rejected), and the phases of a training step. Multi-stage
+pipelines (RLAIF, CAI) list their stages; each stage is planned like a method and the peak is the
+largest stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ModelCopy:
+    """One model the method holds in memory.
+
+    role: policy | reference | reward | value | judge.
+    dropped_by: request options that remove this copy, e.g. "lora" (LoRA: the reference is the
+    policy with its adapter switched off), "precompute_ref" (reference log-probs computed once
+    before training), "beta0" (no KL term), "rule_reward" (a rule or function gives the reward),
+    "shared_value" (the value head sits on the policy backbone), "api_judge" (the judge is a remote API).
+    scalar_head: the model ends in a 1-wide score head instead of the vocabulary (reward, value).
+    """
+
+    role: str
+    trainable: bool
+    dropped_by: tuple[str, ...] = ()
+    scalar_head: bool = False
+
+
+@dataclass(frozen=True)
+class MethodProfile:
+    id: str
+    name: str
+    summary: str
+    copies: tuple[ModelCopy, ...]
+    sequences_per_example: int = 1
+    generates: bool = False
+    phases: tuple[str, ...] = ("forward_backward", "optimizer_step")
+    stages: tuple[str, ...] = ()  # multi-stage pipelines: method ids planned one after another
+    default_beta: float | None = None
+    default_generations: int = 1
+    source: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(c.role for c in self.copies)
+
+
+_POLICY = ModelCopy("policy", trainable=True)
+_REF = ModelCopy("reference", trainable=False, dropped_by=("lora", "precompute_ref"))
+_REF_KL = ModelCopy("reference", trainable=False, dropped_by=("lora", "beta0"))
+_RM = ModelCopy("reward", trainable=False, dropped_by=("rule_reward",), scalar_head=True)
+
+_STEP = ("forward_backward", "optimizer_step")
+
+METHODS: dict[str, MethodProfile] = {
+    p.id: p
+    for p in [
+        MethodProfile(
+            "sft", "Supervised fine-tuning", "Next-token loss on (prompt, response) pairs.",
+            (_POLICY,), source="Ouyang et al. 2022, stage 1",
+        ),
+        MethodProfile(
+            "rm", "Reward model", "Bradley-Terry loss on chosen/rejected pairs; LM head replaced by a scalar head.",
+            (ModelCopy("reward", trainable=True, scalar_head=True),), sequences_per_example=2,
+            source="Ouyang et al. 2022, stage 2",
+        ),
+        MethodProfile(
+            "ppo", "RLHF with PPO",
+            "Policy and value model trained; reference (KL) and reward model frozen; rollouts generated each step.",
+            (_POLICY, ModelCopy("value", trainable=True, dropped_by=("shared_value",), scalar_head=True),
+             ModelCopy("reference", trainable=False, dropped_by=("lora",)), _RM),
+            generates=True, phases=("generation", "scoring", *_STEP),
+            source="Schulman et al. 2017; Ouyang et al. 2022, stage 3",
+            notes=("policy and value are updated in one backward pass, so their activations coexist",),
+        ),
+        MethodProfile(
+            "grpo", "GRPO", "G sampled completions per prompt, group-normalised reward as advantage; no value model.",
+            (_POLICY, _REF_KL, _RM), sequences_per_example=1, generates=True,
+            phases=("generation", "scoring", *_STEP), default_beta=0.0, default_generations=8,
+            source="Shao et al. 2024 (DeepSeekMath); TRL GRPOConfig (beta 0.0, num_generations 8)",
+        ),
+        MethodProfile(
+            "rloo", "RLOO", "REINFORCE with a leave-one-out baseline over G completions; no value model.",
+            (_POLICY, _REF_KL, _RM), sequences_per_example=1, generates=True,
+            phases=("generation", "scoring", *_STEP), default_beta=0.05, default_generations=2,
+            source="Ahmadian et al. 2024; TRL RLOOConfig (beta 0.05, num_generations 2)",
+        ),
+        MethodProfile(
+            "dpo", "DPO", "Classification loss on chosen vs rejected log-ratios against a frozen reference.",
+            (_POLICY, _REF), sequences_per_example=2, phases=("scoring", *_STEP),
+            source="Rafailov et al. 2023",
+        ),
+        MethodProfile(
+            "ipo", "IPO", "DPO with a bounded squared objective (no over-optimisation to infinite margins).",
+            (_POLICY, _REF), sequences_per_example=2, phases=("scoring", *_STEP),
+            source="Azar et al. 2024",
+        ),
+        MethodProfile(
+            "kto", "KTO", "Unpaired desirable/undesirable examples against a reference (prospect-theory loss).",
+            (_POLICY, _REF), sequences_per_example=1, phases=("scoring", *_STEP),
+            source="Ethayarajh et al. 2024",
+            notes=("KTO also scores a mismatched KL batch without gradients (counted in scoring)",),
+        ),
+        MethodProfile(
+            "orpo", "ORPO", "SFT loss plus an odds-ratio preference term; no reference model.",
+            (_POLICY,), sequences_per_example=2, source="Hong et al. 2024",
+        ),
+        MethodProfile(
+            "simpo", "SimPO", "Length-normalised log-likelihood margin with a target gap; no reference model.",
+            (_POLICY,), sequences_per_example=2, source="Meng et al. 2024",
+        ),
+        MethodProfile(
+            "online-dpo", "Online DPO",
+            "Policy samples two completions, a judge or reward model picks the better, DPO on the fresh pair.",
+            (_POLICY, ModelCopy("reference", trainable=False, dropped_by=("lora",)),
+             ModelCopy("judge", trainable=False, dropped_by=("api_judge",), scalar_head=True)),
+            sequences_per_example=2, generates=True, phases=("generation", "scoring", *_STEP),
+            default_generations=2, source="Guo et al. 2024",
+        ),
+        MethodProfile(
+            "rlaif", "RLAIF", "An AI judge labels response pairs, then DPO on those pairs: two stages.",
+            (ModelCopy("judge", trainable=False, dropped_by=("api_judge",)), _POLICY, _REF),
+            sequences_per_example=2, stages=("rlaif-label", "dpo"), source="Bai et al. 2022; Lee et al. 2023",
+        ),
+        MethodProfile(
+            "cai", "Constitutional AI",
+            "The policy critiques and revises its own responses against principles; SFT on revisions, then DPO.",
+            (_POLICY, _REF), sequences_per_example=2, stages=("cai-generate", "sft", "dpo"),
+            source="Bai et al. 2022 (Constitutional AI)",
+        ),
+    ]
+}
+
+# Inference-only stages of the multi-stage pipelines (not user-facing methods).
+STAGES: dict[str, MethodProfile] = {
+    "rlaif-label": MethodProfile(
+        "rlaif-label", "RLAIF labelling", "The judge reads prompt + two responses and generates a verdict.",
+        (ModelCopy("judge", trainable=False, dropped_by=("api_judge",)),), sequences_per_example=2,
+        generates=True, phases=("generation",), source="Lee et al. 2023",
+    ),
+    "cai-generate": MethodProfile(
+        "cai-generate", "CAI critique and revision", "The policy generates a response, a critique and a revision.",
+        (ModelCopy("policy", trainable=False),), generates=True, phases=("generation",),
+        default_generations=3, source="Bai et al. 2022 (Constitutional AI)",
+    ),
+}
+
+METHOD_IDS = tuple(METHODS)
+
+
+def get_profile(method: str) -> MethodProfile:
+    from planner.errors import PlannerError
+
+    if method in METHODS:
+        return METHODS[method]
+    if method in STAGES:
+        return STAGES[method]
+    raise PlannerError("method", f"unknown method {method!r}; accepted: {', '.join(METHOD_IDS)}")

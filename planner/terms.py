@@ -1,0 +1,304 @@
+"""Memory terms. Each function computes one quantity in bytes, with its formula and source.
+
+Notation: P parameters, T tokens in a micro-batch (sequences x sequence length), h hidden size,
+I MLP width, V vocabulary, L layers, e bytes per activation element (2 for bf16), r bytes per
+element of the residual stream (2 under pure bf16, 4 when fp32 weights run under bf16 autocast).
+docs/memory.md works these through by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner.models import ModelSpec
+
+GIB = 2**30
+
+# --- precision policies ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrecisionPolicy:
+    """What the runner actually does with dtypes; the planner models exactly that.
+
+    weight: bytes per parameter as loaded; grad: bytes per gradient element (same dtype as the
+    parameter in PyTorch); state: bytes per Adam moment (torch's AdamW keeps moments in the
+    parameter's dtype); act: bytes per activation element (the autocast or parameter dtype);
+    residual: bytes per element of the residual stream between layers.
+    """
+
+    id: str
+    weight: int
+    grad: int
+    state: int
+    act: int
+    residual: int
+    description: str
+
+
+PRECISIONS: dict[str, PrecisionPolicy] = {
+    p.id: p
+    for p in [
+        PrecisionPolicy(
+            "bf16", 2, 2, 2, 2, 2,
+            "weights loaded in bf16 and trained without autocast; AdamW moments in bf16 "
+            "(2 + 2 + 4 = 8 bytes per trainable parameter). The runners' default on a GPU.",
+        ),
+        PrecisionPolicy(
+            "amp-bf16", 4, 4, 4, 2, 4,
+            "fp32 weights with bf16 autocast; fp32 gradients and AdamW moments (4 + 4 + 8 = 16 bytes "
+            "per trainable parameter); matmul inputs are cast to bf16.",
+        ),
+        PrecisionPolicy(
+            "fp32", 4, 4, 4, 4, 4,
+            "everything in fp32 (16 bytes per trainable parameter); the runners' default on CPU.",
+        ),
+    ]
+}
+
+# --- weights --------------------------------------------------------------------------------------
+
+NF4_BLOCK = 64  # QLoRA: one absmax constant per 64 weights
+NF4_DQ_BLOCK = 256  # double quantization: one fp32 constant per 256 first-level constants
+
+
+def nf4_bytes_per_param(double_quant: bool = True) -> float:
+    """NF4 storage per weight: 4 bits + quantization constants (Dettmers et al. 2023, QLoRA §3).
+
+    Without double quantization each block of 64 weights has one fp32 absmax: 0.5 + 4/64 bytes
+    (4.5 bits). With it the absmax values are stored in 8 bits plus one fp32 constant per 256 of
+    them: 0.5 + 1/64 + 4/(64*256) bytes (4.127 bits).
+    """
+    if double_quant:
+        return 0.5 + 1 / NF4_BLOCK + 4 / (NF4_BLOCK * NF4_DQ_BLOCK)
+    return 0.5 + 4 / NF4_BLOCK
+
+
+def int8_weight_bytes(in_features: int, out_features: int) -> float:
+    """LLM.int8 storage of one linear weight: 1 byte per weight + one fp32 scale per output row
+    (Dettmers et al. 2022)."""
+    return in_features * out_features + 4 * out_features
+
+
+QUANTIZED_KINDS = ("linear", "expert")  # bitsandbytes replaces nn.Linear; embeddings, lm_head, norms stay 16-bit
+
+
+def weight_bytes(model: ModelSpec, dtype_bytes: int, quant: str | None = None) -> int:
+    """Bytes of one copy's parameters: sum over tensors of numel x bytes per element.
+
+    quant nf4/int8 applies to linear layers only; embeddings, the LM head, norms and biases stay
+    in 16-bit (QLoRA paper §3; bitsandbytes skips lm_head by default).
+    """
+    total = 0.0
+    for t in model.tensors():
+        if quant and t.kind in QUANTIZED_KINDS:
+            if quant == "nf4":
+                total += t.total * nf4_bytes_per_param()
+            else:
+                total += int8_weight_bytes(t.in_features, t.out_features) * t.count
+        else:
+            total += t.total * (2 if quant else dtype_bytes)
+    return int(total)
+
+
+def scalar_head_params(model: ModelSpec) -> int:
+    """A reward/value model: the LM head (V x h) replaced by a score head (h x 1)."""
+    return model.params_total - model.lm_head_params + model.hidden_size
+
+
+def scalar_head_weight_bytes(model: ModelSpec, dtype_bytes: int, quant: str | None = None) -> int:
+    lm_head = model.lm_head_params * (2 if quant else dtype_bytes)
+    return weight_bytes(model, dtype_bytes, quant) - lm_head + model.hidden_size * dtype_bytes
+
+
+# --- LoRA -----------------------------------------------------------------------------------------
+
+LORA_TARGETS = {
+    # PEFT's "all-linear": every linear layer except the output head.
+    "all-linear": None,
+    "attention": ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "c_attn", "attn_c_proj", "out_proj"),
+}
+
+
+def lora_target_tensors(model: ModelSpec, targets: str = "all-linear"):
+    wanted = LORA_TARGETS.get(targets)
+    for t in model.tensors():
+        if t.kind != "linear":
+            continue  # fused MoE experts are parameters, not nn.Linear: PEFT's all-linear skips them
+        if wanted is None or t.name in wanted:
+            yield t
+
+
+def lora_params(model: ModelSpec, rank: int, targets: str = "all-linear") -> int:
+    """LoRA adapter parameters: r x (in + out) per targeted matrix (Hu et al. 2021): A is r x in,
+    B is out x r."""
+    return sum(rank * (t.in_features + t.out_features) * t.count for t in lora_target_tensors(model, targets))
+
+
+LORA_ADAPTER_BYTES = 4  # PEFT upcasts bf16/fp16 adapters to fp32 (autocast_adapter_dtype=True)
+
+
+def lora_activation_bytes_per_layer(model: ModelSpec, tokens: int, rank: int, dropout: float, act: int,
+                                    targets: str = "all-linear") -> int:
+    """What each LoRA layer saves for backward, per decoder layer.
+
+    PEFT casts the layer input to the adapter dtype (fp32: 4 bytes per element) before lora_A; with
+    dropout > 0 the dropout output (4 B) and its mask (1 B) are saved, without it the cast input is;
+    lora_A's output (T x r, fp32) is saved by lora_B. When adapter and compute dtype agree and there
+    is no dropout, lora_A reuses the input the base layer saved already.
+    """
+    total = 0
+    for t in lora_target_tensors(model, targets):
+        per_layer = t.count // model.num_layers if model.num_layers else 0
+        if LORA_ADAPTER_BYTES != act or dropout > 0:
+            inp = tokens * t.in_features * (LORA_ADAPTER_BYTES + (1 if dropout > 0 else 0))
+        else:
+            inp = 0
+        total += per_layer * (inp + tokens * rank * LORA_ADAPTER_BYTES)
+    return total
+
+
+# --- gradients and optimizer states ---------------------------------------------------------------
+
+
+def gradient_bytes(trainable_params: int, grad_bytes: int) -> int:
+    """One gradient per trainable parameter, in the parameter's dtype (PyTorch autograd)."""
+    return trainable_params * grad_bytes
+
+
+OPTIMIZERS = ("adamw", "adamw-8bit", "adafactor", "sgd")
+
+
+def adafactor_state_elems(model: ModelSpec) -> int:
+    """Adafactor (Shazeer & Stern 2018) with beta1=None: a row and a column second-moment vector per
+    matrix, the full second moment for vectors. Kept in fp32 by transformers' Adafactor."""
+    total = 0
+    for t in model.tensors():
+        if t.in_features and t.out_features:
+            total += (t.in_features + t.out_features) * t.count
+        else:
+            total += t.total
+    return total
+
+
+def optimizer_state_bytes(trainable_params: int, optimizer: str, state_bytes: int,
+                          fp32_master: bool = False, adafactor_elems: int | None = None) -> int:
+    """Optimizer memory per trainable parameter.
+
+    adamw: 2 moments (exp_avg, exp_avg_sq) in the parameter dtype (torch.optim.AdamW); with
+      fp32_master (DeepSpeed ZeRO under bf16) an fp32 master copy + 2 fp32 moments = 12 bytes,
+      the K=12 of the ZeRO paper (Rajbhandari et al. 2020, §3.1).
+    adamw-8bit: 2 moments of 1 byte (bitsandbytes; Dettmers et al. 2022, block-wise quantization,
+      one fp32 constant per 2048 values per moment).
+    adafactor: factored second moment in fp32 (see adafactor_state_elems).
+    sgd: no state (momentum 0).
+    """
+    if optimizer == "adamw":
+        return trainable_params * (12 if fp32_master else 2 * state_bytes)
+    if optimizer == "adamw-8bit":
+        return int(trainable_params * (2 + 2 * 4 / 2048)) + (trainable_params * 4 if fp32_master else 0)
+    if optimizer == "adafactor":
+        elems = adafactor_elems if adafactor_elems is not None else trainable_params
+        return elems * 4 + (trainable_params * 4 if fp32_master else 0)
+    if optimizer == "sgd":
+        return trainable_params * 4 if fp32_master else 0
+    raise ValueError(optimizer)
+
+
+# --- activations ----------------------------------------------------------------------------------
+
+
+def korthikanti_layer_bytes(seq: int, batch: int, hidden: int, heads: int) -> int:
+    """Korthikanti et al. 2022 (Reducing Activation Recomputation, eq. 1): activations of one GPT
+    layer in 16-bit with dropout and eager attention: s*b*h*(34 + 5*a*s/h) bytes. Kept as the
+    reference formula; activation_bytes_per_layer adapts it to the models planned here."""
+    return seq * batch * hidden * 34 + 5 * heads * seq * seq * batch
+
+
+def activation_bytes_per_layer(model: ModelSpec, tokens: int, act: int, residual: int,
+                               eager_seq: int | None = None) -> int:
+    """Bytes one decoder layer saves for backward (SDPA/flash attention: no s^2 term), counted from
+    the tensors transformers' implementations keep, with dropout off (TRL's default).
+
+    Llama family (RMSNorm, SwiGLU), per layer, T tokens:
+      2 norms x (4 + r + e) T h    fp32 upcast of the input, normalised output, weighted output
+                                   (input of the next linear; cast to e under autocast)
+      e T (q + 2 q)                q, k, v after RoPE as SDPA saves them; with a padding mask
+                                   transformers repeats k, v to all heads (GQA is undone)
+      2 e T q                      attention output and its re-laid-out copy (o_proj input)
+      4 e T I                      gate output, SiLU output, up output, their product (SwiGLU)
+    Korthikanti's 34 s b h has 2 s b h for each LayerNorm, 11 s b h attention and 19 s b h MLP with
+    a 4h GeLU MLP and dropout masks; the terms above replace them one for one.
+    GPT-2 / OPT (LayerNorm, GeLU/ReLU, biases): 9 e T h + 2 e T I.
+    """
+    h, T, e, r = model.hidden_size, tokens, act, residual
+    if model.family in ("gpt2", "opt"):
+        mlp = 2 * e * T * model.intermediate_size if model.family == "gpt2" else e * T * model.intermediate_size
+        total = 9 * e * T * h + mlp
+    else:
+        q = model.q_dim
+        norms_per_layer = 4 if model.model_type == "gemma2" else 2
+        total = norms_per_layer * (4 + r + e) * T * h
+        total += e * T * 3 * q  # q, k, v (k, v repeated to all heads under a padding mask)
+        total += 2 * e * T * q
+        if model.model_type in ("qwen3", "qwen3_moe"):
+            total += (4 + e) * T * (q + model.kv_dim)  # per-head q/k RMSNorm
+        if model.is_moe:
+            k, ei = model.experts_per_token, model.expert_intermediate_size
+            total += e * T * k * (h + 4 * ei) + 4 * T * model.num_experts  # routed copies + router softmax
+        else:
+            total += 4 * e * T * model.intermediate_size
+    if eager_seq:
+        # eager attention (Gemma-2's soft-capping): scores, softmax output: 2 x a x s^2 per sequence
+        total += 2 * e * model.num_heads * eager_seq * T
+    return total
+
+
+def final_norm_bytes(model: ModelSpec, tokens: int, act: int, residual: int) -> int:
+    """The final norm before the LM head, outside any checkpointed layer: (4 + r + e) T h."""
+    return (4 + residual + act) * tokens * model.hidden_size
+
+
+def checkpointed_layer_bytes(model: ModelSpec, tokens: int, residual: int) -> int:
+    """Full gradient checkpointing keeps only each layer's input: r T h per layer (Chen et al. 2016;
+    HF gradient_checkpointing_enable)."""
+    return residual * tokens * model.hidden_size
+
+
+# --- logits and loss ------------------------------------------------------------------------------
+
+LOSS_CHUNK_TOKENS = 1024  # chunked / fused linear cross-entropy processes this many tokens at a time
+
+
+def logits_bytes(tokens: int, vocab: int, act: int, chunked: bool = False) -> int:
+    """Logits and loss for training: T x V x (e + 4 + 4) bytes.
+
+    The logits in the compute dtype (e), the fp32 upcast HF's loss (and TRL's log-softmax) makes (4,
+    its log-softmax output is what backward keeps), and the fp32 gradient of that in backward (4).
+    A chunked or fused loss (Liger, TRL's use_liger_kernel) materialises LOSS_CHUNK_TOKENS at a time.
+    """
+    t = min(tokens, LOSS_CHUNK_TOKENS) if chunked else tokens
+    return t * vocab * (act + 8)
+
+
+def inference_logits_bytes(tokens: int, vocab: int, act: int, chunked: bool = False) -> int:
+    """Scoring without gradients (reference log-probs): logits (e) + fp32 log-softmax (4) per token."""
+    t = min(tokens, LOSS_CHUNK_TOKENS) if chunked else tokens
+    return t * vocab * (act + 4)
+
+
+def kv_cache_bytes(model: ModelSpec, tokens_per_sequence: int, sequences: int, act: int) -> int:
+    """KV cache for generation: 2 (K and V) x layers x kv_heads x head_dim x bytes x tokens x sequences."""
+    return 2 * model.num_layers * model.num_kv_heads * model.head_dim * act * tokens_per_sequence * sequences
+
+
+# --- runtime overhead -----------------------------------------------------------------------------
+
+CUDA_CONTEXT_BYTES = 512 * 2**20  # CUDA context + cuBLAS/cuDNN workspaces, outside PyTorch's allocator
+ALLOCATOR_RESERVE = 0.05  # caching-allocator fragmentation: reserved exceeds allocated by a few %
+
+
+def overhead_bytes(dynamic_bytes: int) -> int:
+    """CUDA context (measured as ~0.5 GiB on A100/H100 with torch 2.x) plus the caching allocator's
+    fragmentation reserve, taken as 5% of what PyTorch allocates."""
+    return CUDA_CONTEXT_BYTES + int(ALLOCATOR_RESERVE * dynamic_bytes)
