@@ -41,13 +41,16 @@ PLAN_DEFAULTS: dict[str, Any] = {
     "optimizer": "adamw",
     "nodes": 1,
     "zero": 0,
+    "engine": "deepspeed",
     "offload": "none",
 }
 SHARED_DEFAULTS: dict[str, Any] = {MODEL_KEY: DEFAULT_MODEL, GPU_KEY: DEFAULT_GPU, GPUS_KEY: 1}
 
 ADAPTERS = ("full", "lora", "qlora")
 PRECISIONS = ("bf16", "amp-bf16", "fp32")
-OFFLOADS = ("none", "optimizer", "optimizer+params")
+OFFLOADS = ("none", "optimizer", "params")
+ENGINES = ("deepspeed", "fsdp")
+OPTIMIZERS = ("adamw", "adamw-8bit", "adafactor", "sgd")
 ZERO_STAGES = (0, 1, 2, 3)
 
 _INT_LIMITS = {"rank": (1, 1024), "seq": (1, 1_048_576), "batch": (1, 4096), "nodes": (1, 1024), GPUS_KEY: (1, 1024)}
@@ -112,6 +115,12 @@ def inputs_from_query(params: Mapping[str, str], methods: Mapping[str, Any] | No
                     raise ValueError(f"accepted: {', '.join(OFFLOADS)}")
                 values[name] = raw
             elif name == "optimizer":
+                if raw not in OPTIMIZERS:
+                    raise ValueError(f"accepted: {', '.join(OPTIMIZERS)}")
+                values[name] = raw
+            elif name == "engine":
+                if raw not in ENGINES:
+                    raise ValueError(f"accepted: {', '.join(ENGINES)}")
                 values[name] = raw
             elif name == GPU_KEY:
                 if gpus is not None and raw not in gpus:
@@ -158,6 +167,7 @@ def request_kwargs(values: Mapping[str, Any], model: str, gpu: str, gpus: int) -
         "grad_ckpt": bool(values.get("ckpt", True)),
         "optimizer": values.get("optimizer", "adamw"),
         "zero": int(values.get("zero", 0)),
+        "engine": values.get("engine", "deepspeed"),
         "offload": None if offload == "none" else offload,
         "gpu": gpu,
         "gpus": int(gpus),
@@ -261,8 +271,10 @@ def gib(n: int | float | None) -> str:
 
 
 def runs_dir() -> Path:
-    """Where runs live: ALIGNPLAN_RUNS_DIR, else ./runs."""
-    return Path(os.environ.get("ALIGNPLAN_RUNS_DIR", "runs"))
+    """Where runs live (runners' rule: ALIGNPLAN_RUNS_DIR, else ./runs)."""
+    from runners.rundir import runs_root
+
+    return runs_root()
 
 
 # --- shared sidebar ------------------------------------------------------------------------------
@@ -311,3 +323,113 @@ def shared_choices() -> tuple[str, str, int]:
     """(model, gpu, gpus) as chosen in the sidebar."""
     return (st.session_state.get(MODEL_KEY, DEFAULT_MODEL), st.session_state.get(GPU_KEY, DEFAULT_GPU),
             int(st.session_state.get(GPUS_KEY, 1)))
+
+
+# --- runs ------------------------------------------------------------------------------------------
+
+# metrics.jsonl keys that are bookkeeping rather than curves of the method.
+BASE_METRIC_KEYS = frozenset({"step", "max_steps", "epoch", "loss", "learning_rate", "tokens_per_second",
+                              "peak_memory_bytes", "memory_kind", "time", "grad_norm"})
+STATUS_ICONS = {"prepared": ":material/schedule:", "running": ":material/directions_run:",
+                "succeeded": ":material/check_circle:", "failed": ":material/error:",
+                "stopped": ":material/stop_circle:"}
+REFRESH_S = 2.0
+
+
+def method_metric_keys(rows: list[dict[str, Any]]) -> list[str]:
+    """The method's own numeric metrics in the rows (rewards/margins, kl, ...), in first-seen order."""
+    keys: dict[str, None] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key not in BASE_METRIC_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
+                keys[key] = None
+    return list(keys)
+
+
+def registry():
+    """The run registry under the runs root; opening it reconciles runs whose processes ended."""
+    from runners.registry import Registry
+
+    return Registry.for_runs_root()
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+def render_run(run_id: str, *, key: str, capacity_bytes: int | None = None) -> str | None:
+    """A run's live view: status, progress and ETA, curves, measured vs predicted memory, log tail.
+
+    Redraws every REFRESH_S seconds while the run is alive (st.fragment), and reruns the whole page
+    once when it ends so the page's buttons match the new status. Returns the status drawn."""
+    import time as _time
+
+    from alignplan import figures
+
+    def body() -> str | None:
+        from runners.rundir import RunDir
+
+        try:
+            rec = registry().get(run_id)
+        except Exception as exc:
+            show_error(f"Reading run {run_id}", exc)
+            return None
+        run = RunDir(Path(rec.run_dir))
+        rows = run.metrics()
+        last = rows[-1] if rows else {}
+        icon = STATUS_ICONS.get(rec.status, "")
+        step, max_steps = last.get("step"), last.get("max_steps")
+        elapsed = None
+        if rec.started_at:
+            elapsed = (rec.ended_at or _time.time()) - rec.started_at
+        fraction, eta = figures.progress_eta(step, max_steps, elapsed)
+        if rec.status == "succeeded":
+            fraction, eta = 1.0, 0.0
+        c1, c2, c3, c4 = st.columns(4)
+        c1.metric("Status", f"{rec.status}", help="From the run registry (runs/registry.db).")
+        c2.metric("Step", f"{step or 0} / {max_steps or '?'}")
+        c3.metric("Elapsed", fmt_duration(elapsed), help="Time since the run started.")
+        c4.metric("ETA", fmt_duration(eta) if rec.status == "running" else "–")
+        st.progress(fraction, text=f"{icon} {rec.status}: {fraction:.0%}")
+        if rec.status == "failed" and rec.error:
+            st.error("The run failed. Its last log lines are below.")
+        if rows:
+            left, right = st.columns(2)
+            left.plotly_chart(figures.metric_curves_figure(rows, ["loss"], title="Loss"), key=f"{key}_loss")
+            extra = method_metric_keys(rows)
+            if extra:
+                right.plotly_chart(figures.metric_curves_figure(rows, extra, title="Method metrics"),
+                                   key=f"{key}_extra")
+            st.markdown("**Peak memory: measured vs predicted**")
+            st.plotly_chart(figures.memory_vs_prediction_figure(rows, rec.predicted_peak_bytes, capacity_bytes),
+                            key=f"{key}_mem")
+        else:
+            st.caption("No metrics yet: the first line appears after the first logging step.")
+        m1, m2 = st.columns(2)
+        m1.metric("Predicted peak", gib(rec.predicted_peak_bytes))
+        m2.metric("Measured peak", gib(rec.measured_peak_bytes or last.get("peak_memory_bytes")))
+        st.markdown("**Log (tail)**")
+        st.code(run.log_tail(lines=30) or "(no output yet)", language="text")
+        return rec.status
+
+    alive = False
+    try:
+        alive = registry().get(run_id).status == "running"
+    except Exception:
+        pass
+    if not alive:
+        return body()
+
+    @st.fragment(run_every=REFRESH_S)
+    def live() -> None:
+        status = body()
+        if status != "running":
+            st.rerun()  # full rerun: the page's controls follow the new status
+
+    live()
+    return "running"

@@ -52,7 +52,9 @@ def _inputs() -> dict:
         "LoRA rank", min_value=1, max_value=1024, step=8, key=P + "rank", persist_state="session",
         disabled=st.session_state[P + "adapter"] == "full",
     )
-    c4.selectbox("Optimizer", ("adamw", "adamw-8bit", "sgd"), key=P + "optimizer", persist_state="session")
+    c4.selectbox("Optimizer", ui.OPTIMIZERS, key=P + "optimizer", persist_state="session",
+                 help="AdamW keeps two moments per trainable parameter; 8-bit AdamW stores them in 1 byte each; "
+                 "Adafactor factors the second moment; SGD keeps none.")
     c1, c2, c3 = st.columns(3)
     c1.number_input("Sequence length (tokens)", min_value=1, max_value=1_048_576, step=512,
                     key=P + "seq", persist_state="session")
@@ -60,17 +62,22 @@ def _inputs() -> dict:
                     persist_state="session")
     c3.toggle("Gradient checkpointing", key=P + "ckpt", persist_state="session",
               help="Recompute activations in the backward pass: keeps one tensor per layer instead of all.")
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3, c4 = st.columns(4)
     c1.number_input("Nodes", min_value=1, max_value=1024, step=1, key=P + "nodes", persist_state="session",
                     help="GPU type and GPUs per node are in the sidebar.")
     c2.selectbox(
         "Sharding", ui.ZERO_STAGES, key=P + "zero", persist_state="session",
-        format_func={0: "None (DDP)", 1: "ZeRO-1 (optimizer states)", 2: "ZeRO-2 (+ gradients)",
-                     3: "ZeRO-3 / FSDP full shard (+ weights)"}.get,
+        format_func={0: "None (DDP)", 1: "Stage 1 (optimizer states)", 2: "Stage 2 (+ gradients)",
+                     3: "Stage 3 / full shard (+ weights)"}.get,
+        help="How the training state is split across all GPUs (GPUs per node x nodes).",
     )
-    c3.selectbox(
+    c3.selectbox("Sharding engine", ui.ENGINES, key=P + "engine", persist_state="session",
+                 format_func={"deepspeed": "DeepSpeed ZeRO", "fsdp": "PyTorch FSDP"}.get,
+                 disabled=st.session_state[P + "zero"] == 0)
+    c4.selectbox(
         "CPU offload", ui.OFFLOADS, key=P + "offload", persist_state="session",
-        format_func={"none": "None", "optimizer": "Optimizer states", "optimizer+params": "Optimizer + weights"}.get,
+        format_func={"none": "None", "optimizer": "Optimizer states", "params": "Optimizer + weights"}.get,
+        help="Optimizer offload needs sharding stage 1-3; weight offload needs stage 3.",
     )
     return {name: st.session_state[P + name] for name in ui.PLAN_DEFAULTS}
 

@@ -1,0 +1,58 @@
+"""The Plan page, driven through streamlit's AppTest."""
+
+from __future__ import annotations
+
+import planner
+
+
+def _metric(at, label_start):
+    return next(m for m in at.metric if m.label.startswith(label_start))
+
+
+def _gib(text):
+    return float(text.split()[0].replace(",", ""))
+
+
+def test_plan_page_renders_and_matches_the_planner(app):
+    at = app.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    # The sidebar defaults: Llama-3.1-8B on one H100; the page compares DPO and PPO.
+    req = planner.PlanRequest(model="meta-llama/Llama-3.1-8B", method="dpo", seq_len=2048, batch_size=1,
+                              gpu="H100-80GB", gpus=1)
+    expected = planner.estimate(req).peak_bytes_per_gpu / 2**30
+    assert _gib(_metric(at, "dpo").value) == round(expected, 1)
+    assert _metric(at, "ppo")
+    assert at.query_params == {} or "methods" not in at.query_params  # defaults leave the link clean
+
+
+def test_changing_model_or_method_changes_the_plan(app):
+    at = app.run()
+    before = _gib(_metric(at, "dpo").value)
+    at.sidebar.selectbox(key="model").set_value("Qwen/Qwen2.5-0.5B").run()
+    assert not at.exception
+    small = _gib(_metric(at, "dpo").value)
+    assert small < before
+    at.multiselect(key="plan_methods").set_value(["orpo", "grpo"]).run()
+    labels = [m.label for m in at.metric]
+    assert any(lb.startswith("orpo") for lb in labels) and not any(lb.startswith("dpo") for lb in labels)
+    # The link now carries the choices.
+    assert at.query_params["methods"] in (["orpo,grpo"], "orpo,grpo")
+    assert "Qwen" in str(at.query_params["model"])
+
+
+def test_shared_link_fills_the_inputs(app):
+    app.query_params.update({"model": "Qwen/Qwen2.5-7B", "methods": "sft", "seq": "4096", "zero": "bogus"})
+    at = app.run()
+    assert not at.exception
+    assert at.sidebar.selectbox(key="model").value == "Qwen/Qwen2.5-7B"
+    assert at.multiselect(key="plan_methods").value == ["sft"]
+    assert at.number_input(key="plan_seq").value == 4096
+    assert any("zero" in w.value for w in at.warning)  # the bad parameter is reported, not fatal
+
+
+def test_bad_setup_shows_the_planner_message_not_a_traceback(app):
+    at = app.run()
+    at.selectbox(key="plan_offload").set_value("params").run()  # needs sharding stage 3
+    assert not at.exception
+    assert any("offload" in e.value for e in at.error)
