@@ -1,0 +1,182 @@
+"""Trainer callbacks shared by every recipe: metrics.jsonl, the STOP file, and result.json.
+
+metrics.jsonl gets one JSON object per logging step (fields in notes/COMMON.md): step, max_steps,
+epoch, loss, learning_rate, tokens_per_second, peak_memory_bytes, memory_kind, time, plus every
+numeric value the TRL trainer logged under its own name (rewards/accuracies, rewards/margins, ...).
+Only the main process writes files; every process takes part in the STOP decision so that all of
+them stop at the same step (a process that kept going would wait forever in the next all-reduce).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+METRICS_FILE = "metrics.jsonl"
+RESULT_FILE = "result.json"
+STOP_FILE = "STOP"
+
+# Keys that the Trainer puts in its final summary log, not a per-step log.
+SUMMARY_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss")
+
+
+class PeakMemory:
+    """Peak memory of this process: CUDA max allocated on a GPU, else the highest RSS sampled."""
+
+    def __init__(self, cuda: bool | None = None) -> None:
+        if cuda is None:
+            import torch
+
+            cuda = torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true")
+        self.cuda = cuda
+        self.kind = "cuda_max_allocated" if self.cuda else "cpu_rss"
+        self._rss_peak = 0
+
+    def sample(self) -> int:
+        if self.cuda:
+            import torch
+
+            return int(torch.cuda.max_memory_allocated())
+        import psutil
+
+        self._rss_peak = max(self._rss_peak, psutil.Process().memory_info().rss)
+        return self._rss_peak
+
+
+class RunMonitor(TrainerCallback):
+    """Writes metrics.jsonl and honours runs/<id>/STOP. One instance per recipe run."""
+
+    def __init__(self, run_dir: str | Path, memory: PeakMemory | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.memory = memory or PeakMemory()
+        self.stopped = False
+        self.last_metrics: dict[str, Any] = {}
+        self.summary: dict[str, Any] = {}
+        self._last_time: float | None = None
+        self._last_tokens: float | None = None
+
+    @property
+    def stop_path(self) -> Path:
+        return self.run_dir / STOP_FILE
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.run_dir / METRICS_FILE
+
+    # --- STOP ------------------------------------------------------------------------------------
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.memory.sample()
+        if _any_process(self.stop_path.exists()):
+            self.stopped = True
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+    # --- metrics ---------------------------------------------------------------------------------
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._last_time = time.time()
+        self._last_tokens = None
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = dict(logs or {})
+        if any(key in logs for key in SUMMARY_KEYS):
+            self.summary.update({k: v for k, v in logs.items() if _is_number(v)})
+            return control
+        record = self._record(state, logs)
+        if not any(key.startswith("eval_") for key in logs):
+            self.last_metrics = record
+        if state.is_world_process_zero:
+            with self.metrics_path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+        return control
+
+    def _record(self, state, logs: dict[str, Any]) -> dict[str, Any]:
+        now = time.time()
+        tokens = _float(logs.get("num_tokens")) or (float(state.num_input_tokens_seen or 0) or None)
+        record: dict[str, Any] = {
+            "step": state.global_step,
+            "max_steps": state.max_steps,
+            "epoch": _float(state.epoch),
+            "loss": _float(logs.get("loss")),
+            "learning_rate": _float(logs.get("learning_rate")),
+            "tokens_per_second": self._tokens_per_second(now, tokens),
+            "peak_memory_bytes": self.memory.sample(),
+            "memory_kind": self.memory.kind,
+            "time": now,
+        }
+        for key, value in logs.items():
+            if key not in record and key != "epoch" and _is_number(value):
+                record[key] = _float(value)
+        return record
+
+    def _tokens_per_second(self, now: float, tokens: float | None) -> float | None:
+        """Tokens processed since the previous log over the wall time since then."""
+        rate = None
+        if tokens is not None and self._last_time is not None:
+            elapsed = now - self._last_time
+            done = tokens - (self._last_tokens or 0.0)
+            if elapsed > 0 and done > 0:
+                rate = done / elapsed
+        self._last_time = now
+        if tokens is not None:
+            self._last_tokens = tokens
+        return rate
+
+
+def write_result(run_dir: str | Path, status: str, monitor: RunMonitor | None = None, **extra: Any) -> Path:
+    """result.json: status (succeeded | stopped | failed), final metrics, peak memory, and extras."""
+    path = Path(run_dir) / RESULT_FILE
+    result: dict[str, Any] = {"status": status}
+    if monitor is not None:
+        result["final"] = monitor.last_metrics
+        result["summary"] = monitor.summary
+        result["peak_memory_bytes"] = monitor.memory.sample()
+        result["memory_kind"] = monitor.memory.kind
+        result["step"] = monitor.last_metrics.get("step")
+    result.update(extra)
+    result["time"] = time.time()
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _any_process(flag: bool) -> bool:
+    """True on every process when it is True on any (one all-reduce when distributed)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    import torch
+    from accelerate import PartialState
+
+    tensor = torch.tensor([1 if flag else 0], device=PartialState().device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    return hasattr(value, "item") and getattr(value, "ndim", 1) == 0
+
+
+def _float(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value.item() if hasattr(value, "item") else value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None

@@ -1,0 +1,503 @@
+"""Load a training data set, detect its format and normalize it to what the method's TRL trainer expects.
+
+Everything here runs before any model is loaded, so a bad file fails in a second with a DataError that
+names the file and what is wrong, instead of after minutes of model loading.
+
+Formats (DetectedFormat.name):
+
+    preference               prompt / chosen / rejected strings (TRL "standard", explicit prompt)
+    preference-implicit      chosen / rejected strings sharing a common prefix, no prompt column
+    preference-conversational prompt / chosen / rejected as lists of {role, content} messages
+    preference-messages      chosen / rejected message lists that include the prompt turns (UltraFeedback)
+    hh-transcript            chosen / rejected "\\n\\nHuman: ... \\n\\nAssistant: ..." transcripts (Anthropic HH)
+    unpaired                 prompt / completion / label (KTO)
+    prompt-only              prompt (string or messages): GRPO, RLOO
+    prompt-completion        prompt / completion without label (SFT)
+    sft-messages             messages: a list of {role, content} turns (SFT)
+    text                     text (SFT, plain language modelling)
+
+docs/data-formats.md shows one row of each and what each method receives.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # datasets is imported lazily: the CLI and the app import this module
+    import datasets
+
+LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+
+HH_HUMAN = "\n\nHuman:"
+HH_ASSISTANT = "\n\nAssistant:"
+
+
+class DataError(ValueError):
+    """A data set that cannot be used for the method; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class DetectedFormat:
+    name: str
+    description: str
+    rows: int = 0
+    source: str = ""
+
+    def summary(self) -> str:
+        return f"{self.source}: detected format {self.name!r} ({self.description}), {self.rows} rows"
+
+
+FORMATS: dict[str, str] = {
+    "preference": "prompt/chosen/rejected strings, explicit prompt",
+    "preference-implicit": "chosen/rejected strings with the prompt inside both, no prompt column",
+    "preference-conversational": "prompt/chosen/rejected lists of {role, content} messages",
+    "preference-messages": "chosen/rejected message lists that include the prompt turns (UltraFeedback style)",
+    "hh-transcript": "chosen/rejected Human/Assistant transcripts (Anthropic HH style)",
+    "unpaired": "prompt/completion/label unpaired preference (KTO)",
+    "prompt-only": "prompt only (for online methods that generate the answers)",
+    "prompt-completion": "prompt/completion pairs without a label",
+    "sft-messages": "messages: lists of {role, content} turns",
+    "text": "text column",
+}
+
+PREFERENCE_FORMATS = (
+    "preference",
+    "preference-implicit",
+    "preference-conversational",
+    "preference-messages",
+    "hh-transcript",
+)
+
+# Which input formats each method can train on (after normalization), and the columns it ends up with.
+ACCEPTED: dict[str, tuple[str, ...]] = {
+    "dpo": PREFERENCE_FORMATS,
+    "ipo": PREFERENCE_FORMATS,
+    "orpo": PREFERENCE_FORMATS,
+    "simpo": PREFERENCE_FORMATS,
+    "rm": PREFERENCE_FORMATS,
+    "kto": ("unpaired", *PREFERENCE_FORMATS),
+    "grpo": ("prompt-only", "prompt-completion", "unpaired", *PREFERENCE_FORMATS),
+    "rloo": ("prompt-only", "prompt-completion", "unpaired", *PREFERENCE_FORMATS),
+    "sft": ("sft-messages", "prompt-completion", "text", *PREFERENCE_FORMATS),
+}
+
+EXPECTED_COLUMNS: dict[str, str] = {
+    "dpo": "prompt/chosen/rejected (or chosen/rejected with the prompt inside)",
+    "ipo": "prompt/chosen/rejected (or chosen/rejected with the prompt inside)",
+    "orpo": "prompt/chosen/rejected (or chosen/rejected with the prompt inside)",
+    "simpo": "prompt/chosen/rejected (or chosen/rejected with the prompt inside)",
+    "rm": "prompt/chosen/rejected (or chosen/rejected with the prompt inside)",
+    "kto": "prompt/completion/label (or paired prompt/chosen/rejected, which is unpaired)",
+    "grpo": "prompt",
+    "rloo": "prompt",
+    "sft": "messages, prompt/completion, or text",
+}
+
+
+# --- public entry points ------------------------------------------------------------------------
+
+
+def load_and_normalize(dataset_spec: Any, method: str) -> tuple[datasets.Dataset, DetectedFormat]:
+    """Load the data named by dataset_spec (a DatasetSpec, dict, or path) and normalize it for method.
+
+    Raises DataError before any model loads: unreadable or empty file, bad rows, a format the method
+    cannot use. The returned DetectedFormat says which format was found (rows counts the rows kept).
+    """
+    from datasets import Dataset
+
+    path, split, columns, forced = _unpack_spec(dataset_spec)
+    if method not in ACCEPTED:
+        raise DataError(f"method {method!r} has no data rules; accepted: {', '.join(ACCEPTED)}")
+    rows, source, line_numbers = load_rows(path, split)
+    rows = apply_column_mapping(rows, columns, source)
+    if forced is not None and forced not in FORMATS:
+        raise DataError(f"{source}: dataset.format {forced!r} is not a known format; accepted: {', '.join(FORMATS)}")
+    name = forced or detect_format(rows, source=source).name
+    if name not in ACCEPTED[method]:
+        raise DataError(
+            f"{source}: detected format {name!r} ({FORMATS[name]}) does not suit method {method!r}, which "
+            f"expects {EXPECTED_COLUMNS[method]}; found columns {_columns(rows)}"
+        )
+    validate_rows(rows, name, source, line_numbers)
+    normalized = normalize(rows, name, method)
+    fmt = DetectedFormat(name, FORMATS[name], rows=len(normalized), source=source)
+    return Dataset.from_list(normalized), fmt
+
+
+def detect_format(rows: Sequence[dict[str, Any]], source: str = "data") -> DetectedFormat:
+    """Name the format of rows from their columns and the first row's value types."""
+    if not rows:
+        raise DataError(f"{source}: no rows")
+    first = rows[0]
+    cols = set(first)
+    name = _detect_name(first, cols)
+    if name is None:
+        raise DataError(
+            f"{source}: cannot tell the data format from columns {sorted(cols)}; expected one of: "
+            "prompt/chosen/rejected, chosen/rejected, prompt/completion/label, prompt, messages, "
+            "prompt/completion, text (rename columns with dataset.columns, e.g. {'question': 'prompt'})"
+        )
+    return DetectedFormat(name, FORMATS[name], rows=len(rows), source=source)
+
+
+def _detect_name(first: dict[str, Any], cols: set[str]) -> str | None:
+    if {"chosen", "rejected"} <= cols:
+        chosen = first["chosen"]
+        if _is_messages(chosen):
+            if "prompt" in cols and _is_messages(first["prompt"]):
+                return "preference-conversational"
+            return "preference-messages"
+        if isinstance(chosen, str) and "prompt" in cols:
+            return "preference"
+        if isinstance(chosen, str) and HH_ASSISTANT in chosen:
+            return "hh-transcript"
+        if isinstance(chosen, str):
+            return "preference-implicit"
+        return None
+    if {"prompt", "completion", "label"} <= cols:
+        return "unpaired"
+    if {"prompt", "completion"} <= cols:
+        return "prompt-completion"
+    if "messages" in cols and _is_messages(first["messages"]):
+        return "sft-messages"
+    if "prompt" in cols:
+        return "prompt-only"
+    if "text" in cols:
+        return "text"
+    return None
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def _unpack_spec(spec: Any) -> tuple[str, str, dict[str, str], str | None]:
+    if isinstance(spec, (str, Path)):
+        return str(spec), "train", {}, None
+    if isinstance(spec, dict):
+        return str(spec["path"]), spec.get("split", "train"), dict(spec.get("columns") or {}), spec.get("format")
+    return str(spec.path), spec.split, dict(spec.columns), spec.format
+
+
+def load_rows(path: str, split: str = "train") -> tuple[list[dict[str, Any]], str, list[int] | None]:
+    """Rows of a local file or hub data set, the name to use in messages, and JSONL line numbers."""
+    local = Path(path).expanduser()
+    if local.is_dir():
+        raise DataError(f"{path}: is a directory; give a .jsonl, .json, .csv or .parquet file")
+    if local.is_file():
+        return _load_local(local)
+    if local.suffix.lower() in LOCAL_SUFFIXES or path.startswith((".", "/", "~")):
+        raise DataError(f"{path}: file not found")
+    return _load_hub(path, split), f"{path} (hub, split {split!r})", None
+
+
+def _load_local(path: Path) -> tuple[list[dict[str, Any]], str, list[int] | None]:
+    source = str(path)
+    suffix = path.suffix.lower()
+    if suffix not in LOCAL_SUFFIXES:
+        raise DataError(f"{source}: unsupported file type {suffix or '(none)'!r}; accepted: {', '.join(LOCAL_SUFFIXES)}")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DataError(f"{source}: the file is empty")
+    if suffix == ".parquet":
+        return _read_parquet(path), source, None
+    text = _decode_utf8(raw, source)
+    if suffix == ".jsonl":
+        rows, lines = _parse_jsonl(text, source)
+        return rows, source, lines
+    if suffix == ".json":
+        return _parse_json(text, source), source, None
+    return _read_csv(path), source, None
+
+
+def _decode_utf8(raw: bytes, source: str) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"{source}: not valid UTF-8: byte 0x{raw[exc.start]:02x} at byte offset {exc.start} (line {line}); "
+            "re-save the file as UTF-8"
+        ) from None
+
+
+def _parse_jsonl(text: str, source: str) -> tuple[list[dict[str, Any]], list[int]]:
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{source}: line {number} is not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{source}: line {number} is a JSON {type(row).__name__}; each line must be an object")
+        rows.append(row)
+        lines.append(number)
+    return rows, lines
+
+
+def _parse_json(text: str, source: str) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    if isinstance(data, dict):
+        lists = [v for v in data.values() if isinstance(v, list)]
+        if len(lists) == 1 and all(isinstance(r, dict) for r in lists[0]):
+            data = lists[0]
+        elif data and all(isinstance(v, list) for v in data.values()):
+            lengths = {len(v) for v in data.values()}
+            if len(lengths) != 1:
+                raise DataError(f"{source}: column lists have different lengths {sorted(lengths)}")
+            data = [dict(zip(data, values, strict=True)) for values in zip(*data.values(), strict=True)]
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise DataError(f"{source}: expected a JSON list of objects (one per row) or an object of column lists")
+    if not data:
+        raise DataError(f"{source}: no rows")
+    return data
+
+
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
+    if frame.empty:
+        raise DataError(f"{path}: no rows")
+    return frame.to_dict(orient="records")
+
+
+def _read_parquet(path: Path) -> list[dict[str, Any]]:
+    import pandas as pd
+
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+    if frame.empty:
+        raise DataError(f"{path}: no rows")
+    return [_plain(row) for row in frame.to_dict(orient="records")]
+
+
+def _plain(value: Any) -> Any:
+    """Parquet list columns come back as numpy arrays; make them lists of plain values."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return _plain(value.tolist())
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _load_hub(path: str, split: str) -> list[dict[str, Any]]:
+    try:
+        from datasets import load_dataset
+
+        dataset = load_dataset(path, split=split)
+    except Exception as exc:  # offline, unknown id, bad split: all mean "use a local file"
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(
+            f"{path}: no such local file, and loading it as a hub data set failed ({first_line}). "
+            "If the hub is unreachable, download the data elsewhere and give a local .jsonl/.json/.csv/.parquet "
+            "file instead, e.g. runners/data/demo_preferences.jsonl"
+        ) from None
+    if len(dataset) == 0:
+        raise DataError(f"{path}: split {split!r} has no rows")
+    return dataset.to_list()
+
+
+def apply_column_mapping(rows: list[dict[str, Any]], mapping: dict[str, str], source: str) -> list[dict[str, Any]]:
+    """Rename columns {old: new}; a mapped column that is missing is an error naming the found columns."""
+    if not mapping:
+        return rows
+    found = _columns(rows)
+    missing = [old for old in mapping if old not in found]
+    if missing:
+        raise DataError(
+            f"{source}: dataset.columns maps {missing} but the data has no such column; found columns {found}"
+        )
+    return [{mapping.get(k, k): v for k, v in row.items()} for row in rows]
+
+
+def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    return sorted(rows[0]) if rows else []
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "preference": ("prompt", "chosen", "rejected"),
+    "preference-implicit": ("chosen", "rejected"),
+    "preference-conversational": ("prompt", "chosen", "rejected"),
+    "preference-messages": ("chosen", "rejected"),
+    "hh-transcript": ("chosen", "rejected"),
+    "unpaired": ("prompt", "completion", "label"),
+    "prompt-only": ("prompt",),
+    "prompt-completion": ("prompt", "completion"),
+    "sft-messages": ("messages",),
+    "text": ("text",),
+}
+
+
+def validate_rows(rows: list[dict[str, Any]], name: str, source: str, line_numbers: list[int] | None) -> None:
+    """Every row has the format's columns with non-empty values of the right type."""
+    required = REQUIRED[name]
+    for index, row in enumerate(rows):
+        where = _where(source, index, line_numbers)
+        missing = [c for c in required if c not in row]
+        if missing:
+            raise DataError(
+                f"{where}: missing column(s) {missing} for format {name!r}; found columns {sorted(row)}, "
+                f"expected {list(required)}"
+            )
+        for column in required:
+            _check_value(row[column], column, name, where)
+
+
+def _where(source: str, index: int, line_numbers: list[int] | None) -> str:
+    if line_numbers is not None:
+        return f"{source}: row {index + 1} (line {line_numbers[index]})"
+    return f"{source}: row {index + 1}"
+
+
+def _check_value(value: Any, column: str, name: str, where: str) -> None:
+    if column == "label":
+        if _as_label(value) is None:
+            raise DataError(f"{where}, column 'label': expected true/false (or 1/0), got {value!r}")
+        return
+    wants_messages = name in ("preference-conversational", "preference-messages", "sft-messages") or (
+        name in ("prompt-only", "prompt-completion", "unpaired") and isinstance(value, list)
+    )
+    if wants_messages:
+        if not _is_messages(value):
+            raise DataError(
+                f"{where}, column {column!r}: expected a list of {{role, content}} messages, got {_kind(value)}"
+            )
+        if not value:
+            raise DataError(f"{where}, column {column!r}: empty message list")
+        for turn, message in enumerate(value, start=1):
+            if not str(message.get("content", "")).strip():
+                raise DataError(f"{where}, column {column!r}: message {turn} has empty content")
+        return
+    if not isinstance(value, str):
+        raise DataError(f"{where}, column {column!r}: expected a string, got {_kind(value)}")
+    if not value.strip():
+        raise DataError(f"{where}, column {column!r}: empty string")
+    if name == "hh-transcript" and HH_ASSISTANT not in value:
+        raise DataError(f"{where}, column {column!r}: no '\\n\\nAssistant:' turn in the transcript")
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _is_messages(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in value)
+
+
+def _as_label(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    return None
+
+
+# --- normalization ------------------------------------------------------------------------------
+
+
+def normalize(rows: Iterable[dict[str, Any]], name: str, method: str) -> list[dict[str, Any]]:
+    """Rows in the shape the method's TRL trainer expects (extra columns are dropped)."""
+    if name in PREFERENCE_FORMATS:
+        pairs = [to_explicit_preference(row, name) for row in rows]
+        if method == "kto":
+            return unpair(pairs)
+        if method in ("grpo", "rloo"):
+            return [{"prompt": p["prompt"]} for p in pairs]
+        if method == "sft":
+            return [{"prompt": p["prompt"], "completion": p["chosen"]} for p in pairs]
+        return pairs
+    if name == "unpaired":
+        if method == "kto":
+            return [{"prompt": r["prompt"], "completion": r["completion"], "label": _as_label(r["label"])} for r in rows]
+        return [{"prompt": r["prompt"]} for r in rows]
+    if name == "prompt-completion":
+        if method == "sft":
+            return [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows]
+        return [{"prompt": r["prompt"]} for r in rows]
+    if name == "prompt-only":
+        return [{"prompt": r["prompt"]} for r in rows]
+    if name == "sft-messages":
+        return [{"messages": [_message(m) for m in r["messages"]]} for r in rows]
+    return [{"text": r["text"]} for r in rows]
+
+
+def to_explicit_preference(row: dict[str, Any], name: str) -> dict[str, Any]:
+    """prompt/chosen/rejected with the prompt split off (strings, or message lists)."""
+    if name == "preference":
+        return {"prompt": row["prompt"], "chosen": row["chosen"], "rejected": row["rejected"]}
+    if name == "preference-conversational":
+        return {
+            "prompt": [_message(m) for m in row["prompt"]],
+            "chosen": [_message(m) for m in row["chosen"]],
+            "rejected": [_message(m) for m in row["rejected"]],
+        }
+    if name == "preference-messages":
+        chosen = [_message(m) for m in row["chosen"]]
+        rejected = [_message(m) for m in row["rejected"]]
+        shared = _common_prefix_length(chosen, rejected)
+        # The answer is at least the last turn, even when both lists end identically.
+        shared = min(shared, len(chosen) - 1, len(rejected) - 1)
+        return {"prompt": chosen[:shared], "chosen": chosen[shared:], "rejected": rejected[shared:]}
+    if name == "hh-transcript":
+        prompt, chosen = split_hh(row["chosen"])
+        _, rejected = split_hh(row["rejected"])
+        return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+    # implicit string prompt: the shared prefix, cut back to a word boundary so no word is split.
+    chosen, rejected = row["chosen"], row["rejected"]
+    cut = _common_prefix_length(chosen, rejected)
+    while cut > 0 and not chosen[cut - 1].isspace():
+        cut -= 1
+    return {"prompt": chosen[:cut], "chosen": chosen[cut:], "rejected": rejected[cut:]}
+
+
+def split_hh(transcript: str) -> tuple[str, str]:
+    """Split an HH transcript at its last Assistant turn: (prompt ending in 'Assistant:', answer)."""
+    cut = transcript.rfind(HH_ASSISTANT) + len(HH_ASSISTANT)
+    return transcript[:cut], transcript[cut:]
+
+
+def unpair(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each pair becomes a desirable (chosen) and an undesirable (rejected) row for KTO."""
+    rows: list[dict[str, Any]] = []
+    for pair in pairs:
+        rows.append({"prompt": pair["prompt"], "completion": pair["chosen"], "label": True})
+        rows.append({"prompt": pair["prompt"], "completion": pair["rejected"], "label": False})
+    return rows
+
+
+def _message(message: dict[str, Any]) -> dict[str, str]:
+    return {"role": str(message["role"]), "content": str(message["content"])}
+
+
+def _common_prefix_length(a: Sequence[Any], b: Sequence[Any]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def is_conversational_format(name: str) -> bool:
+    return name in ("preference-conversational", "preference-messages", "sft-messages")

@@ -1,0 +1,435 @@
+"""Shared steps of every recipe, in the order a recipe calls them.
+
+    run = start("dpo", argv)              parse --spec/--resume, load the RunSpec, pick device and precision
+    train_set, eval_set = load_data(run)  load + normalize the data: bad data fails here, before any model
+    config = build_config(run, DPOConfig, defaults={...})   spec.hparams checked against the config fields
+    tokenizer = load_tokenizer(run); model = load_model(run)
+    trainer = DPOTrainer(..., callbacks=[run.monitor])
+    return finish(run, trainer)           train (resuming if asked), save, write result.json
+
+`run_main(train, argv)` wraps a recipe's train function: spec and data errors print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import importlib
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runners.callbacks import METRICS_FILE, RESULT_FILE, STOP_FILE, PeakMemory, RunMonitor, write_result
+from runners.data import DataError, DetectedFormat, load_and_normalize
+from runners.spec import RunSpec, SpecError
+
+# Spec fields that set these TrainingArguments; hparams may not set them a second time.
+SPEC_OWNED = {
+    "output_dir": "output_dir",
+    "max_steps": "max_steps",
+    "num_train_epochs": "num_train_epochs",
+    "seed": "seed",
+    "logging_steps": "logging_steps",
+    "save_steps": "save_steps",
+    "gradient_checkpointing": "gradient_checkpointing",
+    "bf16": "precision",
+    "fp16": "precision",
+    "use_cpu": "devices",
+}
+
+# Shown (with the config's own fields) when an hparams key is unknown.
+COMMON_HPARAMS = (
+    "learning_rate",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "weight_decay",
+    "max_grad_norm",
+    "optim",
+)
+
+
+@dataclass
+class Run:
+    """What a recipe knows about its run once the spec is loaded."""
+
+    method: str
+    spec: RunSpec
+    spec_path: Path
+    run_dir: Path
+    output_dir: Path
+    resume: bool
+    cuda: bool
+    precision: str
+    monitor: RunMonitor
+    is_main: bool
+    data_format: DetectedFormat | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def log(self, message: str) -> None:
+        if self.is_main:
+            print(f"[{self.method}] {message}", flush=True)
+
+
+# --- 1. start -----------------------------------------------------------------------------------
+
+
+def parse_args(method: str, argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=f"python -m runners.recipes.{method}", description=f"{method} recipe")
+    parser.add_argument("--spec", required=True, help="runs/<id>/spec.yaml; the run directory is its parent")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    return parser.parse_args(argv)
+
+
+def start(method: str, argv: list[str] | None) -> Run:
+    """Load the spec, check it is for this recipe, pick device and precision, reset the run's outputs."""
+    args = parse_args(method, argv)
+    spec_path = Path(args.spec).resolve()
+    spec = RunSpec.load(spec_path)
+    if spec.method != method:
+        raise SpecError(f"method: the spec asks for {spec.method!r} but this is the {method!r} recipe")
+    run_dir = spec_path.parent
+    cuda = uses_cuda(spec)
+    precision = resolve_precision(spec.precision, cuda)
+    output_dir = Path(spec.output_dir).expanduser() if spec.output_dir else run_dir / "checkpoints"
+    if not output_dir.is_absolute():
+        output_dir = (run_dir / output_dir).resolve()
+    is_main = _is_main_process()
+    run = Run(
+        method=method,
+        spec=spec,
+        spec_path=spec_path,
+        run_dir=run_dir,
+        output_dir=output_dir,
+        resume=args.resume,
+        cuda=cuda,
+        precision=precision,
+        monitor=RunMonitor(run_dir, PeakMemory(cuda=cuda)),
+        is_main=is_main,
+    )
+    if is_main:
+        (run_dir / RESULT_FILE).unlink(missing_ok=True)
+        if args.resume:
+            (run_dir / STOP_FILE).unlink(missing_ok=True)  # the STOP that ended the previous attempt
+        else:
+            (run_dir / METRICS_FILE).unlink(missing_ok=True)
+    check_quantization(run)
+    run.log(f"spec {spec_path}; device {'cuda' if cuda else 'cpu'}; precision {precision}")
+    return run
+
+
+def uses_cuda(spec: RunSpec) -> bool:
+    if spec.devices == "cpu":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve_precision(precision: str | None, cuda: bool) -> str:
+    """The planner's precision ids; None means bf16 on a bf16-capable GPU, else fp32."""
+    if precision is not None:
+        return precision
+    if cuda:
+        import torch
+
+        if torch.cuda.is_bf16_supported():
+            return "bf16"
+    return "fp32"
+
+
+def _is_main_process() -> bool:
+    return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0"
+
+
+# --- 2. data ------------------------------------------------------------------------------------
+
+
+def load_data(run: Run):
+    """(train_set, eval_set or None), normalized for the method; DataError before any model loads."""
+    dataset, fmt = load_and_normalize(run.spec.dataset, run.method)
+    run.data_format = fmt
+    run.log(fmt.summary())
+    fraction = run.spec.dataset.eval_fraction
+    if fraction <= 0:
+        return dataset, None
+    if round(len(dataset) * fraction) < 1:
+        raise DataError(f"{fmt.source}: eval_fraction {fraction} of {len(dataset)} rows leaves no evaluation rows")
+    split = dataset.train_test_split(test_size=fraction, seed=run.spec.seed)
+    return split["train"], split["test"]
+
+
+# --- 3. config ----------------------------------------------------------------------------------
+
+
+def build_config(
+    run: Run,
+    config_cls: type,
+    defaults: dict[str, Any] | None = None,
+    forced: dict[str, Any] | None = None,
+    has_eval: bool = False,
+):
+    """The TRL config: recipe defaults < spec.hparams < the spec's own fields (and `forced`).
+
+    Unknown hparams keys, and keys the spec sets itself, are SpecErrors naming the key.
+    """
+    hparams = dict(run.spec.hparams)
+    check_hparams(hparams, config_cls, forced or {})
+    spec = run.spec
+    kwargs: dict[str, Any] = {
+        "report_to": "none",
+        "disable_tqdm": True,
+        "save_strategy": "steps",
+        "logging_strategy": "steps",
+        **(defaults or {}),
+        **hparams,
+        **(forced or {}),
+        "output_dir": str(run.output_dir),
+        "max_steps": spec.max_steps,
+        "num_train_epochs": spec.num_train_epochs,
+        "seed": spec.seed,
+        "logging_steps": spec.logging_steps,
+        "save_steps": spec.save_steps,
+        "gradient_checkpointing": spec.gradient_checkpointing,
+        **precision_args(run.precision, run.cuda),
+    }
+    if has_eval:
+        kwargs.setdefault("eval_strategy", "steps")
+        kwargs.setdefault("eval_steps", spec.save_steps)
+    try:
+        return config_cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise SpecError(f"hparams: {config_cls.__name__} rejected the settings: {exc}") from None
+
+
+def check_hparams(hparams: dict[str, Any], config_cls: type, forced: dict[str, Any]) -> None:
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    for key, value in hparams.items():
+        if key in SPEC_OWNED:
+            raise SpecError(f"hparams.{key}: set it with the spec field {SPEC_OWNED[key]!r}, not in hparams")
+        if key in forced and forced[key] != value:
+            raise SpecError(f"hparams.{key}: this recipe fixes {key}={forced[key]!r}")
+        if key not in names:
+            close = difflib.get_close_matches(key, sorted(names), n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise SpecError(
+                f"hparams.{key}: not a {config_cls.__name__} field{hint}; accepted include "
+                f"{', '.join(_some_fields(config_cls))}, ..."
+            )
+
+
+def _some_fields(config_cls: type) -> list[str]:
+    """The config's own fields (those TRL adds over TrainingArguments) and the common ones."""
+    from transformers import TrainingArguments
+
+    base = {f.name for f in dataclasses.fields(TrainingArguments)}
+    own = [f.name for f in dataclasses.fields(config_cls) if f.name not in base]
+    return (own[:14] + [n for n in COMMON_HPARAMS if n not in own])[:22]
+
+
+def precision_args(precision: str, cuda: bool) -> dict[str, Any]:
+    """bf16: weights already bf16, no autocast; amp-bf16: fp32 weights + bf16 autocast; fp32: neither."""
+    args: dict[str, Any] = {"bf16": precision == "amp-bf16", "fp16": False}
+    if not cuda:
+        args["use_cpu"] = True
+    return args
+
+
+# --- 4. tokenizer and model ---------------------------------------------------------------------
+
+
+def load_tokenizer(run: Run):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(run.spec.model, trust_remote_code=run.spec.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if run.data_format and _conversational(run.data_format.name) and not tokenizer.chat_template:
+        raise SpecError(
+            f"model: {run.spec.model}'s tokenizer has no chat template, but the data is conversational "
+            f"({run.data_format.name}); use a chat model or plain-text prompt/chosen/rejected data"
+        )
+    return tokenizer
+
+
+def _conversational(format_name: str) -> bool:
+    return format_name in ("preference-conversational", "preference-messages", "sft-messages")
+
+
+def model_dtype(precision: str):
+    import torch
+
+    return torch.bfloat16 if precision == "bf16" else torch.float32
+
+
+def load_model(run: Run, head: str = "causal-lm", tokenizer=None):
+    """The policy (or, with head="score", a one-logit sequence classifier for reward modelling)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    kwargs: dict[str, Any] = {"dtype": model_dtype(run.precision), "trust_remote_code": run.spec.trust_remote_code}
+    quant = quantization_config(run)
+    if quant is not None:
+        from accelerate import PartialState
+
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": PartialState().local_process_index}
+    if head == "score":
+        model = AutoModelForSequenceClassification.from_pretrained(run.spec.model, num_labels=1, **kwargs)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(run.spec.model, **kwargs)
+    if tokenizer is not None and model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if quant is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=run.spec.gradient_checkpointing)
+    n_params = sum(p.numel() for p in model.parameters())
+    run.log(f"model {run.spec.model}: {n_params:,} parameters, dtype {model.dtype}")
+    return model
+
+
+def quantization_config(run: Run):
+    """BitsAndBytesConfig for QLoRA (nf4) or 8-bit LoRA; needs a CUDA GPU and bitsandbytes."""
+    if run.spec.lora is None or run.spec.lora.quant is None:
+        return None
+    check_quantization(run)
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if run.spec.lora.quant == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute
+    )
+
+
+def check_quantization(run: Run) -> None:
+    """Checked at start, before the data, so a QLoRA spec on a CPU machine fails at once."""
+    if run.spec.lora is None or run.spec.lora.quant is None:
+        return
+    if not run.cuda:
+        raise SpecError(
+            f"lora.quant: {run.spec.lora.quant!r} quantization (QLoRA) needs a CUDA GPU; none is in use here "
+            "(devices: cpu or no GPU). Drop lora.quant to train LoRA on the unquantized model"
+        )
+    try:
+        importlib.import_module("bitsandbytes")
+    except ImportError:
+        raise SpecError("lora.quant: needs the bitsandbytes package (pip install 'alignplan[qlora]')") from None
+
+
+def peft_config(run: Run, task_type: str = "CAUSAL_LM"):
+    """A peft LoraConfig from spec.lora, or None to train all weights."""
+    if run.spec.lora is None:
+        return None
+    from peft import LoraConfig
+
+    lora = run.spec.lora
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type=task_type,
+    )
+
+
+def reward_functions(run: Run) -> list[Any]:
+    """GRPO/RLOO reward: a reward model path (TRL loads it) or a Python function by dotted path."""
+    reward = run.spec.reward
+    if reward is None:
+        raise SpecError("reward: grpo and rloo need a reward model or a reward function")
+    if reward.model:
+        return [reward.model]
+    return [import_function(reward.function)]
+
+
+def import_function(dotted: str) -> Callable[..., Any]:
+    """'package.module:function' or 'package.module.function'."""
+    module_name, sep, attr = dotted.partition(":")
+    if not sep:
+        module_name, _, attr = dotted.rpartition(".")
+    if not module_name or not attr:
+        raise SpecError(f"reward.function: {dotted!r} is not 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SpecError(f"reward.function: cannot import module {module_name!r} ({exc})") from None
+    func = getattr(module, attr, None)
+    if not callable(func):
+        raise SpecError(f"reward.function: module {module_name!r} has no function {attr!r}")
+    return func
+
+
+# --- 5. train, save, result ---------------------------------------------------------------------
+
+
+def last_checkpoint(output_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not output_dir.is_dir():
+        return None
+    return get_last_checkpoint(str(output_dir))
+
+
+def finish(run: Run, trainer) -> int:
+    """Train (from the newest checkpoint with --resume), save the final model, write result.json."""
+    checkpoint = last_checkpoint(run.output_dir) if run.resume else None
+    if run.resume and checkpoint is None:
+        run.log(f"--resume: no checkpoint in {run.output_dir}; starting from step 0")
+    elif checkpoint:
+        run.log(f"resuming from {checkpoint}")
+    trainer.train(resume_from_checkpoint=checkpoint)
+    if run.monitor.stopped:
+        saved = last_checkpoint(run.output_dir)
+        run.log(f"STOP file seen: checkpoint {saved}; exiting")
+        if trainer.is_world_process_zero():
+            write_result(run.run_dir, "stopped", run.monitor, checkpoint=saved, **_result_extras(run))
+        return 0
+    final_dir = run.output_dir / "final"
+    trainer.save_model(str(final_dir))
+    if trainer.is_world_process_zero():
+        write_result(run.run_dir, "succeeded", run.monitor, final_model=str(final_dir), **_result_extras(run))
+    run.log(f"done: final model in {final_dir}")
+    return 0
+
+
+def _result_extras(run: Run) -> dict[str, Any]:
+    return {
+        "method": run.method,
+        "precision": run.precision,
+        "device": "cuda" if run.cuda else "cpu",
+        "data_format": run.data_format.name if run.data_format else None,
+    }
+
+
+def run_main(train: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Run a recipe; a spec or data problem prints one line and exits 2, anything else exits 1."""
+    try:
+        return train(argv)
+    except (SpecError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        _write_failure(argv, str(exc))
+        return 2
+    except Exception as exc:
+        traceback.print_exc()
+        _write_failure(argv, f"{type(exc).__name__}: {exc}")
+        return 1
+
+
+def _write_failure(argv: list[str] | None, message: str) -> None:
+    if not _is_main_process():
+        return
+    try:
+        spec_path = Path(parse_args("recipe", argv).spec)
+    except SystemExit:
+        return
+    if spec_path.parent.is_dir():
+        write_result(spec_path.parent, "failed", error=message)
