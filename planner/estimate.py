@@ -281,6 +281,7 @@ def _stage_phases(req: PlanRequest, profile: MethodProfile, base: ModelSpec, not
         notes.append("DDP keeps its gradient buckets beside the gradients (a second gradient copy)")
 
     gens = req.num_generations or profile.default_generations
+    fused = profile.fused_lm_head or req.chunked_loss
     seqs_train = req.batch_size * profile.sequences_per_example
     t_train = seqs_train * req.seq_len
     trainables = [c for c in copies if c.trainable]
@@ -316,7 +317,8 @@ def _stage_phases(req: PlanRequest, profile: MethodProfile, base: ModelSpec, not
         worst = {"activations": 0, "logits": 0}
         for c in scorers:
             act = layer_act(c.model, t_train)
-            lg = 0 if c.scalar_head else terms.inference_logits_bytes(t_train, c.model.vocab_size, e, req.chunked_loss)
+            lg = 0 if c.scalar_head else terms.inference_logits_bytes(
+                t_train, c.model.vocab_size, c.model.hidden_size, e, fused)
             if act + lg > worst["activations"] + worst["logits"]:
                 worst = {"activations": act, "logits": lg}
         if scorers:
@@ -332,8 +334,12 @@ def _stage_phases(req: PlanRequest, profile: MethodProfile, base: ModelSpec, not
             else:
                 acts += m.num_layers * layer_act(m, t_train)
             acts += terms.final_norm_bytes(m, t_train, e, r)
-            if not c.scalar_head:
-                logits += terms.logits_bytes(t_train, m.vocab_size, e, req.chunked_loss)
+            if c.scalar_head:
+                pass
+            elif fused:
+                logits += terms.fused_logits_bytes(t_train, m.vocab_size, m.hidden_size, e, not req.lora_rank)
+            else:
+                logits += terms.logits_bytes(t_train, m.vocab_size, e)
             if not req.lora_rank:
                 # Backward reaches the LM head (or tied embedding) first: its gradient exists
                 # while every activation is still held.
@@ -474,6 +480,8 @@ def estimate(req: PlanRequest, with_min_gpus: bool = True) -> Plan:
         plan.gpu_memory_bytes = g.usable_bytes
         plan.fits = plan.peak_bytes_per_gpu <= g.usable_bytes
         plan.headroom_bytes = g.usable_bytes - plan.peak_bytes_per_gpu
+        if not g.bf16 and "bf16" in req.precision:
+            plan.notes.append(f"{g.id} has no bf16 support: train in fp16 with loss scaling or fp32 (precision fp32)")
     if with_min_gpus:
         for gid in GPUS:
             detail = min_gpus_for(req, gid, base)

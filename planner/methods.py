@@ -42,6 +42,8 @@ class MethodProfile:
     stages: tuple[str, ...] = ()  # multi-stage pipelines: method ids planned one after another
     default_beta: float | None = None
     default_generations: int = 1
+    # TRL 1.16's trainer for this method scores tokens with its fused LM head (no T x V logits).
+    fused_lm_head: bool = False
     source: str = ""
     notes: tuple[str, ...] = field(default=())
 
@@ -62,7 +64,7 @@ METHODS: dict[str, MethodProfile] = {
     for p in [
         MethodProfile(
             "sft", "Supervised fine-tuning", "Next-token loss on (prompt, response) pairs.",
-            (_POLICY,), source="Ouyang et al. 2022, stage 1",
+            (_POLICY,), fused_lm_head=True, source="Ouyang et al. 2022, stage 1",
         ),
         MethodProfile(
             "rm", "Reward model", "Bradley-Terry loss on chosen/rejected pairs; LM head replaced by a scalar head.",
@@ -82,28 +84,28 @@ METHODS: dict[str, MethodProfile] = {
             "grpo", "GRPO", "G sampled completions per prompt, group-normalised reward as advantage; no value model.",
             (_POLICY, _REF_KL, _RM), sequences_per_example=1, generates=True,
             phases=("generation", "scoring", *_STEP), default_beta=0.0, default_generations=8,
-            source="Shao et al. 2024 (DeepSeekMath); TRL GRPOConfig (beta 0.0, num_generations 8)",
+            fused_lm_head=True, source="Shao et al. 2024 (DeepSeekMath); TRL GRPOConfig (beta 0.0, num_generations 8)",
         ),
         MethodProfile(
             "rloo", "RLOO", "REINFORCE with a leave-one-out baseline over G completions; no value model.",
             (_POLICY, _REF_KL, _RM), sequences_per_example=1, generates=True,
             phases=("generation", "scoring", *_STEP), default_beta=0.05, default_generations=2,
-            source="Ahmadian et al. 2024; TRL RLOOConfig (beta 0.05, num_generations 2)",
+            fused_lm_head=True, source="Ahmadian et al. 2024; TRL RLOOConfig (beta 0.05, num_generations 2)",
         ),
         MethodProfile(
             "dpo", "DPO", "Classification loss on chosen vs rejected log-ratios against a frozen reference.",
             (_POLICY, _REF), sequences_per_example=2, phases=("scoring", *_STEP),
-            source="Rafailov et al. 2023",
+            fused_lm_head=True, source="Rafailov et al. 2023",
         ),
         MethodProfile(
             "ipo", "IPO", "DPO with a bounded squared objective (no over-optimisation to infinite margins).",
             (_POLICY, _REF), sequences_per_example=2, phases=("scoring", *_STEP),
-            source="Azar et al. 2024",
+            fused_lm_head=True, source="Azar et al. 2024",
         ),
         MethodProfile(
             "kto", "KTO", "Unpaired desirable/undesirable examples against a reference (prospect-theory loss).",
             (_POLICY, _REF), sequences_per_example=1, phases=("scoring", *_STEP),
-            source="Ethayarajh et al. 2024",
+            fused_lm_head=True, source="Ethayarajh et al. 2024",
             notes=("KTO also scores a mismatched KL batch without gradients (counted in scoring)",),
         ),
         MethodProfile(

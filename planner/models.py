@@ -360,17 +360,43 @@ def load_model(model: str | dict | ModelSpec) -> ModelSpec:
     )
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP check, so an offline machine gets an answer now rather than after the hub
+    client's five retries."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def _fetch_hub_config(repo_id: str) -> dict:
+    local_hint = "download its config.json elsewhere and pass the file (--model path/to/config.json)"
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:  # pragma: no cover - declared dependency
-        raise PlannerError("model", "huggingface_hub is not installed; pass a local config.json") from None
+        raise PlannerError("model", f"huggingface_hub is not installed; {local_hint}") from None
     try:
-        path = hf_hub_download(repo_id, "config.json", etag_timeout=5)
-    except Exception as exc:  # network errors, 404s, gated repos all end here
-        raise PlannerError(
-            "model",
-            f"could not fetch config.json for {repo_id!r} from the Hugging Face hub "
-            f"({type(exc).__name__}); download it elsewhere and pass its path (--model path/to/config.json)",
-        ) from None
+        # A cached copy works offline.
+        path = hf_hub_download(repo_id, "config.json", local_files_only=True)
+    except Exception:
+        path = None
+    if path is None:
+        if not _hub_reachable():
+            raise PlannerError(
+                "model", f"{repo_id!r} is not in the catalogue and the Hugging Face hub cannot be reached; {local_hint}"
+            )
+        try:
+            path = hf_hub_download(repo_id, "config.json", etag_timeout=5)
+        except Exception as exc:  # 404s, gated repos, network errors
+            raise PlannerError(
+                "model", f"could not fetch config.json for {repo_id!r} from the hub ({type(exc).__name__}); {local_hint}"
+            ) from None
     return _load_json_file(Path(path))

@@ -267,24 +267,42 @@ def checkpointed_layer_bytes(model: ModelSpec, tokens: int, residual: int) -> in
 
 # --- logits and loss ------------------------------------------------------------------------------
 
-LOSS_CHUNK_TOKENS = 1024  # chunked / fused linear cross-entropy processes this many tokens at a time
+LOSS_CHUNK_TOKENS = 4096  # TRL's fused LM head: tokens per projection tile (trl/kernels/chunked_logprob.py)
+LOSS_CHUNK_VOCAB = 32768  # TRL's fused LM head: vocabulary columns per tile (trl/trainer/utils.py)
 
 
-def logits_bytes(tokens: int, vocab: int, act: int, chunked: bool = False) -> int:
-    """Logits and loss for training: T x V x (e + 4 + 4) bytes.
+def logits_bytes(tokens: int, vocab: int, act: int) -> int:
+    """Materialised logits and loss for training: T x V x (e + 4 + 4) bytes.
 
-    The logits in the compute dtype (e), the fp32 upcast HF's loss (and TRL's log-softmax) makes (4,
-    its log-softmax output is what backward keeps), and the fp32 gradient of that in backward (4).
-    A chunked or fused loss (Liger, TRL's use_liger_kernel) materialises LOSS_CHUNK_TOKENS at a time.
+    The logits in the compute dtype (e), the fp32 upcast the loss makes (4; its log-softmax output
+    is what backward keeps), and the fp32 gradient of that in backward (4). This is what a plain
+    HF causal-LM loss, TRL's experimental ORPO/CPO trainers and our PPO keep.
     """
-    t = min(tokens, LOSS_CHUNK_TOKENS) if chunked else tokens
-    return t * vocab * (act + 8)
+    return tokens * vocab * (act + 8)
 
 
-def inference_logits_bytes(tokens: int, vocab: int, act: int, chunked: bool = False) -> int:
-    """Scoring without gradients (reference log-probs): logits (e) + fp32 log-softmax (4) per token."""
-    t = min(tokens, LOSS_CHUNK_TOKENS) if chunked else tokens
-    return t * vocab * (act + 4)
+def fused_logits_bytes(tokens: int, vocab: int, hidden: int, act: int, head_trainable: bool) -> int:
+    """TRL 1.16's fused LM head (SFT, DPO, KTO, GRPO, RLOO trainers) never materialises T x V logits.
+
+    It projects tiles of LOSS_CHUNK_TOKENS x LOSS_CHUNK_VOCAB in the compute dtype and keeps
+    running log-sum-exp statistics. Backward recomputes the tiles and accumulates in fp32: the
+    hidden-state gradient (T x h x 4), and the LM-head weight gradient (V x h x 4) when the head
+    trains. The selected hidden states are kept for backward (T x h x e).
+        T h (e + 4) + [head trains] V h 4 + min(T, 4096) min(V, 32768) e
+    """
+    tile = min(tokens, LOSS_CHUNK_TOKENS) * min(vocab, LOSS_CHUNK_VOCAB) * act
+    return tokens * hidden * (act + 4) + (vocab * hidden * 4 if head_trainable else 0) + tile
+
+
+def inference_logits_bytes(tokens: int, vocab: int, hidden: int, act: int, fused: bool) -> int:
+    """Scoring without gradients (reference or old-policy log-probs).
+
+    Materialised: logits (e) + fp32 log-softmax (4) per token and vocabulary entry.
+    Fused (TRL 1.16): one tile plus the selected hidden states, T x h x e.
+    """
+    if fused:
+        return tokens * hidden * act + min(tokens, LOSS_CHUNK_TOKENS) * min(vocab, LOSS_CHUNK_VOCAB) * act
+    return tokens * vocab * (act + 4)
 
 
 def kv_cache_bytes(model: ModelSpec, tokens_per_sequence: int, sequences: int, act: int) -> int:
