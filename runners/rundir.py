@@ -249,13 +249,11 @@ def planner_gpu_id(gpu: dev.GPU) -> str | None:
         import planner
     except ImportError:
         return None
+    named = planner.match_gpu_name(gpu.name, gpu.total_bytes)
+    if named is not None:
+        return named.id
     specs = list(planner.GPUS.values())
-    if not specs:
-        return None
-    squashed = gpu.name.upper().replace(" ", "").replace("-", "")
-    named = [s for s in specs if s.id.split("-")[0].upper() in squashed]
-    pool = named or specs
-    return min(pool, key=lambda s: abs(int(s.memory_bytes) - gpu.total_bytes)).id
+    return min(specs, key=lambda s: abs(int(s.memory_bytes) - gpu.total_bytes)).id if specs else None
 
 
 def resolve_precision(spec: RunSpec, on_gpu: bool) -> str:

@@ -1,0 +1,76 @@
+"""Helpers for the launcher tests: specs, fake devices, and run dirs whose command is the fake recipe."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from runners import devices as dev
+from runners import rundir
+from runners.spec import RunSpec
+
+FAKE_RECIPE = Path(__file__).resolve().parent / "fake_recipe.py"
+GIB = 2**30
+
+
+def spec(**over: Any) -> RunSpec:
+    data: dict[str, Any] = {"method": "dpo", "model": "meta-llama/Llama-3.1-8B", "dataset": {"path": "prefs.jsonl"}}
+    data.update(over)
+    return RunSpec.parse(data)
+
+
+def cpu_devices() -> dev.Devices:
+    return dev.discover(gpus=[])
+
+
+def fake_gpus(n: int, total_gib: float, name: str = "NVIDIA A100-SXM4-80GB", free_gib: float | None = None) -> dev.Devices:
+    total = int(total_gib * GIB)
+    free = int((free_gib if free_gib is not None else total_gib) * GIB)
+    return dev.discover(gpus=[dev.GPU(i, name, total, free) for i in range(n)])
+
+
+def no_estimate(spec, **kw):
+    raise RuntimeError("no planner in this test")
+
+
+def fake_run(root: Path, steps: int = 5, **hparams: Any) -> rundir.RunDir:
+    """A prepared run (registered, status prepared) whose command is the fake recipe."""
+    s = spec(max_steps=steps, save_steps=hparams.pop("save_steps", 2), hparams=hparams)
+    run = rundir.prepare(s, root, devices=cpu_devices(), estimate=no_estimate)
+    rundir.write_command(run, [sys.executable, str(FAKE_RECIPE), "--spec", str(run.spec_path)])
+    return run
+
+
+def wait_until(predicate, timeout: float = 30.0, poll: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(poll)
+    return bool(predicate())
+
+
+def processes_in_group(pgid: int) -> list[psutil.Process]:
+    """Every process of the group, zombies included."""
+    out = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid:
+                out.append(proc)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return out
+
+
+@pytest.fixture(scope="session", name="tiny_model_dir")
+def tiny_model_fixture(tmp_path_factory) -> Path:
+    """The tiny Llama built once per session (import this fixture into a test module to use it)."""
+    from runners.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-model")

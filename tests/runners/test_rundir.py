@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import threading
+
+import pytest
+import yaml
+from launch_helpers import FAKE_RECIPE, GIB, cpu_devices, fake_gpus, no_estimate, spec, tiny_model_fixture  # noqa: F401
+
+import planner
+from runners import rundir
+from runners.registry import Registry
+from runners.spec import RunSpec, SpecError
+
+
+def read_yaml(path):
+    return yaml.safe_load(path.read_text())
+
+
+def test_prepare_writes_the_four_files_for_cpu(tmp_path, tiny_model_dir):
+    s = spec(model=str(tiny_model_dir), max_steps=3, hparams={"max_length": 64, "per_device_train_batch_size": 2})
+    run = rundir.prepare(s, tmp_path, devices=cpu_devices())
+    names = {p.name for p in run.path.iterdir()}
+    assert {"spec.yaml", "accelerate.yaml", "command.sh", "command.json", "plan.json"} <= names
+    assert RunSpec.load(run.spec_path) == s
+    acc = read_yaml(run.accelerate_path)
+    assert acc["distributed_type"] == "NO" and acc["use_cpu"] is True and acc["num_processes"] == 1
+    plan = json.loads(run.plan_path.read_text())
+    assert plan["decision"]["kind"] == "cpu" and plan["decision"]["precision"] == "fp32"
+    # The plan is the planner's estimate for exactly this run.
+    req = plan["request"]
+    assert (req["method"], req["seq_len"], req["batch_size"], req["precision"]) == ("dpo", 64, 2, "fp32")
+    expected = planner.estimate(
+        planner.PlanRequest(model=planner.load_model(str(tiny_model_dir)), method="dpo", seq_len=64,
+                            batch_size=2, precision="fp32", grad_ckpt=True)
+    )
+    assert plan["predicted_peak_bytes"] == expected.peak_bytes_per_gpu == plan["plan"]["peak_bytes_per_gpu"]
+    assert plan["devices"]["gpus"] == []
+    rec = Registry.for_runs_root(tmp_path).get(run.id)
+    assert rec.status == "prepared" and rec.predicted_peak_bytes == expected.peak_bytes_per_gpu
+
+
+def test_command_sh_and_command_json_say_the_same_thing(tmp_path):
+    run = rundir.prepare(spec(num_processes=2, devices="cpu"), tmp_path, devices=cpu_devices(), estimate=no_estimate)
+    argv = json.loads(run.command_json.read_text())["argv"]
+    exec_line = [ln for ln in run.command_sh.read_text().splitlines() if ln.startswith("exec ")][0]
+    assert shlex.split(exec_line)[1:] == argv + ["$@"]
+    assert argv[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
+    assert argv[argv.index("--config_file") + 1] == str(run.accelerate_path)
+    assert argv[argv.index("--num_processes") + 1] == "2"
+    assert argv[argv.index("-m", 3) + 1] == "runners.recipes.dpo"
+    assert argv[-2:] == ["--spec", str(run.spec_path)]
+    assert read_yaml(run.accelerate_path)["distributed_type"] == "MULTI_CPU"
+    assert subprocess.run(["bash", "-n", str(run.command_sh)]).returncode == 0
+
+
+def test_command_quotes_paths_with_spaces(tmp_path):
+    root = tmp_path / "my runs; $(x)"
+    run = rundir.prepare(spec(), root, devices=cpu_devices(), estimate=no_estimate)
+    exec_line = [ln for ln in run.command_sh.read_text().splitlines() if ln.startswith("exec ")][0]
+    assert str(run.spec_path) in shlex.split(exec_line)
+
+
+def test_one_fake_gpu_gives_single_process(tmp_path):
+    run = rundir.prepare(spec(model="Qwen/Qwen2.5-0.5B"), tmp_path, devices=fake_gpus(1, 80))
+    acc = read_yaml(run.accelerate_path)
+    assert (acc["distributed_type"], acc["num_processes"], acc["use_cpu"], acc["gpu_ids"]) == ("NO", 1, False, "0")
+    decision = json.loads(run.plan_path.read_text())["decision"]
+    assert decision["kind"] == "single-gpu" and decision["fits"] is True and decision["precision"] == "bf16"
+
+
+def test_four_gpus_where_a_replica_fits_give_ddp(tmp_path):
+    run = rundir.prepare(spec(model="Qwen/Qwen2.5-0.5B"), tmp_path, devices=fake_gpus(4, 80))
+    acc = read_yaml(run.accelerate_path)
+    assert (acc["distributed_type"], acc["num_processes"], acc["gpu_ids"]) == ("MULTI_GPU", 4, "all")
+    plan = json.loads(run.plan_path.read_text())
+    assert [t["zero"] for t in plan["decision"]["tried"]] == [0]
+    assert plan["request"]["gpus"] == 4 and plan["request"]["gpu"] == "A100-80GB"
+    assert "--num_processes" in run.command_sh.read_text() and " 4 " in run.command_sh.read_text()
+
+
+def test_gpus_where_no_replica_fits_give_deepspeed_zero3(tmp_path):
+    # Llama-3.1-8B full DPO, seq 1024, batch 1: the planner puts ZeRO-0/2 above 40 GiB, ZeRO-3 below.
+    s = spec(hparams={"per_device_train_batch_size": 1})
+    run = rundir.prepare(s, tmp_path, devices=fake_gpus(4, 40, name="NVIDIA A100-SXM4-40GB"))
+    acc = read_yaml(run.accelerate_path)
+    assert acc["distributed_type"] == "DEEPSPEED" and acc["num_processes"] == 4
+    assert acc["deepspeed_config"]["zero_stage"] == 3 and acc["deepspeed_config"]["zero3_init_flag"] is True
+    tried = json.loads(run.plan_path.read_text())["decision"]["tried"]
+    assert [(t["zero"], t["fits"]) for t in tried] == [(0, False), (2, False), (3, True)]
+    for t in tried:  # each try is the planner's own number
+        p = planner.estimate(planner.PlanRequest(model="meta-llama/Llama-3.1-8B", method="dpo", batch_size=1,
+                                                 zero=t["zero"], gpus=4, gpu="A100-40GB"))
+        assert t["peak_bytes_per_gpu"] == p.peak_bytes_per_gpu
+
+
+def test_zero2_when_it_is_enough(tmp_path):
+    s = spec(hparams={"per_device_train_batch_size": 1})
+    decision, _ = rundir.decide(s, fake_gpus(4, 80, name="NVIDIA H100 80GB HBM3"))
+    assert (decision.kind, decision.zero, decision.fits) == ("deepspeed-zero2", 2, True)
+
+
+def test_nothing_fits_falls_back_to_zero3_and_says_so(tmp_path):
+    s = spec(model="meta-llama/Llama-3.1-70B", hparams={"per_device_train_batch_size": 1})
+    decision, _ = rundir.decide(s, fake_gpus(2, 24, name="NVIDIA A10G"))
+    assert (decision.kind, decision.fits) == ("deepspeed-zero3", False)
+    assert any("does not fit" in n for n in decision.notes)
+
+
+def test_free_memory_not_total_decides(tmp_path):
+    s = spec(model="Qwen/Qwen2.5-0.5B")
+    busy = fake_gpus(2, 80, free_gib=1)
+    decision, _ = rundir.decide(s, busy)
+    assert decision.kind != "ddp" and decision.usable_bytes == 1 * GIB
+
+
+def test_devices_cpu_overrides_gpus_and_selection_errors(tmp_path):
+    decision, _ = rundir.decide(spec(devices="cpu"), fake_gpus(2, 80), estimate=no_estimate)
+    assert decision.kind == "cpu" and decision.distributed_type == "NO"
+    decision, _ = rundir.decide(spec(devices=[1]), fake_gpus(2, 80), estimate=no_estimate)
+    assert decision.kind == "single-gpu" and decision.gpu_ids == [1]
+    with pytest.raises(SpecError, match="devices: GPU index 5"):
+        rundir.decide(spec(devices=[5]), fake_gpus(2, 80), estimate=no_estimate)
+    with pytest.raises(SpecError, match="num_processes"):
+        rundir.decide(spec(num_processes=3), fake_gpus(2, 80), estimate=no_estimate)
+
+
+def test_no_estimate_still_gives_a_setup_and_says_why(tmp_path):
+    decision, planned = rundir.decide(spec(model="nobody/unknown-model"), fake_gpus(2, 80))
+    assert decision.kind == "ddp" and decision.fits is None and decision.predicted_peak_bytes is None
+    assert any("no memory estimate" in n for n in decision.notes)
+    assert planned["plan"] is None and planned["request"]["method"] == "dpo"
+
+
+def test_gpu_ids_follow_cuda_visible_devices(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert rundir.gpu_ids_for_env([0, 1, 2]) == "all"
+    assert rundir.gpu_ids_for_env([1, 3]) == "1,3"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6")
+    assert rundir.gpu_ids_for_env([1]) == "5"
+
+
+def test_concurrent_prepares_get_distinct_dirs_and_rows(tmp_path):
+    runs, errors = [], []
+
+    def one():
+        try:
+            runs.append(rundir.prepare(spec(), tmp_path, devices=cpu_devices(), estimate=no_estimate))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len({r.path for r in runs}) == 12
+    assert {r.id for r in Registry.for_runs_root(tmp_path).list()} == {r.id for r in runs}
+
+
+def test_command_sh_runs_by_hand_through_accelerate(tmp_path):
+    """accelerate launch with our CPU accelerate.yaml, running the fake recipe as the script."""
+    run = rundir.prepare(spec(max_steps=3), tmp_path, devices=cpu_devices(), estimate=no_estimate)
+    argv = json.loads(run.command_json.read_text())["argv"]
+    i = argv.index("-m", 3)
+    rundir.write_command(run, argv[:i] + [str(FAKE_RECIPE)] + argv[i + 2 :])
+    proc = subprocess.run(["bash", str(run.command_sh)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(run.result_path.read_text())["status"] == "succeeded"
+    assert [m["step"] for m in run.metrics()] == [1, 2, 3]
