@@ -1,0 +1,121 @@
+"""`alignplan advise`: choose the alignment method, one question at a time or from an answers file.
+
+    alignplan advise                              # asks the questions in the terminal
+    alignplan advise --answers answers.yaml       # no prompts; readable recommendation
+    alignplan advise --answers answers.yaml --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from advisor.framework import AdvisorError, Question
+from advisor.questions import answer, back, restart, step
+from advisor.recommend import advise
+from advisor.render import render_text
+
+
+def add_subcommands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "advise",
+        help="choose DPO, PPO, RLAIF, CAI, GRPO, KTO, ... for your signal, task, data and hardware",
+        description=__doc__.splitlines()[0],
+    )
+    p.add_argument("--answers", metavar="FILE", help="YAML or JSON file of answers {question: answer}; no prompts")
+    p.add_argument("--json", action="store_true", help="print the recommendation as one JSON document")
+    p.set_defaults(func=run_advise)
+
+
+def load_answers(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise AdvisorError(f"--answers: file not found: {path}", field="answers") from None
+    try:
+        data = yaml.safe_load(text)  # JSON is YAML
+    except yaml.YAMLError as exc:
+        raise AdvisorError(f"--answers: {path} is neither YAML nor JSON ({exc})", field="answers") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise AdvisorError(f"--answers: {path} must hold a mapping of question -> answer", field="answers")
+    return data
+
+
+def _describe(q: Question, out: TextIO, number: int, expected: int) -> None:
+    print(f"\n[{number}/{expected}] {q.text}", file=out)
+    if q.explain:
+        print(f"  {q.explain}", file=out)
+    if q.kind == "choice":
+        for i, (value, label) in enumerate(q.values.items(), 1):
+            print(f"    {i}) {value:<18} {label}", file=out)
+    else:
+        print(f"  Accepted: {q.accepted()}", file=out)
+    hint = "type 'back' to change the previous answer, 'restart' to start over"
+    if q.optional:
+        default = "skip" if q.default is None else q.default
+        hint = f"Enter for {default}; " + hint
+    print(f"  ({hint})", file=out)
+
+
+def _resolve_choice(q: Question, raw: str) -> str:
+    """A choice may be typed as its number in the list."""
+    if q.kind == "choice" and raw.isdigit() and 1 <= int(raw) <= len(q.values):
+        return list(q.values)[int(raw) - 1]
+    return raw
+
+
+def ask_interactively(out: TextIO = sys.stdout) -> dict[str, Any]:
+    """Ask every question on the path with input(), re-asking on invalid input; return the answers."""
+    answers: dict[str, Any] = {}
+    while True:
+        s = step(answers)
+        if s.done:
+            return answers
+        q = s.question
+        assert q is not None
+        _describe(q, out, s.answered + 1, s.expected)
+        print("> ", end="", file=out, flush=True)
+        try:
+            raw = input().strip()
+        except EOFError:
+            raise AdvisorError(
+                f"input ended before the question '{q.key}' was answered; use --answers FILE to run without prompts",
+                field=q.key,
+            ) from None
+        if raw.lower() == "back":
+            answers = back(answers)
+            continue
+        if raw.lower() == "restart":
+            answers = restart()
+            continue
+        if raw == "" and not q.optional:
+            print(f"  An answer is needed; accepted: {q.accepted()}", file=out)
+            continue
+        try:
+            answers = answer(answers, q.key, _resolve_choice(q, raw) if raw else None)
+        except AdvisorError as exc:
+            print(f"  {exc}", file=out)
+
+
+def run_advise(args: argparse.Namespace) -> int:
+    if args.answers:
+        answers = load_answers(args.answers)
+    else:
+        # with --json, prompts go to stderr so stdout stays one JSON document
+        answers = ask_interactively(sys.stderr if args.json else sys.stdout)
+    rec = advise(answers)
+    if args.json:
+        print(json.dumps(rec.to_dict(), indent=2, default=str))
+    else:
+        if not args.answers:
+            print()
+        print(render_text(rec))
+    return 0

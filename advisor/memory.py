@@ -1,0 +1,185 @@
+"""The hardware check: the planner's per-GPU peak for the recommended method and the runner-up, and, when the
+recommendation does not fit, the changes that make it fit, each computed by the planner on a modified
+request (never guessed).
+
+The planner is imported lazily: the advisor works (without this section) where it is absent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from advisor.framework import AdvisorError, Framework
+
+GIB = 2**30
+
+
+def planner_available() -> bool:
+    try:
+        import planner  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _gib(n: int | None) -> float | None:
+    return None if n is None else round(n / GIB, 2)
+
+
+def request_dict(req: Any) -> dict[str, Any]:
+    """A PlanRequest as a plain dict that PlanRequest(**d) rebuilds."""
+    if dataclasses.is_dataclass(req):
+        return {f.name: getattr(req, f.name) for f in dataclasses.fields(req)}
+    if hasattr(req, "model_dump"):
+        return req.model_dump()
+    return dict(vars(req))
+
+
+def _with(planner: Any, req: Any, **changes: Any) -> Any:
+    return planner.PlanRequest(**{**request_dict(req), **changes})
+
+
+def _estimate(planner: Any, req: Any) -> Any:
+    try:
+        return planner.estimate(req)
+    except ValueError as exc:  # PlannerError names the field; keep that for the user
+        raise AdvisorError(str(exc), field=getattr(exc, "field", None)) from None
+
+
+def _entry(role: str, method: str, plan: Any) -> dict[str, Any]:
+    gpu = getattr(plan, "gpu", None)
+    min_gpus = (getattr(plan, "min_gpus", None) or {}).get(gpu) if gpu else None
+    return {
+        "role": role,
+        "method": method,
+        "peak_bytes_per_gpu": int(plan.peak_bytes_per_gpu),
+        "peak_gib": _gib(plan.peak_bytes_per_gpu),
+        "peak_phase": plan.peak_phase,
+        "fits": plan.fits,
+        "headroom_bytes": plan.headroom_bytes,
+        "headroom_gib": _gib(plan.headroom_bytes),
+        "min_gpus_of_this_type": min_gpus,
+    }
+
+
+def _suggestion(change: str, planner: Any, req: Any) -> dict[str, Any]:
+    plan = _estimate(planner, req)
+    total = int(req.gpus) * int(req.nodes)
+    return {
+        "change": change,
+        "method": req.method,
+        "gpu": req.gpu,
+        "gpus_total": total,
+        "request": request_dict(req),
+        "peak_bytes_per_gpu": int(plan.peak_bytes_per_gpu),
+        "peak_gib": _gib(plan.peak_bytes_per_gpu),
+        "fits": bool(plan.fits),
+    }
+
+
+def _layout(n: int) -> dict[str, int]:
+    """n GPUs as the planner counts them: up to 8 per node."""
+    return {"gpus": min(n, 8), "nodes": math.ceil(n / 8) if n > 8 else 1}
+
+
+def suggestions_to_fit(fw: Framework, planner: Any, req: Any, fallbacks: list[str]) -> list[dict[str, Any]]:
+    """Changes that make `req` fit, each checked with planner.estimate: LoRA, QLoRA, ZeRO-3 over more GPUs,
+    a larger GPU, a method without a reference copy. Only changes that fit are returned."""
+    d = fw.defaults_for_memory
+    rank = int(d.get("lora_rank", 16))
+    out: list[dict[str, Any]] = []
+
+    lora = _suggestion(f"train LoRA adapters (rank {rank}) instead of all weights", planner,
+                       _with(planner, req, lora_rank=rank))
+    if lora["fits"]:
+        out.append(lora)
+    else:
+        quant = d.get("quant", "nf4")
+        qlora = _suggestion(f"QLoRA: LoRA rank {rank} on a {quant}-quantised frozen base", planner,
+                            _with(planner, req, lora_rank=rank, quant=quant))
+        if qlora["fits"]:
+            out.append(qlora)
+
+    current = int(req.gpus) * int(req.nodes)
+    detail = planner.min_gpus_for(req, req.gpu) if hasattr(planner, "min_gpus_for") else None
+    if detail is not None:
+        n, zero = max(int(detail["count"]), current), int(detail["zero"])
+        if zero > 0:
+            label = f"ZeRO-{zero} (fully sharded) over {'your ' if n == current else ''}{n} x {req.gpu}"
+            s = _suggestion(label, planner, _with(planner, req, zero=zero, **_layout(n)))
+            if s["fits"]:
+                out.append(s)
+
+    usable = planner.GPUS[req.gpu].usable_bytes
+    for gid, spec in sorted(planner.GPUS.items(), key=lambda kv: kv[1].usable_bytes):
+        if spec.usable_bytes <= usable:
+            continue
+        s = _suggestion(f"a larger GPU: {gid} ({current} x)", planner, _with(planner, req, gpu=gid))
+        if s["fits"]:
+            out.append(s)
+            break
+
+    methods = getattr(planner, "METHODS", {})
+    for m in fallbacks:
+        if m in methods and m != req.method:
+            name = fw.outcomes.get(m, {}).get("name", m)
+            s = _suggestion(f"switch to {name}: no reference model copy", planner, _with(planner, req, method=m))
+            if s["fits"]:
+                out.append(s)
+    return out
+
+
+def memory_section(
+    fw: Framework,
+    *,
+    method: str,
+    runner_up: str,
+    fallbacks: list[str],
+    preset_method: str,
+    model: str,
+    gpu: str | None,
+    gpus: int | None,
+) -> dict[str, Any]:
+    """Per-GPU peaks (planner defaults for sequence length, batch and precision) for the recommendation and
+    the runner-up on the user's hardware, with fit verdicts and, if needed, what makes it fit."""
+    if not planner_available():
+        return {"available": False, "reason": "the planner package is not installed; no memory check"}
+    import planner
+
+    d = fw.defaults_for_memory
+    notes: list[str] = []
+    if gpu is None:
+        gpu = d.get("gpu", "A100-80GB")
+        notes.append(f"GPU not given: assumed {gpu}")
+    gpus = int(gpus or d.get("gpus", 1))
+    methods = getattr(planner, "METHODS", {})
+
+    def planner_id(m: str) -> str:
+        return m if m in methods else preset_method
+
+    try:
+        base = planner.PlanRequest(model=model, method=planner_id(method), gpu=gpu, **_layout(gpus))
+    except ValueError as exc:
+        raise AdvisorError(str(exc), field=getattr(exc, "field", None)) from None
+    rec_plan = _estimate(planner, base)
+    up_req = _with(planner, base, method=planner_id(runner_up))
+    up_plan = _estimate(planner, up_req)
+    entries = [_entry("recommended", base.method, rec_plan), _entry("runner_up", up_req.method, up_plan)]
+    section: dict[str, Any] = {
+        "available": True,
+        "model": model,
+        "gpu": gpu,
+        "gpus": gpus,
+        "setup": {k: v for k, v in request_dict(base).items() if k not in ("model", "method", "gpu", "gpus")},
+        "methods": entries,
+        "recommended_fits": bool(rec_plan.fits),
+        "suggestions": [],
+        "notes": notes,
+    }
+    if not rec_plan.fits:
+        section["suggestions"] = suggestions_to_fit(fw, planner, base, fallbacks)
+        if not section["suggestions"]:
+            notes.append("no single change tried (LoRA, QLoRA, ZeRO-3 over more GPUs, a larger GPU) fits")
+    return section

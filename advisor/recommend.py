@@ -1,0 +1,264 @@
+"""advise(answers) -> Recommendation: the outcome of the walk, explained with the user's own answers."""
+
+from __future__ import annotations
+
+import string
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from advisor.framework import (
+    Framework,
+    MissingAnswersError,
+    Walk,
+    answer_key,
+    framework,
+    validate_answers,
+    walk,
+)
+
+
+@dataclass
+class Recommendation:
+    method: str  # outcome id (a planner method id)
+    name: str
+    summary: str
+    why: list[str]
+    data_guidance: dict[str, Any]
+    caveats: list[dict[str, str]]
+    alternatives: list[dict[str, str]]
+    runner_up: str
+    next_steps: list[str]
+    preset: dict[str, Any]
+    memory: dict[str, Any] | None = None
+    path: list[str] = field(default_factory=list)
+    answers: dict[str, Any] = field(default_factory=dict)  # the answers (and defaults) the path used
+    ignored_answers: list[str] = field(default_factory=list)  # given but not on this path
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Template(dict):
+    """format_map context that leaves unknown placeholders visible instead of raising."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def render(template: str, ctx: dict[str, Any]) -> str:
+    return string.Formatter().vformat(" ".join(template.split()), (), _Template(ctx))
+
+
+def _fmt_count(n: int) -> str:
+    return f"{n:,}"
+
+
+def answer_context(fw: Framework, used: dict[str, Any]) -> dict[str, str]:
+    """{key} -> the answer as shown to the user, {key_label} -> its label."""
+    ctx: dict[str, str] = {"task_label": "this task"}
+    for key, value in used.items():
+        q = fw.questions[key]
+        if value is None:
+            continue
+        ctx[key] = _fmt_count(value) if q.kind == "int" else str(value)
+        ctx[f"{key}_label"] = q.label(value)
+    return ctx
+
+
+# --- data guidance ---------------------------------------------------------------------------------
+
+
+def data_guidance(fw: Framework, outcome: dict[str, Any], used: dict[str, Any]) -> dict[str, Any]:
+    """How much data the method needs (the text's volumes by task) and how much is still missing."""
+    data = fw.data
+    mode_id = outcome["data"]
+    mode = data["modes"][mode_id]
+    task = used.get("task")
+    ctx = answer_context(fw, used)
+    out: dict[str, Any] = {
+        "mode": mode_id,
+        "unit": mode["unit"],
+        "task": task,
+        "range": None,
+        "have": used.get("pairs"),
+        "still_needed": None,
+        "source": None,
+        "notes": [],
+        "collect": "",
+    }
+    if not mode.get("uses_pairs"):
+        out["notes"].append(render(mode["note"], ctx))
+        return out
+    volume_key = data.get("task_volume", {}).get(task, "general")
+    vol = data["volumes"][volume_key]
+    lo, hi = int(vol["min"]), int(vol["max"])
+    have = used.get("pairs")
+    out["range"] = {"min": lo, "max": hi, "basis": volume_key}
+    out["source"] = vol["source"]
+    range_text = f"{_fmt_count(lo)}-{_fmt_count(hi)}"
+    if have is None:
+        need_text = range_text
+    else:
+        need_lo, need_hi = max(0, lo - have), max(0, hi - have)
+        out["still_needed"] = {"min": need_lo, "max": need_hi}
+        if need_hi == 0:
+            need_text = "no more"
+        elif need_lo == 0:
+            need_text = f"up to {_fmt_count(need_hi)} more (you have the minimum)"
+        else:
+            need_text = f"{_fmt_count(need_lo)}-{_fmt_count(need_hi)} more"
+    ctx.update(range_text=range_text, still_needed_text=need_text)
+    template = mode["collect"]
+    if mode_id == "reward" and used.get("reward_model") is True and "collect_with_rm" in mode:
+        template = mode["collect_with_rm"]
+    elif have is not None and out["still_needed"]["max"] == 0:
+        template = data.get("enough", template)
+    out["collect"] = render(template, ctx)
+    if task in data.get("structure_note", {}):
+        out["notes"].append(render(data["structure_note"][task], ctx))
+    out["range_text"] = range_text
+    return out
+
+
+# --- caveats, alternatives, preset ---------------------------------------------------------------
+
+
+def _matches(cond: dict[str, Any], method: str, used: dict[str, Any]) -> bool:
+    for key, wanted in cond.items():
+        wanted_list = wanted if isinstance(wanted, list) else [wanted]
+        wanted_keys = {answer_key(w) for w in wanted_list}
+        if key == "method":
+            actual = method
+        elif key in used and used[key] is not None:
+            actual = answer_key(used[key])
+        else:
+            return False
+        if actual not in wanted_keys:
+            return False
+    return True
+
+
+def caveats_for(fw: Framework, method: str, used: dict[str, Any]) -> list[dict[str, str]]:
+    """The caveats whose `when` matches (a dict: all keys; a list of dicts: any of them)."""
+    out = []
+    for cav in fw.caveats:
+        when = cav.get("when") or {}
+        conds = when if isinstance(when, list) else [when]
+        if any(_matches(c, method, used) for c in conds):
+            out.append({"id": cav["id"], "text": " ".join(str(cav["text"]).split()), "source": cav.get("source", "")})
+    return out
+
+
+def alternatives_for(fw: Framework, outcome_id: str) -> list[dict[str, str]]:
+    outcome = fw.outcomes[outcome_id]
+    out = []
+    for alt in outcome["alternatives"]:
+        m = alt["method"]
+        out.append(
+            {
+                "method": m,
+                "name": fw.outcomes.get(m, {}).get("name", m),
+                "why_not": " ".join(str(alt["why_not"]).split()),
+                "runner_up": m == outcome["runner_up"],
+            }
+        )
+    return out
+
+
+def _flag_value(v: Any) -> str:
+    if isinstance(v, list):
+        return ",".join(str(x) for x in v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def build_preset(fw: Framework, outcome: dict[str, Any], model: str | None) -> dict[str, Any]:
+    """The runner preset: method id, hyper-parameters, and the `alignplan run` command line."""
+    spec = outcome["preset"]
+    preset: dict[str, Any] = {"method": spec["method"], "hparams": dict(spec.get("hparams") or {})}
+    if spec.get("reward"):
+        preset["reward"] = dict(spec["reward"])
+    if spec.get("note"):
+        preset["note"] = spec["note"]
+    mode = fw.data["modes"][outcome["data"]]
+    flags = "".join(f" --set {k}={_flag_value(v)}" for k, v in preset["hparams"].items())
+    preset["command"] = render(
+        fw.command_template,
+        {
+            "method": preset["method"],
+            "model": model or "<model>",
+            "data": mode.get("file", "<data.jsonl>"),
+            "hparam_flags": flags,
+        },
+    )
+    return preset
+
+
+# --- advise --------------------------------------------------------------------------------------
+
+
+def _decide(fw: Framework, answers: dict[str, Any]) -> tuple[Walk, Walk | None]:
+    w = walk(answers, use_defaults=True)
+    if w.missing:
+        raise MissingAnswersError(w.missing, w.possible)
+    hw = walk(answers, start=fw.after, use_defaults=True) if fw.after else None
+    return w, hw
+
+
+def advise(answers: dict[str, Any]) -> Recommendation:
+    """The recommendation for these answers. Raises AdvisorError (a ValueError) on unknown keys or values,
+    MissingAnswersError when the path needs answers that are not there."""
+    fw = framework()
+    checked = validate_answers(answers)
+    w, hw = _decide(fw, checked)
+    assert w.outcome is not None
+    oid = w.outcome
+    outcome = fw.outcomes[oid]
+    used = dict(w.used)
+    hardware = dict(hw.used) if hw else {}
+    model = hardware.get("model")
+    ctx = answer_context(fw, used)
+    ctx["model"] = model or "your model"
+
+    guidance = data_guidance(fw, outcome, used)
+    preset = build_preset(fw, outcome, model)
+    ctx.update(
+        collect_step=guidance["collect"],
+        range_text=guidance.get("range_text", ""),
+        command=preset["command"],
+    )
+    why = [render(t, ctx) for _, t in w.why]
+    next_steps = [render(s, ctx) for s in outcome["next_steps"]]
+    memory = None
+    if model:
+        from advisor.memory import memory_section
+
+        memory = memory_section(
+            fw,
+            method=oid,
+            runner_up=outcome["runner_up"],
+            fallbacks=list(outcome.get("fit_fallbacks") or []),
+            preset_method=preset["method"],
+            model=model,
+            gpu=hardware.get("gpu"),
+            gpus=hardware.get("gpus"),
+        )
+    on_path = set(w.asked) | (set(hw.asked) if hw else set())
+    ignored = [k for k, v in checked.items() if k not in on_path and v is not None]
+    return Recommendation(
+        method=oid,
+        name=outcome["name"],
+        summary=" ".join(str(outcome["summary"]).split()),
+        why=why,
+        data_guidance=guidance,
+        caveats=caveats_for(fw, oid, used),
+        alternatives=alternatives_for(fw, oid),
+        runner_up=outcome["runner_up"],
+        next_steps=next_steps,
+        preset=preset,
+        memory=memory,
+        path=list(w.path),
+        answers={**used, **{k: v for k, v in hardware.items() if v is not None}},
+        ignored_answers=ignored,
+    )
