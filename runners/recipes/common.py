@@ -213,7 +213,7 @@ def check_hparams(hparams: dict[str, Any], config_cls: type, forced: dict[str, A
     for key, value in hparams.items():
         if key in SPEC_OWNED:
             raise SpecError(f"hparams.{key}: set it with the spec field {SPEC_OWNED[key]!r}, not in hparams")
-        if key in forced and forced[key] != value:
+        if key in forced and _as_list(forced[key]) != _as_list(value):
             raise SpecError(f"hparams.{key}: this recipe fixes {key}={forced[key]!r}")
         if key not in names:
             close = difflib.get_close_matches(key, sorted(names), n=3)
@@ -222,6 +222,10 @@ def check_hparams(hparams: dict[str, Any], config_cls: type, forced: dict[str, A
                 f"hparams.{key}: not a {config_cls.__name__} field{hint}; accepted include "
                 f"{', '.join(_some_fields(config_cls))}, ..."
             )
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _some_fields(config_cls: type) -> list[str]:
