@@ -145,12 +145,14 @@ def decision_tree_figure(
 ) -> go.Figure:
     """The advisor's decision tree, laid out top-down, with the user's path highlighted.
 
-    nodes: dicts with "id" and "label" (and optionally "kind": "question" | "outcome");
+    nodes: dicts with "id" and "label" (and optionally "hover", the longer text shown on hover, and
+    "kind": "question" | "outcome");
     edges: dicts with "source", "target" and optionally "label" (the answer);
     path: node ids the user's answers went through, in order.
     """
     ids = [str(n["id"]) for n in nodes]
     labels = {str(n["id"]): str(n.get("label", n["id"])) for n in nodes}
+    hovers = {str(n["id"]): str(n.get("hover", labels[str(n["id"])])) for n in nodes}
     kinds = {str(n["id"]): n.get("kind") for n in nodes}
     positions = tree_layout(ids, [(str(e["source"]), str(e["target"])) for e in edges])
     on_path = set(map(str, path))
@@ -185,7 +187,7 @@ def decision_tree_figure(
         fig.add_trace(go.Scatter(
             x=[positions[i][0] for i in chosen], y=[positions[i][1] for i in chosen],
             mode="markers+text", text=[_short(labels[i]) for i in chosen], textposition="bottom center",
-            hovertext=[labels[i] for i in chosen], hoverinfo="text", showlegend=False,
+            hovertext=[hovers[i] for i in chosen], hoverinfo="text", showlegend=False,
             name="path" if highlighted else "nodes",
             marker=dict(
                 size=[16 if kinds.get(i) == "outcome" else 12 for i in chosen],

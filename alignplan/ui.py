@@ -433,3 +433,18 @@ def render_run(run_id: str, *, key: str, capacity_bytes: int | None = None) -> s
 
     live()
     return "running"
+
+
+def use_app_navigation() -> None:
+    """Every page calls this first: make the server run app.py (navigation + sidebar) for it.
+
+    A folder named pages/ beside app.py switches Streamlit into its older "pages directory" mode
+    until app.py calls st.navigation. A first visit straight to /plan on a fresh server would then
+    run pages/plan.py alone, without the sidebar. Turning that mode off and rerunning once sends
+    the request through app.py, as every later one goes.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()

@@ -11,6 +11,8 @@ from alignplan import figures, ui
 
 P = "plan_"  # widget-key prefix of this page's inputs
 
+ui.use_app_navigation()
+
 
 def _seed_from_link() -> None:
     """A shared link's query parameters fill the inputs on the session's first visit."""

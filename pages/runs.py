@@ -10,6 +10,8 @@ import streamlit as st
 
 from alignplan import figures, ui
 
+ui.use_app_navigation()
+
 
 def _table(records: list) -> pd.DataFrame:
     rows = []

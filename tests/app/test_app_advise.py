@@ -1,0 +1,73 @@
+"""The Advise page: questions one at a time, back/restart, the recommendation and the hand-over."""
+
+from __future__ import annotations
+
+import advisor
+
+
+def _advise(app):
+    at = app.run()
+    return at.switch_page("pages/advise.py").run()
+
+
+def _answer(at, value):
+    """Answer the current question through its widget, then press Next."""
+    step = advisor.step(at.session_state["advise_answers"])
+    key = f"advise_q_{step.question.key}"
+    widget = at.get_by_key(key) if hasattr(at, "get_by_key") else None
+    widget = widget or next(w for kind in ("radio", "number_input", "selectbox", "text_input")
+                            for w in getattr(at, kind) if w.key == key)
+    widget.set_value(value)
+    at.button(key="advise_next").click().run()
+    assert not at.exception, at.exception
+    return step.question.key
+
+
+def test_advise_renders_first_question_with_progress(app):
+    at = _advise(app)
+    assert not at.exception and not at.error
+    first = advisor.step({}).question
+    assert at.subheader[0].value == first.text
+    assert "Question 1 of" in at.get("progress")[0].proto.text
+
+
+def test_answering_the_questions_recommends_dpo_and_shows_the_tree(app):
+    at = _advise(app)
+    script = {"reward_signal": "pairwise", "task": "style", "annotators": "human", "pairs": 6000,
+              "failure_mode": "none", "model": "Qwen/Qwen2.5-0.5B", "gpu": "A10G-24GB", "gpus": 1}
+    asked = []
+    for _ in range(20):
+        step = advisor.step(at.session_state["advise_answers"])
+        if step.done:
+            break
+        asked.append(_answer(at, script[step.question.key]))
+    assert asked[:3] == ["reward_signal", "task", "annotators"]
+    expected = advisor.advise(at.session_state["advise_answers"])
+    assert expected.method == "dpo"
+    headers = [s.value for s in at.subheader]
+    assert f"Recommended: {expected.name}" in headers
+    # The memory table names the model's peak for the chosen GPU.
+    mem = next(d.value for d in at.dataframe if "peak per GPU (GiB)" in d.value.columns)
+    assert list(mem["method"])[0] == "dpo"
+    assert float(mem["peak per GPU (GiB)"].iloc[0]) == expected.memory["methods"][0]["peak_gib"]
+    # The tree is drawn with the path highlighted.
+    chart = at.get("plotly_chart")[0]
+    assert "path" in chart.proto.spec
+    # Carry the choice to Plan.
+    at.button(key="advise_to_plan").click().run()
+    assert not at.exception
+    assert at.session_state["plan_methods"][0] == "dpo"
+    assert at.session_state["model"] == "Qwen/Qwen2.5-0.5B"
+    assert any(m.label.startswith("dpo") for m in at.metric)  # we are on Plan now
+
+
+def test_back_and_restart(app):
+    at = _advise(app)
+    _answer(at, "pairwise")
+    assert at.session_state["advise_answers"] == {"reward_signal": "pairwise"}
+    at.button(key="advise_back").click().run()
+    assert at.session_state["advise_answers"] == {}
+    _answer(at, "verifiable")
+    at.button(key="advise_restart").click().run()
+    assert at.session_state["advise_answers"] == {}
+    assert at.subheader[0].value == advisor.step({}).question.text
