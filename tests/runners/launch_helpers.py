@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import pytest
 
 from runners import devices as dev
 from runners import rundir
@@ -67,10 +66,3 @@ def processes_in_group(pgid: int) -> list[psutil.Process]:
             continue
     return out
 
-
-@pytest.fixture(scope="session", name="tiny_model_dir")
-def tiny_model_fixture(tmp_path_factory) -> Path:
-    """The tiny Llama built once per session (import this fixture into a test module to use it)."""
-    from runners.tiny import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-model")

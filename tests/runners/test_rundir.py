@@ -8,7 +8,7 @@ import threading
 
 import pytest
 import yaml
-from launch_helpers import FAKE_RECIPE, GIB, cpu_devices, fake_gpus, no_estimate, spec, tiny_model_fixture  # noqa: F401
+from launch_helpers import FAKE_RECIPE, GIB, cpu_devices, fake_gpus, no_estimate, spec
 
 import planner
 from runners import rundir
