@@ -141,6 +141,7 @@ def memory_section(
     model: str,
     gpu: str | None,
     gpus: int | None,
+    assumed: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Per-GPU peaks (planner defaults for sequence length, batch and precision) for the recommendation and
     the runner-up on the user's hardware, with fit verdicts and, if needed, what makes it fit."""
@@ -152,8 +153,12 @@ def memory_section(
     notes: list[str] = []
     if gpu is None:
         gpu = d.get("gpu", "A100-80GB")
-        notes.append(f"GPU not given: assumed {gpu}")
+        assumed = tuple(assumed) + ("gpu",)
     gpus = int(gpus or d.get("gpus", 1))
+    if "gpu" in assumed:
+        notes.append(f"GPU not given: assumed {gpu}")
+    if "gpus" in assumed and gpus == 1:
+        notes.append("GPU count not given: assumed 1")
     methods = getattr(planner, "METHODS", {})
 
     def planner_id(m: str) -> str:

@@ -199,18 +199,19 @@ def build_preset(fw: Framework, outcome: dict[str, Any], model: str | None) -> d
 
 
 def _decide(fw: Framework, answers: dict[str, Any]) -> tuple[Walk, Walk | None]:
-    w = walk(answers, use_defaults=True)
+    w = walk(answers, use_defaults=True, fw=fw)
     if w.missing:
         raise MissingAnswersError(w.missing, w.possible)
-    hw = walk(answers, start=fw.after, use_defaults=True) if fw.after else None
+    hw = walk(answers, start=fw.after, use_defaults=True, fw=fw) if fw.after else None
     return w, hw
 
 
-def advise(answers: dict[str, Any]) -> Recommendation:
+def advise(answers: dict[str, Any], *, fw: Framework | None = None) -> Recommendation:
     """The recommendation for these answers. Raises AdvisorError (a ValueError) on unknown keys or values,
-    MissingAnswersError when the path needs answers that are not there."""
-    fw = framework()
-    checked = validate_answers(answers)
+    MissingAnswersError when the path needs answers that are not there. `fw`: another framework file's
+    contents (default: the packaged advisor/framework.yaml)."""
+    fw = fw or framework()
+    checked = validate_answers(answers, fw)
     w, hw = _decide(fw, checked)
     assert w.outcome is not None
     oid = w.outcome
@@ -243,6 +244,7 @@ def advise(answers: dict[str, Any]) -> Recommendation:
             model=model,
             gpu=hardware.get("gpu"),
             gpus=hardware.get("gpus"),
+            assumed=tuple(k for k in ("gpu", "gpus") if checked.get(k) is None),
         )
     on_path = set(w.asked) | (set(hw.asked) if hw else set())
     ignored = [k for k, v in checked.items() if k not in on_path and v is not None]

@@ -69,7 +69,7 @@ def render_text(rec: Recommendation) -> str:
     hp = ", ".join(f"{k}={v}" for k, v in p["hparams"].items())
     lines += ["", "Runner preset", f"  method {p['method']}; {hp}", f"  {p['command']}"]
     if p.get("reward"):
-        lines.append(f"  reward: {p['reward']}")
+        lines.append("  reward: " + ", ".join(f"{k}={v}" for k, v in p["reward"].items()))
     if p.get("note"):
         lines.append(f"  note: {p['note']}")
     if rec.ignored_answers:

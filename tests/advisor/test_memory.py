@@ -1,0 +1,109 @@
+"""The hardware check: figures come from the planner (compared with planner.estimate directly here), and every
+suggested change, fed back to the planner, fits."""
+
+from __future__ import annotations
+
+import pytest
+
+import advisor
+from advisor import memory as advisor_memory
+
+planner = pytest.importorskip("planner")  # skips only where the planner package is absent
+
+LLAMA = "meta-llama/Llama-3.1-8B"
+DPO_ANSWERS = {"reward_signal": "pairwise", "task": "style", "annotators": "human", "pairs": 2000}
+
+
+def _plan(method: str, model: str = LLAMA, gpu: str = "A100-80GB", gpus: int = 1):
+    return planner.estimate(planner.PlanRequest(model=model, method=method, gpu=gpu, gpus=gpus))
+
+
+def test_llama_8b_on_one_a100_reports_planner_figures_for_dpo_and_ppo():
+    rec = advisor.advise({**DPO_ANSWERS, "model": LLAMA, "gpu": "A100-80GB", "gpus": 1})
+    mem = rec.memory
+    assert mem["available"] and mem["gpu"] == "A100-80GB" and mem["gpus"] == 1
+    by_method = {e["method"]: e for e in mem["methods"]}
+    assert set(by_method) == {"dpo", "ppo"}
+    assert by_method["dpo"]["role"] == "recommended" and by_method["ppo"]["role"] == "runner_up"
+    for method in ("dpo", "ppo"):
+        plan = _plan(method)
+        assert by_method[method]["peak_bytes_per_gpu"] == plan.peak_bytes_per_gpu
+        assert by_method[method]["fits"] == plan.fits
+        assert by_method[method]["peak_phase"] == plan.peak_phase
+    # RLHF keeps four model copies: its per-GPU peak is well above DPO's
+    assert by_method["ppo"]["peak_bytes_per_gpu"] > 1.5 * by_method["dpo"]["peak_bytes_per_gpu"]
+    assert by_method["ppo"]["fits"] is False
+    assert mem["recommended_fits"] == by_method["dpo"]["fits"]
+
+
+def test_a_recommendation_that_does_not_fit_comes_with_changes_that_fit_when_fed_back():
+    rec = advisor.advise({"reward_signal": "episode", "model": LLAMA, "gpu": "A100-80GB", "gpus": 1})
+    assert rec.method == "ppo"
+    mem = rec.memory
+    assert mem["recommended_fits"] is False and _plan("ppo").fits is False
+    assert mem["suggestions"], "a PPO run on one A100 must come with ways to make it fit"
+    changes = " | ".join(s["change"] for s in mem["suggestions"])
+    assert "LoRA" in changes and "ZeRO-3" in changes
+    for s in mem["suggestions"]:
+        plan = planner.estimate(planner.PlanRequest(**s["request"]))
+        assert plan.fits is True, s["change"]
+        assert plan.peak_bytes_per_gpu == s["peak_bytes_per_gpu"]
+    zero = next(s for s in mem["suggestions"] if "ZeRO-3" in s["change"])
+    assert zero["gpus_total"] > 1 and zero["request"]["zero"] == 3
+    # the smallest such count: one GPU fewer does not fit
+    fewer = zero["gpus_total"] - 1
+    if fewer > 1:
+        req = planner.PlanRequest(**{**zero["request"], "gpus": min(fewer, 8)})
+        assert planner.estimate(req).fits is False
+
+
+def test_reference_free_fallbacks_are_offered_for_dpo_when_they_fit():
+    rec = advisor.advise({**DPO_ANSWERS, "model": LLAMA, "gpu": "A100-80GB"})
+    if rec.memory["recommended_fits"]:
+        pytest.skip("DPO fits here; nothing to suggest")
+    methods = {s["method"] for s in rec.memory["suggestions"]}
+    for m in ("orpo", "simpo"):
+        if _plan(m).fits:
+            assert m in methods
+
+
+def test_a_recommendation_that_fits_needs_no_suggestion():
+    rec = advisor.advise({**DPO_ANSWERS, "model": "Qwen/Qwen2.5-0.5B", "gpu": "H100-80GB"})
+    dpo = next(e for e in rec.memory["methods"] if e["role"] == "recommended")
+    assert dpo["fits"] is True == _plan("dpo", "Qwen/Qwen2.5-0.5B", "H100-80GB").fits
+    assert rec.memory["suggestions"] == []
+
+
+def test_model_without_gpu_assumes_the_texts_single_a100():
+    rec = advisor.advise({**DPO_ANSWERS, "model": "llama-3.1-8b"})
+    assert rec.memory["gpu"] == "A100-80GB" and rec.memory["gpus"] == 1
+    assert any("assumed A100-80GB" in n for n in rec.memory["notes"])
+
+
+def test_rlaif_and_cai_use_the_planners_own_profiles():
+    rec = advisor.advise({"reward_signal": "none", "task": "factual", "annotators": "none",
+                          "model": "Qwen/Qwen2.5-0.5B", "gpu": "H100-80GB"})
+    assert rec.method == "rlaif"
+    entry = next(e for e in rec.memory["methods"] if e["role"] == "recommended")
+    assert entry["method"] == "rlaif"
+    assert entry["peak_bytes_per_gpu"] == _plan("rlaif", "Qwen/Qwen2.5-0.5B", "H100-80GB").peak_bytes_per_gpu
+
+
+def test_unknown_model_or_gpu_is_an_error_naming_the_field():
+    with pytest.raises(advisor.AdvisorError, match="^model: .*not in the catalogue"):
+        advisor.advise({**DPO_ANSWERS, "model": "no-such-model"})
+    with pytest.raises(advisor.AdvisorError, match="^gpu: 'Z80' is not accepted; accepted: .*A100-80GB"):
+        advisor.advise({**DPO_ANSWERS, "model": LLAMA, "gpu": "Z80"})
+    with pytest.raises(advisor.AdvisorError, match="^gpus: "):
+        advisor.advise({**DPO_ANSWERS, "model": LLAMA, "gpus": 0})
+
+
+def test_without_the_planner_the_section_says_so(monkeypatch):
+    monkeypatch.setattr(advisor_memory, "planner_available", lambda: False)
+    rec = advisor.advise({**DPO_ANSWERS, "model": LLAMA})
+    assert rec.memory == {"available": False, "reason": "the planner package is not installed; no memory check"}
+    assert "not installed" in advisor.render_text(rec)
+
+
+def test_no_model_no_memory_section():
+    assert advisor.advise(DPO_ANSWERS).memory is None

@@ -1,0 +1,151 @@
+"""Scenarios drawn from the reference text, each with the method the text (or the brief's newer methods) implies."""
+
+from __future__ import annotations
+
+import pytest
+
+import advisor
+
+# (name, answers, expected method, phrases the why must contain, caveat ids that must appear)
+SCENARIOS = [
+    ("style preferences, annotators (text: start with DPO for style and tone)",
+     {"reward_signal": "pairwise", "task": "style", "annotators": "human", "pairs": 2000},
+     "dpo", ["pairwise", "style and tone", "human annotators", "2,000"], ["annotator_bias", "bradley_terry_subjective"]),
+    ("safety filtering with annotators (text: DPO default for safety filtering)",
+     {"reward_signal": "pairwise", "task": "safety", "annotators": "human", "pairs": 8000},
+     "dpo", ["safety", "8,000"], ["annotator_bias", "scalar_compression"]),
+    ("format enforcement with annotators",
+     {"reward_signal": "pairwise", "task": "format", "annotators": "human", "pairs": 0},
+     "dpo", ["format enforcement", "0 preference pairs"], ["dpo_over_conservative"]),
+    ("single-turn QA quality, nothing collected yet, annotators",
+     {"reward_signal": "none", "task": "qa", "annotators": "human", "pairs": 0},
+     "dpo", ["no reward signal", "single-turn answer quality"], []),
+    ("episode-level reward for multi-turn dialogue (text: canonical RLHF case)",
+     {"reward_signal": "episode", "task": "multi_turn"},
+     "ppo", ["whole conversations", "temporal credit assignment"], ["ppo_tuning", "reward_hacking"]),
+    ("no annotators, factual accuracy (text: RLAIF strong for factual accuracy)",
+     {"reward_signal": "none", "task": "factual", "annotators": "none"},
+     "rlaif", ["factual accuracy", "no annotators"], ["judge_bias"]),
+    ("pairwise factual preferences but no annotators to extend them",
+     {"reward_signal": "pairwise", "task": "factual", "annotators": "none"},
+     "rlaif", ["factual accuracy", "AI judge"], ["judge_bias"]),
+    ("harmlessness with written principles and no annotators (text: CAI good for harmlessness)",
+     {"reward_signal": "none", "task": "safety", "annotators": "none", "principles": True},
+     "cai", ["safety", "principles"], ["cai_helpfulness", "dpo_over_conservative"]),
+    ("safety, no annotators, principles cannot be written down",
+     {"reward_signal": "pairwise", "task": "safety", "annotators": "none", "principles": False},
+     "rlaif", ["cannot be written", "AI judge"], ["judge_bias"]),
+    ("unit-test pass/fail for code (text: sparse pass/fail rewards)",
+     {"reward_signal": "verifiable", "task": "code_math"},
+     "grpo", ["pass/fail from tests"], ["execution_cost", "reward_hacking"]),
+    ("code and math with nothing yet: tests make a verifiable reward",
+     {"reward_signal": "none", "task": "code_math"},
+     "grpo", ["code or math correctness", "checked automatically"], ["execution_cost"]),
+    ("thumbs up/down logs",
+     {"reward_signal": "binary"},
+     "kto", ["thumbs up/down", "no (chosen, rejected) pairs"], ["annotator_bias"]),
+    ("existing RM infrastructure with scalar scores (text: third RLHF condition)",
+     {"reward_signal": "scalar", "reward_model": True},
+     "ppo", ["scalar score", "reward-model infrastructure"], ["ppo_tuning", "rlhf_needs_good_data"]),
+    ("multi-objective trade-offs from pairwise labels (text: explicit RM can be examined)",
+     {"reward_signal": "pairwise", "task": "multi_objective", "pairs": 20000},
+     "ppo", ["several objectives", "explicit object", "20,000"], ["scalar_compression"]),
+    ("multi-objective scalar scores, no RM infrastructure",
+     {"reward_signal": "scalar", "reward_model": False, "task": "multi_objective"},
+     "ppo", ["scalar score", "several objectives"], ["scalar_compression"]),
+    ("multi-turn preferences with existing RM infrastructure",
+     {"reward_signal": "pairwise", "task": "multi_turn", "reward_model": True, "pairs": 5000},
+     "ppo", ["multi-turn dialogue", "reward-model infrastructure"], ["ppo_tuning"]),
+    ("multi-turn preferences, no RM infrastructure: start with DPO, with the multi-turn caveat",
+     {"reward_signal": "pairwise", "task": "multi_turn", "reward_model": False, "annotators": "human", "pairs": 0},
+     "dpo", ["multi-turn dialogue", "start with DPO"], ["dpo_multi_turn"]),
+    ("DPO over-optimises the preference data -> IPO (Azar et al. 2024)",
+     {"reward_signal": "pairwise", "task": "qa", "annotators": "human", "pairs": 30000,
+      "failure_mode": "over_conservative"},
+     "ipo", ["over-optimising", "bounds the objective"], ["dpo_over_conservative"]),
+    ("length-biased preferences -> SimPO's length normalisation",
+     {"reward_signal": "pairwise", "task": "style", "annotators": "human", "pairs": 9000, "failure_mode": "length_bias"},
+     "simpo", ["length bias", "normalises"], ["no_reference_anchor", "annotator_bias"]),
+    ("reference copy does not fit -> ORPO (no reference model)",
+     {"reward_signal": "pairwise", "task": "format", "annotators": "human", "pairs": 9000,
+      "failure_mode": "memory_tight"},
+     "orpo", ["does not fit", "no reference model"], ["no_reference_anchor"]),
+    ("scalar score per single-turn answer, no RM infrastructure -> RLOO",
+     {"reward_signal": "scalar", "reward_model": False, "task": "qa"},
+     "rloo", ["scalar score", "single-turn", "leave-one-out"], ["reward_hacking"]),
+]
+
+
+def test_the_table_is_large_enough_and_covers_every_outcome():
+    assert len(SCENARIOS) >= 15
+    assert {s[2] for s in SCENARIOS} == set(advisor.framework().outcomes)
+
+
+@pytest.mark.parametrize("name, answers, method, why_phrases, caveat_ids", SCENARIOS, ids=[s[0] for s in SCENARIOS])
+def test_scenario(name, answers, method, why_phrases, caveat_ids):
+    rec = advisor.advise(answers)
+    assert rec.method == method, (name, rec.path)
+    why = " ".join(rec.why)
+    for phrase in why_phrases:
+        assert phrase in why, f"{phrase!r} not in why: {rec.why}"
+    ids = {c["id"] for c in rec.caveats}
+    assert set(caveat_ids) <= ids, ids
+    # the runner-up is one of the alternatives and never the recommendation itself
+    assert rec.runner_up != rec.method
+    assert rec.runner_up in {a["method"] for a in rec.alternatives}
+    assert all(a["why_not"] for a in rec.alternatives)
+
+
+def test_why_strings_change_with_the_users_answers():
+    a = advisor.advise({"reward_signal": "pairwise", "task": "style", "annotators": "human", "pairs": 1234})
+    b = advisor.advise({"reward_signal": "pairwise", "task": "format", "annotators": "human", "pairs": 4321})
+    assert "1,234" in " ".join(a.why) and "4,321" in " ".join(b.why)
+    assert "style and tone" in " ".join(a.why) and "format enforcement" in " ".join(b.why)
+
+
+def test_only_questions_on_the_path_are_used_and_others_reported_as_ignored():
+    rec = advisor.advise({"reward_signal": "verifiable", "task": "style", "annotators": "human", "pairs": 10})
+    assert rec.method == "grpo"
+    assert rec.answers == {"reward_signal": "verifiable"}
+    assert sorted(rec.ignored_answers) == ["annotators", "pairs", "task"]
+
+
+def test_caveats_that_do_not_apply_are_left_out():
+    rec = advisor.advise({"reward_signal": "verifiable"})
+    ids = {c["id"] for c in rec.caveats}
+    assert "annotator_bias" not in ids and "judge_bias" not in ids and "cai_helpfulness" not in ids
+    dpo = advisor.advise({"reward_signal": "pairwise", "task": "qa", "annotators": "human", "pairs": 0})
+    assert "dpo_multi_turn" not in {c["id"] for c in dpo.caveats}
+
+
+def test_presets_are_runner_method_ids_with_hparams_and_a_command():
+    rec = advisor.advise({"reward_signal": "pairwise", "task": "style", "annotators": "human", "pairs": 0,
+                          "model": "meta-llama/Llama-3.1-8B"} if _planner() else
+                         {"reward_signal": "pairwise", "task": "style", "annotators": "human", "pairs": 0})
+    assert rec.preset["method"] == "dpo"
+    assert rec.preset["hparams"] == {"beta": 0.1, "learning_rate": 1e-6}
+    assert rec.preset["command"].startswith("alignplan run --method dpo")
+    assert "--set beta=0.1" in rec.preset["command"]
+    grpo = advisor.advise({"reward_signal": "verifiable"})
+    assert grpo.preset["method"] == "grpo" and "reward" in grpo.preset
+    # RLAIF and CAI generate pairs, then train DPO
+    assert advisor.advise({"reward_signal": "binary"}).preset["method"] == "kto"
+    cai = advisor.advise({"reward_signal": "none", "task": "safety", "annotators": "none", "principles": True})
+    assert cai.preset["method"] == "dpo"
+    assert any("constitution" in s for s in cai.next_steps)
+
+
+def test_next_steps_follow_the_texts_practical_sequence():
+    rec = advisor.advise({"reward_signal": "pairwise", "task": "qa", "annotators": "human", "pairs": 500})
+    steps = " ".join(rec.next_steps)
+    order = [steps.index(w) for w in ("Collect", "SFT checkpoint", "Run DPO", "Evaluate", "Iterate on the preference data")]
+    assert order == sorted(order)
+    assert rec.preset["command"] in steps
+
+
+def _planner() -> bool:
+    try:
+        import planner  # noqa: F401
+    except ImportError:
+        return False
+    return True
