@@ -1,0 +1,144 @@
+"""`alignplan advise`: interactive (scripted stdin), --answers FILE [--json], missing answers, bad values."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alignplan.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run_cli(args: list[str], stdin: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    out = tmp_path / "out.txt"
+    with open(out, "w") as fh:
+        proc = subprocess.run(
+            [sys.executable, "-m", "alignplan.cli", *args],
+            input=stdin, stdout=fh, stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=120,
+            start_new_session=True,
+        )
+    proc.stdout = out.read_text()
+    return proc
+
+
+def test_interactive_session_with_scripted_stdin_reasks_on_invalid_input(tmp_path):
+    # reward_signal by number (1 = pairwise), a bad task, then style, annotators, pairs with a thousands
+    # separator, Enter for failure_mode (default none), Enter to skip the model
+    stdin = "1\npoetry\nstyle\nhuman\n2,000\n\n\n"
+    proc = _run_cli(["advise"], stdin, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "What signal tells you that a response is good?" in out
+    assert "1) pairwise" in out  # accepted values listed
+    assert "task: 'poetry' is not accepted; accepted: style, safety" in out
+    assert out.count("What should the training improve?") == 2  # asked again after the bad answer
+    assert "Have you seen a specific problem" in out and "Enter for none" in out
+    assert "Recommendation: DPO (Direct Preference Optimization) [dpo]" in out
+    assert "Collect 3,000-8,000 more preference pairs" in out
+    assert "Which GPU?" not in out  # model skipped: no hardware questions
+
+
+def test_interactive_back_and_eof(monkeypatch, capsys):
+    lines = iter(["binary", "back", "verifiable", ""])
+    monkeypatch.setattr(builtins, "input", lambda *a: next(lines))
+    assert main(["advise"]) == 0
+    out = capsys.readouterr().out
+    assert "[dpo]" not in out and "Recommendation: GRPO" in out
+    # input ends before the first answer: exit 2, one line naming the question
+    monkeypatch.setattr(builtins, "input", lambda *a: (_ for _ in ()).throw(EOFError()))
+    assert main(["advise"]) == 2
+    err = capsys.readouterr().err
+    assert "reward_signal" in err and "--answers" in err
+
+
+def test_interactive_json_keeps_prompts_off_stdout(monkeypatch, capsys):
+    lines = iter(["episode", ""])
+    monkeypatch.setattr(builtins, "input", lambda *a: next(lines))
+    assert main(["advise", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["method"] == "ppo"
+    assert "What signal" in captured.err
+
+
+def test_answers_file_json_output_parses(tmp_path, capsys):
+    f = tmp_path / "answers.json"
+    f.write_text(json.dumps({"reward_signal": "verifiable", "task": "code_math"}))
+    assert main(["advise", "--answers", str(f), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["method"] == "grpo"
+    for key in ("why", "data_guidance", "caveats", "alternatives", "next_steps", "preset"):
+        assert d[key], key
+    assert isinstance(d["why"], list) and all(isinstance(w, str) for w in d["why"])
+    assert d["preset"]["method"] == "grpo" and d["memory"] is None
+
+
+def test_answers_file_yaml_with_hardware_json_has_memory(tmp_path, capsys):
+    pytest.importorskip("planner")
+    f = tmp_path / "answers.yaml"
+    f.write_text(yaml.safe_dump({"reward_signal": "pairwise", "task": "style", "annotators": "human",
+                                 "pairs": 2000, "model": "meta-llama/Llama-3.1-8B", "gpu": "A100-80GB", "gpus": 1}))
+    assert main(["advise", "--answers", str(f), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert [e["method"] for e in d["memory"]["methods"]] == ["dpo", "ppo"]
+
+
+def test_answers_file_without_json_prints_the_readable_form(tmp_path, capsys):
+    f = tmp_path / "answers.yaml"
+    f.write_text("reward_signal: binary\n")
+    assert main(["advise", "--answers", str(f)]) == 0
+    out = capsys.readouterr().out
+    for heading in ("Recommendation: KTO", "Why", "Caveats", "Alternatives considered", "Next steps", "Runner preset"):
+        assert heading in out
+    assert "alignplan run --method kto" in out
+
+
+def test_missing_answers_exit_2_listing_them(tmp_path, capsys):
+    f = tmp_path / "answers.yaml"
+    f.write_text("reward_signal: pairwise\ntask: style\n")
+    assert main(["advise", "--answers", str(f), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "missing answers for this path: annotators" in captured.err
+    assert "pairs" in captured.err
+
+
+def test_missing_answers_in_a_subprocess_exit_2(tmp_path):
+    f = tmp_path / "answers.json"
+    f.write_text("{}")
+    proc = _run_cli(["advise", "--answers", str(f), "--json"], "", tmp_path)
+    assert proc.returncode == 2
+    assert "reward_signal" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "content, field, accepted",
+    [
+        ("reward_signal: pairwise\ntask: poetry\n", "task", "style, safety, format"),
+        ("reward_signal: maybe\n", "reward_signal", "pairwise, scalar, episode"),
+        ("colour: blue\n", "colour", "reward_signal, task, annotators"),
+        ("reward_signal: pairwise\ntask: qa\nannotators: human\npairs: lots\n", "pairs", "integer >= 0"),
+    ],
+)
+def test_bad_values_name_the_field_and_what_is_accepted(tmp_path, capsys, content, field, accepted):
+    f = tmp_path / "answers.yaml"
+    f.write_text(content)
+    assert main(["advise", "--answers", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("alignplan advise: error: ") and err.count("\n") == 1
+    assert field in err and accepted in err
+
+
+def test_answers_file_not_found_or_not_a_mapping(tmp_path, capsys):
+    assert main(["advise", "--answers", str(tmp_path / "nope.yaml")]) == 2
+    assert "file not found" in capsys.readouterr().err
+    f = tmp_path / "list.yaml"
+    f.write_text("- pairwise\n")
+    assert main(["advise", "--answers", str(f)]) == 2
+    assert "mapping" in capsys.readouterr().err
