@@ -289,9 +289,11 @@ def _stage_phases(req: PlanRequest, profile: MethodProfile, base: ModelSpec, not
     static = {"weights": weights, "optimizer_states": states}
 
     def layer_act(m: ModelSpec, tokens: int) -> int:
-        act = terms.activation_bytes_per_layer(m, tokens, e, r, req.seq_len if m.model_type == "gemma2" else None)
+        act = terms.activation_bytes_per_layer(m, tokens, e, r, req.seq_len if m.model_type == "gemma2" else None,
+                                               seq_len=req.seq_len)
         if req.lora_rank:
-            act += terms.lora_activation_bytes_per_layer(m, tokens, req.lora_rank, req.lora_dropout, e, req.lora_targets)
+            act += terms.lora_activation_bytes_per_layer(m, tokens, req.lora_rank, req.lora_dropout, e,
+                                                         req.lora_targets, residual=r)
         return act
 
     phases = []
@@ -334,6 +336,8 @@ def _stage_phases(req: PlanRequest, profile: MethodProfile, base: ModelSpec, not
             else:
                 acts += m.num_layers * layer_act(m, t_train)
             acts += terms.final_norm_bytes(m, t_train, e, r)
+            if r != e:  # autocast: the linears save bf16 casts of their weights
+                acts += terms.autocast_weight_copy_bytes(m, e, req.grad_ckpt)
             if c.scalar_head:
                 pass
             elif fused:

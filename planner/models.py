@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from functools import cache, cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -93,19 +93,28 @@ class ModelSpec:
     def short_name(self) -> str:
         return self.id.split("/")[-1]
 
-    def tensors(self) -> list[Tensor]:
+    def tensors(self) -> tuple[Tensor, ...]:
         """Every parameter tensor of the CausalLM model, grouped by kind."""
-        if self.family == "gpt2":
-            return _gpt2_tensors(self)
-        if self.family == "opt":
-            return _opt_tensors(self)
-        return _decoder_tensors(self)
+        return self._tensors
 
-    @property
+    @cached_property
+    def _tensors(self) -> tuple[Tensor, ...]:
+        # cached_property writes the instance __dict__ directly, which a frozen dataclass allows.
+        if self.family == "gpt2":
+            return tuple(_gpt2_tensors(self))
+        if self.family == "opt":
+            return tuple(_opt_tensors(self))
+        return tuple(_decoder_tensors(self))
+
+    @cached_property
     def params_total(self) -> int:
         return sum(t.total for t in self.tensors())
 
     def params_by_kind(self) -> dict[str, int]:
+        return dict(self._params_by_kind)
+
+    @cached_property
+    def _params_by_kind(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for t in self.tensors():
             out[t.kind] = out.get(t.kind, 0) + t.total

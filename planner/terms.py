@@ -139,22 +139,26 @@ LORA_ADAPTER_BYTES = 4  # PEFT upcasts bf16/fp16 adapters to fp32 (autocast_adap
 
 
 def lora_activation_bytes_per_layer(model: ModelSpec, tokens: int, rank: int, dropout: float, act: int,
-                                    targets: str = "all-linear") -> int:
-    """What each LoRA layer saves for backward, per decoder layer.
+                                    targets: str = "all-linear", residual: int | None = None) -> int:
+    """What the LoRA branches save for backward, per decoder layer (peft LoraLayer.forward,
+    measured in tests/planner/test_activations.py).
 
-    PEFT casts the layer input to the adapter dtype (fp32: 4 bytes per element) before lora_A; with
-    dropout > 0 the dropout output (4 B) and its mask (1 B) are saved, without it the cast input is;
-    lora_A's output (T x r, fp32) is saved by lora_B. When adapter and compute dtype agree and there
-    is no dropout, lora_A reuses the input the base layer saved already.
+    Without autocast PEFT casts the layer input x to the adapter dtype (a = LORA_ADAPTER_BYTES, fp32)
+    before lora_A. With dropout > 0 the dropout's output (a bytes) and its mask (1 byte) are saved;
+    without dropout lora_A saves the cast x (a bytes), or nothing new when x already has the
+    adapter dtype (it is the tensor the base layer saved). lora_A's output (T x r, a bytes) is saved
+    by lora_B:  T in (a [+ 1]) + T r a   per targeted matrix.
+    Under autocast (residual != act) lora_A saves its own bf16 cast of x (e) and lora_B the bf16
+    output of lora_A:  T in (e [+ 1]) + T r e.
     """
+    autocast = residual is not None and residual != act
+    a = act if autocast else LORA_ADAPTER_BYTES
+    drop = 1 if dropout > 0 else 0
     total = 0
     for t in lora_target_tensors(model, targets):
         per_layer = t.count // model.num_layers if model.num_layers else 0
-        if LORA_ADAPTER_BYTES != act or dropout > 0:
-            inp = tokens * t.in_features * (LORA_ADAPTER_BYTES + (1 if dropout > 0 else 0))
-        else:
-            inp = 0
-        total += per_layer * (inp + tokens * rank * LORA_ADAPTER_BYTES)
+        inp = tokens * t.in_features * (a + drop) if autocast or a != act or drop else 0
+        total += per_layer * (inp + tokens * rank * a)
     return total
 
 
@@ -215,34 +219,75 @@ def korthikanti_layer_bytes(seq: int, batch: int, hidden: int, heads: int) -> in
     return seq * batch * hidden * 34 + 5 * heads * seq * seq * batch
 
 
-def activation_bytes_per_layer(model: ModelSpec, tokens: int, act: int, residual: int,
-                               eager_seq: int | None = None) -> int:
-    """Bytes one decoder layer saves for backward (SDPA/flash attention: no s^2 term), counted from
-    the tensors transformers' implementations keep, with dropout off (TRL's default).
+def rmsnorm_bytes(tokens: int, hidden: int, act: int, residual: int, consumers: int = 1) -> int:
+    """What one Llama-style RMSNorm (input T x h) and the linears reading its output save.
 
-    Llama family (RMSNorm, SwiGLU), per layer, T tokens:
-      2 norms x (4 + r + e) T h    fp32 upcast of the input, normalised output, weighted output
-                                   (input of the next linear; cast to e under autocast)
-      e T (q + 2 q)                q, k, v after RoPE as SDPA saves them; with a padding mask
-                                   transformers repeats k, v to all heads (GQA is undone)
-      2 e T q                      attention output and its re-laid-out copy (o_proj input)
+    transformers' LlamaRMSNorm: x = input.to(fp32) (pow and mul save it: 4 bytes; under fp32 it is
+    the input itself), rsqrt(mean(x^2)) (4 bytes per token), y = (x * rsqrt).to(input dtype) (saved
+    by `weight * y`: r bytes), out = weight * y, saved by the next linear(s) as their input (e).
+    Under autocast (r != e) out stays fp32 and every linear reading it saves its own bf16 cast
+    (autocast caches casts of weights only): consumers x e.
+        (4 + r + e) T h + 4 T            without autocast
+        (4 + r + consumers e) T h + 4 T  under autocast
+    Measured: bench/results/cpu_checks.md.
+    """
+    if residual != act:
+        out = consumers * act
+    else:
+        out = act if consumers else 0  # a norm feeding only the residual add (Gemma-2's post-norms)
+    return (4 + residual + out) * tokens * hidden + 4 * tokens
+
+
+def sdpa_attention_bytes(model: ModelSpec, tokens: int, act: int, seq_len: int = 0, padded: bool = True) -> int:
+    """What SDPA attention saves per layer (flash / memory-efficient / CPU flash kernels, no s^2 scores).
+
+    q, k, v after RoPE (RoPE's multiplications save cos/sin, shared by all layers, not q or k);
+    the output (e T q: it is laid out (b, s, heads, d), so transformers' transpose().contiguous()
+    is a no-op and o_proj saves the same storage); the fp32 log-sum-exp, 4 T a.
+    With a padding mask (padded=True, what padded training batches do) transformers' sdpa_attention
+    repeats k and v to all heads (repeat_kv: GQA is undone, k and v cost e T q each) and torch
+    converts the boolean mask to an additive one in the compute dtype per call, which the kernel
+    saves: b x s x s x e = e T s per layer. Without a mask k and v keep kv_dim (enable_gqa).
+        e T (q + 2 q) + e T q + 4 T a + e T s     padded
+        e T (q + 2 kv) + e T q + 4 T a            unpadded
+    """
+    q = model.q_dim
+    kv = q if padded and model.num_kv_heads != model.num_heads else model.kv_dim
+    total = act * tokens * (q + 2 * kv) + act * tokens * q + 4 * tokens * model.num_heads
+    if padded and seq_len:
+        total += act * tokens * seq_len
+    return total
+
+
+def activation_bytes_per_layer(model: ModelSpec, tokens: int, act: int, residual: int,
+                               eager_seq: int | None = None, seq_len: int = 0, padded: bool = True) -> int:
+    """Bytes one decoder layer saves for backward with SDPA attention, counted from the tensors
+    transformers' implementations keep (checked by measurement: tests/planner/test_activations.py,
+    bench/results/cpu_checks.md), dropout off (TRL's default).
+
+    Llama family (RMSNorm, SwiGLU), per layer, T tokens (b sequences of s), e compute bytes,
+    r residual bytes:
+      rmsnorm_bytes x 2            input and post-attention norms (3 and 2 linears read them)
+      sdpa_attention_bytes         q, k, v, output, log-sum-exp (+ repeated k, v and the additive
+                                   mask when the batch is padded)
+      (4 + e) T (q + kv) + 4 T (a + a_kv)   Qwen3's per-head q/k RMSNorm (fp32 upcast and normalised)
       4 e T I                      gate output, SiLU output, up output, their product (SwiGLU)
-    Korthikanti's 34 s b h has 2 s b h for each LayerNorm, 11 s b h attention and 19 s b h MLP with
-    a 4h GeLU MLP and dropout masks; the terms above replace them one for one.
-    GPT-2 / OPT (LayerNorm, GeLU/ReLU, biases): 9 e T h + 2 e T I.
+    Korthikanti et al. 2022 (eq. 1: 34 s b h + 5 a s^2 b for GPT with dropout and eager attention)
+    is the reference; korthikanti_layer_bytes keeps it.
+    GPT-2 / OPT (LayerNorm, GeLU/ReLU, biases): 9 e T h + 2 e T I (not measured here).
     """
     h, T, e, r = model.hidden_size, tokens, act, residual
     if model.family in ("gpt2", "opt"):
         mlp = 2 * e * T * model.intermediate_size if model.family == "gpt2" else e * T * model.intermediate_size
         total = 9 * e * T * h + mlp
     else:
-        q = model.q_dim
-        norms_per_layer = 4 if model.model_type == "gemma2" else 2
-        total = norms_per_layer * (4 + r + e) * T * h
-        total += e * T * 3 * q  # q, k, v (k, v repeated to all heads under a padding mask)
-        total += 2 * e * T * q
+        fused = model.model_type == "phi3"  # one qkv_proj and one gate_up_proj read each norm
+        total = rmsnorm_bytes(T, h, e, r, 1 if fused else 3) + rmsnorm_bytes(T, h, e, r, 1 if fused else 2)
+        if model.model_type == "gemma2":
+            total += 2 * rmsnorm_bytes(T, h, e, r, 0)  # post-attention and post-MLP norms feed the residual
+        total += sdpa_attention_bytes(model, T, e, seq_len, padded and not eager_seq)
         if model.model_type in ("qwen3", "qwen3_moe"):
-            total += (4 + e) * T * (q + model.kv_dim)  # per-head q/k RMSNorm
+            total += (4 + e) * T * (model.q_dim + model.kv_dim) + 4 * T * (model.num_heads + model.num_kv_heads)
         if model.is_moe:
             k, ei = model.experts_per_token, model.expert_intermediate_size
             total += e * T * k * (h + 4 * ei) + 4 * T * model.num_experts  # routed copies + router softmax
@@ -255,8 +300,24 @@ def activation_bytes_per_layer(model: ModelSpec, tokens: int, act: int, residual
 
 
 def final_norm_bytes(model: ModelSpec, tokens: int, act: int, residual: int) -> int:
-    """The final norm before the LM head, outside any checkpointed layer: (4 + r + e) T h."""
-    return (4 + residual + act) * tokens * model.hidden_size
+    """The final norm before the LM head, outside any checkpointed layer (rmsnorm_bytes with one
+    reader, the LM head): (4 + r + e) T h + 4 T."""
+    return rmsnorm_bytes(tokens, model.hidden_size, act, residual, 1)
+
+
+def autocast_weight_copy_bytes(model: ModelSpec, act: int, checkpointed: bool = False) -> int:
+    """Under autocast (amp-bf16) every matmul weight is cast to bf16 and the linear saves the cast
+    for its backward: a bf16 copy of all linear weights and the LM head (or the tied embedding it
+    reads), e bytes each, alive from the forward until each layer's backward. Measured on CPU
+    autocast (bench/results/cpu_checks.md); CUDA autocast caches and saves the same casts.
+    Under gradient checkpointing (checkpointed=True) the checkpointed forward saves nothing: the LM
+    head's cast and the casts of the one layer being recomputed remain."""
+    kinds = model.params_by_kind()
+    head = kinds.get("lm_head", 0) or kinds.get("embedding", 0)
+    layers = kinds.get("linear", 0) + kinds.get("expert", 0) + kinds.get("router", 0)
+    if checkpointed:
+        layers //= max(model.num_layers, 1)
+    return act * (layers + head)
 
 
 def checkpointed_layer_bytes(model: ModelSpec, tokens: int, residual: int) -> int:
