@@ -183,6 +183,14 @@ def build_preset(fw: Framework, outcome: dict[str, Any], model: str | None) -> d
         preset["note"] = spec["note"]
     mode = fw.data["modes"][outcome["data"]]
     flags = "".join(f" --set {k}={_flag_value(v)}" for k, v in preset["hparams"].items())
+    # RunSpec-shaped (runners/spec.py), so a UI can prefill a run without parsing the command line
+    preset["run_spec"] = {
+        "method": preset["method"],
+        "model": model or "<model>",
+        "dataset": {"path": mode.get("file", "<data.jsonl>")},
+        "hparams": dict(preset["hparams"]),
+        **({"reward": dict(preset["reward"])} if "reward" in preset else {}),
+    }
     preset["command"] = render(
         fw.command_template,
         {

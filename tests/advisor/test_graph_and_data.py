@@ -107,3 +107,12 @@ def test_ppo_with_existing_reward_model_needs_prompts_not_labels():
     rec = advisor.advise({"reward_signal": "pairwise", "task": "multi_turn", "reward_model": True, "pairs": 500})
     assert rec.method == "ppo"
     assert "reward-model infrastructure supplies the reward" in rec.data_guidance["collect"]
+
+
+def test_docs_name_every_node_and_outcome_of_the_framework():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "advisor.md").read_text()
+    fw = advisor.framework()
+    for name in list(fw.nodes) + list(fw.outcomes) + list(fw.questions):
+        assert f"`{name}`" in doc or f"{name} (" in doc or f"▶ {name}" in doc, name

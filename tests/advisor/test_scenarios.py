@@ -149,3 +149,17 @@ def _planner() -> bool:
     except ImportError:
         return False
     return True
+
+
+def test_preset_run_spec_is_a_valid_runner_spec_for_every_recipe_method():
+    spec_mod = pytest.importorskip("runners.spec")
+    fw = advisor.framework()
+    for oid, outcome in fw.outcomes.items():
+        from advisor.recommend import build_preset
+
+        preset = build_preset(fw, outcome, "runs/tiny-model")
+        if preset["method"] not in spec_mod.RECIPE_METHODS:
+            assert oid == "ppo" and "no PPO recipe" in preset["note"]
+            continue
+        spec = spec_mod.RunSpec.parse(preset["run_spec"])
+        assert spec.method == preset["method"] and spec.hparams == preset["hparams"]
