@@ -76,19 +76,40 @@ class Question:
             return f"{value:,}"
         return str(value)
 
+    def _accepted_list(self) -> list[Any] | None:
+        """The values a UI can offer as choices (None: free input, see accepted_text)."""
+        if self.kind == "choice":
+            return list(self.values)
+        if self.kind == "bool":
+            return [True, False]
+        if self.kind == "gpu":
+            return _gpu_ids() or None
+        return None
+
+    def examples(self) -> list[str]:
+        """For model questions: the planner's catalogue ids (other models are accepted too)."""
+        if self.kind != "model":
+            return []
+        try:
+            import planner
+        except ImportError:
+            return []
+        return [m.id for m in planner.catalogue()]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "key": self.key,
             "kind": self.kind,
             "text": self.text,
             "explain": self.explain,
-            "accepted": list(self.values) if self.kind == "choice" else ([True, False] if self.kind == "bool" else None),
+            "accepted": self._accepted_list(),
             "labels": dict(self.values) if self.kind == "choice" else None,
             "accepted_text": self.accepted(),
             "minimum": self.minimum,
             "optional": self.optional,
             "default": self.default,
             "hardware": self.hardware,
+            "examples": self.examples(),
         }
 
 

@@ -108,7 +108,8 @@ def suggestions_to_fit(fw: Framework, planner: Any, req: Any, fallbacks: list[st
         n, zero = max(int(detail["count"]), current), int(detail["zero"])
         if zero > 0:
             label = f"ZeRO-{zero} (fully sharded) over {'your ' if n == current else ''}{n} x {req.gpu}"
-            s = _suggestion(label, planner, _with(planner, req, zero=zero, **_layout(n)))
+            layout = {"gpus": req.gpus, "nodes": req.nodes} if n == current else _layout(n)
+            s = _suggestion(label, planner, _with(planner, req, zero=zero, **layout))
             if s["fits"]:
                 out.append(s)
 
@@ -165,7 +166,7 @@ def memory_section(
         return m if m in methods else preset_method
 
     try:
-        base = planner.PlanRequest(model=model, method=planner_id(method), gpu=gpu, **_layout(gpus))
+        base = planner.PlanRequest(model=model, method=planner_id(method), gpu=gpu, gpus=gpus, nodes=1)
     except ValueError as exc:
         raise AdvisorError(str(exc), field=getattr(exc, "field", None)) from None
     rec_plan = _estimate(planner, base)
