@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -52,16 +53,18 @@ def load_answers(path: str | Path) -> dict[str, Any]:
 def _describe(q: Question, out: TextIO, number: int, expected: int) -> None:
     print(f"\n[{number}/{expected}] {q.text}", file=out)
     if q.explain:
-        print(f"  {q.explain}", file=out)
+        print(textwrap.fill(q.explain, 100, initial_indent="  ", subsequent_indent="  "), file=out)
     if q.kind == "choice":
         for i, (value, label) in enumerate(q.values.items(), 1):
             print(f"    {i}) {value:<18} {label}", file=out)
     else:
         print(f"  Accepted: {q.accepted()}", file=out)
-    hint = "type 'back' to change the previous answer, 'restart' to start over"
+    hint = "'back' changes the previous answer, 'restart' starts over" if number > 1 else ""
     if q.optional:
-        default = "skip" if q.default is None else q.default
-        hint = f"Enter for {default}; " + hint
+        default = "Enter to skip" if q.default is None else f"Enter for {q.default}"
+        hint = f"{default}; {hint}" if hint else default
+    if not hint:
+        return
     print(f"  ({hint})", file=out)
 
 

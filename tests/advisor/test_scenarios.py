@@ -116,6 +116,10 @@ def test_caveats_that_do_not_apply_are_left_out():
     assert "annotator_bias" not in ids and "judge_bias" not in ids and "cai_helpfulness" not in ids
     dpo = advisor.advise({"reward_signal": "pairwise", "task": "qa", "annotators": "human", "pairs": 0})
     assert "dpo_multi_turn" not in {c["id"] for c in dpo.caveats}
+    # AI-judged labels: the judge's biases, not the human annotators'
+    rlaif = advisor.advise({"reward_signal": "pairwise", "task": "factual", "annotators": "none"})
+    assert {c["id"] for c in rlaif.caveats} >= {"judge_bias"}
+    assert "annotator_bias" not in {c["id"] for c in rlaif.caveats}
 
 
 def test_presets_are_runner_method_ids_with_hparams_and_a_command():
