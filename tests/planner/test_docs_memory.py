@@ -1,0 +1,44 @@
+"""docs/memory.md's worked example and article comparison must be what the planner computes."""
+
+from pathlib import Path
+
+import pytest
+
+from planner import GIB, PlanRequest, estimate, load_model, terms
+
+DOC = (Path(__file__).parents[2] / "docs" / "memory.md").read_text()
+L8B = "meta-llama/Llama-3.1-8B"
+
+
+def _peak(method, **kw):
+    return estimate(PlanRequest(L8B, method=method, gpu="H100-80GB", **kw), with_min_gpus=False)
+
+
+@pytest.mark.parametrize("method, lora, figure", [
+    ("sft", None, "**65.0 GiB**"), ("dpo", None, "**82.5 GiB"), ("ppo", None, "**154.1 GiB**"),
+    ("sft", 16, "SFT **22.8 GiB**"), ("dpo", 16, "DPO **28.7 GiB**"), ("ppo", 16, "PPO **64.8 GiB**"),
+])
+def test_worked_example_figures(method, lora, figure):
+    gib = _peak(method, lora_rank=lora).peak_bytes_per_gpu / GIB
+    assert f"{gib:.1f}" in figure
+    assert figure in DOC
+
+
+def test_worked_example_fit_verdicts():
+    assert _peak("sft").fits and not _peak("dpo").fits and not _peak("ppo").fits
+    assert estimate(PlanRequest(L8B, method="ppo", gpu="H100-80GB")).min_gpus["H100-80GB"] == 4
+    assert "4 × H100 with ZeRO-3" in DOC
+
+
+def test_lora_param_count_in_doc():
+    n = terms.lora_params(load_model(L8B), 16)
+    assert f"{n:,}" in DOC
+
+
+@pytest.mark.parametrize("method, precision, figure", [
+    ("dpo", "bf16", "**74.5 GB**"), ("ppo", "bf16", "**142.3 GB**"), ("ppo", "amp-bf16", "**282.8 GB**"),
+])
+def test_article_comparison_figures(method, precision, figure):
+    p = estimate(PlanRequest("meta-llama/Llama-2-7b-hf", method=method, precision=precision), with_min_gpus=False)
+    assert f"**{p.peak_bytes_per_gpu / 1e9:.1f} GB**" == figure
+    assert figure in DOC
