@@ -237,7 +237,7 @@ def advise(answers: dict[str, Any], *, fw: Framework | None = None) -> Recommend
         range_text=guidance.get("range_text", ""),
         command=preset["command"],
     )
-    why = [render(t, ctx) for _, t in w.why]
+    why = ["because " + render(t, ctx) for _, t in w.why]
     next_steps = [render(s, ctx) for s in outcome["next_steps"]]
     memory = None
     if model:

@@ -45,7 +45,7 @@ def render_memory(memory: dict[str, Any]) -> list[str]:
 
 def render_text(rec: Recommendation) -> str:
     lines = [f"Recommendation: {rec.name} [{rec.method}]", textwrap.fill(rec.summary, WIDTH), "", "Why"]
-    lines += [_wrap("because " + w) for w in rec.why]
+    lines += [_wrap(w) for w in rec.why]
     g = rec.data_guidance
     lines += ["", f"Data ({g['unit']})"]
     if g.get("collect"):

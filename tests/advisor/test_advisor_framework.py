@@ -143,7 +143,7 @@ def test_a_new_question_and_outcome_need_only_a_data_edit(tmp_path: Path):
     assert err.value.missing == ["budget"]
     rec = advisor.advise({**base, "budget": "yes"}, fw=fw)
     assert rec.method == "online-dpo"
-    assert rec.why[-1] == "you can afford online generation (yes)"
+    assert rec.why[-1] == "because you can afford online generation (yes)"
     assert advisor.advise({**base, "budget": "no"}, fw=fw).method == "dpo"
 
 

@@ -85,6 +85,7 @@ def test_the_table_is_large_enough_and_covers_every_outcome():
 def test_scenario(name, answers, method, why_phrases, caveat_ids):
     rec = advisor.advise(answers)
     assert rec.method == method, (name, rec.path)
+    assert all(w.startswith("because ") for w in rec.why)
     why = " ".join(rec.why)
     for phrase in why_phrases:
         assert phrase in why, f"{phrase!r} not in why: {rec.why}"
