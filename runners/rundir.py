@@ -144,10 +144,14 @@ class RunDir:
         result = self.result() or {}
         rows = self.metrics()
         peaks = [int(r["peak_memory_bytes"]) for r in rows if isinstance(r.get("peak_memory_bytes"), int | float)]
-        peak = result.get("peak_memory_bytes")
-        if not isinstance(peak, int | float):
-            peak = max(peaks) if peaks else None
-        last = result.get("final") if isinstance(result.get("final"), dict) else (rows[-1] if rows else None)
+        if isinstance(result.get("peak_memory_bytes"), int | float):
+            peaks.append(int(result["peak_memory_bytes"]))
+        peak = max(peaks) if peaks else None  # over every attempt of a resumed run
+        evals = [r for r in rows if is_eval_row(r)]
+        train_rows = [r for r in rows if not is_eval_row(r)]
+        last = result.get("final") if isinstance(result.get("final"), dict) else (train_rows[-1] if train_rows else None)
+        if evals:  # the newest held-out metrics ride along with the last training metrics
+            last = {**(last or {}), **{k: v for k, v in evals[-1].items() if k.startswith("eval_")}}
         out: dict[str, Any] = {}
         if peak is not None:
             out["measured_peak_bytes"] = int(peak)
@@ -173,6 +177,10 @@ class RunDir:
             return "failed", f"{result['error']}\n--- log tail ---\n{self.log_tail()}"
         why = "process gone, no exit code recorded" if exit_code is None else f"exit code {exit_code}"
         return "failed", f"{why}\n--- log tail ---\n{self.log_tail()}"
+
+
+def is_eval_row(row: dict[str, Any]) -> bool:
+    return any(key.startswith("eval_") for key in row)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -433,8 +441,16 @@ def recipe_module(method: str) -> str:
     return f"runners.recipes.{method.replace('-', '_')}"
 
 
+def cpu_threads_per_process(num_processes: int) -> int:
+    """accelerate's own CPU default (physical cores / processes), made explicit so command.sh repeats it."""
+    import psutil
+
+    cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    return max(1, cores // max(1, num_processes))
+
+
 def launch_argv(run: RunDir, decision: Decision, method: str, python: str | None = None) -> list[str]:
-    return [
+    argv = [
         python or sys.executable,
         "-m",
         "accelerate.commands.launch",
@@ -442,11 +458,10 @@ def launch_argv(run: RunDir, decision: Decision, method: str, python: str | None
         str(run.accelerate_path),
         "--num_processes",
         str(decision.num_processes),
-        "-m",
-        recipe_module(method),
-        "--spec",
-        str(run.spec_path),
     ]
+    if decision.kind == "cpu":
+        argv += ["--num_cpu_threads_per_process", str(cpu_threads_per_process(decision.num_processes))]
+    return argv + ["-m", recipe_module(method), "--spec", str(run.spec_path)]
 
 
 def write_command(run: RunDir, argv: list[str], cwd: str | Path = REPO_ROOT, env: dict[str, str] | None = None) -> None:

@@ -1,0 +1,444 @@
+"""`alignplan run`, `alignplan runs ...`, `alignplan tiny-model`, `alignplan demo`: runs from the shell.
+
+    alignplan run --method dpo --model DIR --dataset prefs.jsonl --max-steps 30 --dry-run --json
+    alignplan runs list | show ID | logs ID | stop ID | resume ID | delete ID   [--json]
+
+Runs live under $ALIGNPLAN_RUNS_DIR (default ./runs); see docs/runners.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+GIB = 2**30
+# Metrics worth a column in progress lines, in this order, when the recipe logs them.
+PROGRESS_KEYS = ("rewards/accuracies", "rewards/margins", "reward", "kl")
+EVAL_KEYS = ("eval_loss", "eval_rewards/accuracies", "eval_rewards/margins", "eval_reward", "eval_accuracy")
+
+
+class CliInputError(ValueError):
+    """A command-line value that cannot be used."""
+
+
+def add_subcommands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="prepare a run directory and launch a training run",
+                       description="Prepare runs/<id>/ for a method, model and data set, then launch it.")
+    p.add_argument("--spec", type=Path, help="a spec.yaml (RunSpec) to start from; flags below override it")
+    p.add_argument("--method", help="sft, rm, dpo, ipo, kto, orpo, simpo, grpo, rloo")
+    p.add_argument("--model", help="hub id or local model directory")
+    p.add_argument("--dataset", help="local .jsonl/.json/.csv/.parquet file or hub dataset id")
+    p.add_argument("--eval-fraction", type=float, help="share of rows held out for evaluation")
+    p.add_argument("--lora-rank", type=int, help="train LoRA adapters of this rank instead of all weights")
+    p.add_argument("--precision", help="bf16 | amp-bf16 | fp32 (default: bf16 on a GPU, fp32 on CPU)")
+    p.add_argument("--max-steps", type=int, help="optimizer steps (default: one epoch)")
+    p.add_argument("--save-steps", type=int, help="checkpoint every N steps")
+    p.add_argument("--hparam", action="append", default=[], metavar="KEY=VALUE",
+                   help="a method hyper-parameter (TRL config field), e.g. learning_rate=5e-6; repeatable")
+    p.add_argument("--devices", help="cpu | auto | GPU indices such as 0,1 (default auto)")
+    p.add_argument("--num-processes", type=int, help="processes to launch (default: one per device)")
+    p.add_argument("--name", help="a label for the run registry")
+    p.add_argument("--dry-run", action="store_true", help="write the run directory and print the plan; launch nothing")
+    p.add_argument("--detach", action="store_true", help="launch and return at once")
+    p.add_argument("--stop-grace", type=float, default=60.0, help="seconds Ctrl-C waits for a clean stop")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    p.set_defaults(func=cmd_run)
+
+    runs = sub.add_parser("runs", help="list, inspect, stop, resume or delete runs")
+    rsub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
+    r = rsub.add_parser("list", help="all runs with status, step and memory")
+    r.add_argument("--status", help="only runs with this status")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_list)
+    r = rsub.add_parser("show", help="one run: registry record, decision, plan and result")
+    r.add_argument("id", help="run id, unique id prefix/suffix, or run name")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_show)
+    r = rsub.add_parser("logs", help="the run's stdout.log")
+    r.add_argument("id")
+    r.add_argument("-n", "--lines", type=int, default=40, help="lines from the end (default 40)")
+    r.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
+    r.set_defaults(func=cmd_logs)
+    r = rsub.add_parser("stop", help="stop a running run (checkpoint, then exit)")
+    r.add_argument("id")
+    r.add_argument("--grace", type=float, default=60.0, help="seconds to wait before SIGTERM (default 60)")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_stop)
+    r = rsub.add_parser("resume", help="continue a stopped or failed run from its newest checkpoint")
+    r.add_argument("id")
+    r.add_argument("--detach", action="store_true", help="launch and return at once")
+    r.add_argument("--stop-grace", type=float, default=60.0)
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_resume)
+    r = rsub.add_parser("delete", help="delete a run's directory and registry entry")
+    r.add_argument("id")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_delete)
+
+    t = sub.add_parser("tiny-model", help="build the tiny local Llama + tokenizer used by tests and the demo")
+    t.add_argument("dir", type=Path)
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_tiny_model)
+
+    d = sub.add_parser("demo", help="DPO on the tiny model and bundled preference data, on CPU (under a minute)")
+    d.add_argument("--steps", type=int, help="optimizer steps (default: the demo's)")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_demo)
+
+
+# --- building the spec -----------------------------------------------------------------------------
+
+
+def parse_hparams(items: list[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs; values are read as YAML scalars (5e-6 -> float, true -> bool, [a, b] -> list)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise CliInputError(f"--hparam {item!r}: expected KEY=VALUE, e.g. learning_rate=5e-6")
+        try:
+            out[key] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            out[key] = raw
+    return out
+
+
+def parse_devices(value: str) -> str | list[int]:
+    if value in ("cpu", "auto"):
+        return value
+    try:
+        return [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise CliInputError(f"--devices {value!r}: expected cpu, auto or GPU indices such as 0,1") from None
+
+
+def spec_from_args(args: argparse.Namespace):
+    from runners.spec import RunSpec
+
+    data: dict[str, Any] = {}
+    if args.spec:
+        data = RunSpec.load(args.spec).model_dump(mode="json", exclude_unset=False)
+    for flag, field in (("method", "method"), ("model", "model"), ("precision", "precision"),
+                        ("max_steps", "max_steps"), ("save_steps", "save_steps"),
+                        ("num_processes", "num_processes"), ("name", "name")):
+        value = getattr(args, flag)
+        if value is not None:
+            data[field] = value
+    if args.dataset is not None:
+        data["dataset"] = {**(data.get("dataset") or {}), "path": args.dataset}
+    if args.eval_fraction is not None:
+        data.setdefault("dataset", {})["eval_fraction"] = args.eval_fraction
+    if args.lora_rank is not None:
+        data["lora"] = {**(data.get("lora") or {}), "r": args.lora_rank}
+    if args.devices is not None:
+        data["devices"] = parse_devices(args.devices)
+    data["hparams"] = {**(data.get("hparams") or {}), **parse_hparams(args.hparam)}
+    missing = [f"--{f}" for f in ("method", "model", "dataset") if not data.get(f)]
+    if missing:
+        raise CliInputError(f"{', '.join(missing)}: required (or give --spec FILE)")
+    return RunSpec.parse(data)
+
+
+# --- output helpers --------------------------------------------------------------------------------
+
+
+def emit_json(doc: Any) -> None:
+    json.dump(doc, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def gib(n: int | float | None) -> str:
+    return "-" if n is None else f"{n / GIB:.2f} GiB"
+
+
+def progress_line(row: dict[str, Any]) -> str:
+    if any(k.startswith("eval_") for k in row):
+        keys = [k for k in EVAL_KEYS if k in row] or [k for k in row if k.startswith("eval_")][:4]
+        return "  ".join([f"eval at step {row.get('step')}"] + [f"{k} {_num(row[k])}" for k in keys])
+    step = f"step {row.get('step')}/{row.get('max_steps')}" if row.get("max_steps") else f"step {row.get('step')}"
+    parts = [step, f"loss {_num(row.get('loss'))}"]
+    parts += [f"{k} {_num(row[k])}" for k in PROGRESS_KEYS if k in row]
+    if row.get("tokens_per_second"):
+        parts.append(f"tok/s {row['tokens_per_second']:.0f}")
+    if row.get("peak_memory_bytes"):
+        parts.append(f"mem {gib(row['peak_memory_bytes'])}")
+    return "  ".join(parts)
+
+
+def _num(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def describe(run, rec=None) -> dict[str, Any]:
+    """The JSON document for a run: registry record, decision, plan summary, command, result."""
+    plan = run.plan()
+    decision = plan.get("decision") or {}
+    planned = plan.get("plan") or {}
+    return {
+        "run_id": run.id,
+        "run_dir": str(run.path),
+        "status": rec.status if rec else None,
+        "record": rec.to_dict() if rec else None,
+        "decision": decision,
+        "accelerate": _yaml(run.accelerate_path),
+        "command": run.command()["argv"] if run.command_json.exists() else None,
+        "command_sh": str(run.command_sh),
+        "plan": {
+            "predicted_peak_bytes": plan.get("predicted_peak_bytes"),
+            "peak_phase": planned.get("peak_phase"),
+            "components": planned.get("components"),
+            "fits": decision.get("fits"),
+            "notes": planned.get("notes"),
+        },
+        "devices": plan.get("devices"),
+        "result": run.result(),
+    }
+
+
+def _yaml(path: Path) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+
+
+def print_plan(doc: dict[str, Any]) -> None:
+    d = doc["decision"]
+    print(f"run {doc['run_id']}  ({doc['run_dir']})")
+    print(f"setup: {d.get('kind')}  distributed_type {d.get('distributed_type')}  processes {d.get('num_processes')}"
+          f"  precision {d.get('precision')}")
+    print(f"why: {d.get('reason')}")
+    comps = doc["plan"].get("components") or {}
+    if doc["plan"].get("predicted_peak_bytes") is not None:
+        detail = ", ".join(f"{k} {gib(v)}" for k, v in comps.items() if v)
+        print(f"predicted peak per device: {gib(doc['plan']['predicted_peak_bytes'])}"
+              f" ({doc['plan'].get('peak_phase')}: {detail})")
+    for note in d.get("notes") or []:
+        print(f"note: {note}")
+    print(f"command: bash {doc['command_sh']}")
+    import shlex
+
+    print("  " + shlex.join(doc["command"] or []))
+
+
+# --- commands --------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from runners.rundir import prepare
+
+    spec = spec_from_args(args)
+    run = prepare(spec)
+    if args.dry_run:
+        doc = {**describe(run), "launched": False}
+        emit_json(doc) if args.json else print_plan(doc)
+        return 0
+    if not args.json:
+        print_plan(describe(run))
+    return launch_and_follow(run.id, run.path, detach=args.detach, as_json=args.json, grace=args.stop_grace)
+
+
+def launch_and_follow(run_id: str, run_path: Path, *, detach: bool, as_json: bool, grace: float,
+                      resume_run: bool = False) -> int:
+    from runners import launch
+    from runners.registry import Registry
+    from runners.rundir import RunDir
+
+    pid = launch.resume(run_id) if resume_run else launch.launch(run_path)
+    out = sys.stderr if as_json else sys.stdout
+    print(f"launched run {run_id} (pid {pid}); log: {Path(run_path) / 'stdout.log'}", file=out, flush=True)
+    if detach:
+        if as_json:
+            emit_json({"run_id": run_id, "run_dir": str(run_path), "pid": pid, "status": "running"})
+        return 0
+    interrupted = False
+    try:
+        for row in launch.follow(run_id):
+            print(progress_line(row), file=out, flush=True)
+    except KeyboardInterrupt:
+        interrupted = True
+        print(f"\nstopping run {run_id} (checkpoint, then exit; up to {grace:.0f}s)...", file=out, flush=True)
+        launch.stop(run_id, grace=grace)
+    rec = launch.wait(run_id)
+    run = RunDir(Path(rec.run_dir))
+    if as_json:
+        emit_json(describe(run, Registry.for_runs_root(run.path.parent, reconcile=False).get(rec.id)))
+    else:
+        print_outcome(rec)
+    if interrupted:
+        return 130
+    return 0 if rec.status in ("succeeded", "stopped") else 1
+
+
+def print_outcome(rec) -> None:
+    m = rec.last_metrics or {}
+    print(f"run {rec.id}: {rec.status} (exit code {rec.exit_code})")
+    if m:
+        print("final: " + progress_line(m))
+    print(f"peak memory: predicted {gib(rec.predicted_peak_bytes)}, measured {gib(rec.measured_peak_bytes)}")
+    if rec.status == "failed" and rec.error:
+        print(rec.error, file=sys.stderr)
+
+
+def _records():
+    from runners.registry import Registry
+
+    return Registry.for_runs_root()
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    recs = _records().list(status=args.status)
+    if args.json:
+        emit_json([r.to_dict() for r in recs])
+        return 0
+    if not recs:
+        print("no runs yet (alignplan run ... or alignplan demo)")
+        return 0
+    header = f"{'ID':34} {'STATUS':10} {'METHOD':6} {'STEP':>9} {'LOSS':>8} {'PRED PEAK':>11} {'MEAS PEAK':>11}  MODEL"
+    print(header)
+    for r in recs:
+        m = r.last_metrics or {}
+        step = f"{m.get('step', '-')}/{m.get('max_steps', '-')}" if m else "-"
+        model = r.model if len(r.model) <= 40 else "..." + r.model[-37:]
+        print(f"{r.id:34} {r.status:10} {r.method:6} {step:>9} {_num(m.get('loss')):>8} "
+              f"{gib(r.predicted_peak_bytes):>11} {gib(r.measured_peak_bytes):>11}  {model}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from runners.rundir import RunDir
+
+    rec = _records().resolve(args.id)
+    run = RunDir(Path(rec.run_dir))
+    doc = describe(run, rec)
+    if args.json:
+        emit_json(doc)
+        return 0
+    print_plan(doc)
+    print_outcome(rec)
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from runners.rundir import RunDir
+
+    reg = _records()
+    rec = reg.resolve(args.id)
+    run = RunDir(Path(rec.run_dir))
+    print(run.log_tail(lines=args.lines, max_chars=10**7))
+    if not args.follow:
+        return 0
+    from runners.registry import FINAL_STATUSES
+
+    try:
+        pos = run.stdout_log.stat().st_size
+    except FileNotFoundError:
+        pos = 0
+    while True:
+        with open(run.stdout_log, "rb") as fh:
+            fh.seek(pos)
+            chunk = fh.read()
+            pos += len(chunk)
+        if chunk:
+            sys.stdout.write(chunk.decode("utf-8", errors="replace"))
+            sys.stdout.flush()
+        if reg.get(rec.id).status in FINAL_STATUSES and not chunk:
+            return 0
+        time.sleep(0.5)
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from runners import launch
+
+    rec = launch.stop(args.id, grace=args.grace)
+    if args.json:
+        emit_json(rec.to_dict())
+    else:
+        print(f"run {rec.id}: {rec.status}" + (f" at step {rec.last_metrics.get('step')}" if rec.last_metrics else ""))
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    rec = _records().resolve(args.id)
+    return launch_and_follow(rec.id, Path(rec.run_dir), detach=args.detach, as_json=args.json,
+                             grace=args.stop_grace, resume_run=True)
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from runners import launch
+
+    run_id = launch.delete(args.id)
+    emit_json({"deleted": run_id}) if args.json else print(f"deleted run {run_id}")
+    return 0
+
+
+def cmd_tiny_model(args: argparse.Namespace) -> int:
+    from runners.tiny import build_tiny_model
+
+    path = build_tiny_model(args.dir)
+    emit_json({"path": str(path)}) if args.json else print(path)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Tiny model + bundled preference pairs + DPO on CPU, followed to the end."""
+    from runners import launch
+    from runners.rundir import prepare
+    from runners.spec import RunSpec
+    from runners.tiny import DEMO_HPARAMS, DEMO_MAX_STEPS, build_tiny_model, demo_dataset_path
+
+    out = sys.stderr if args.json else sys.stdout
+    t0 = time.time()
+    steps = args.steps or DEMO_MAX_STEPS
+    model = build_tiny_model()
+    print(f"tiny model: {model}", file=out, flush=True)
+    spec = RunSpec.parse({
+        "method": "dpo",
+        "model": str(model),
+        "dataset": {"path": str(demo_dataset_path()), "eval_fraction": 0.1},
+        "hparams": dict(DEMO_HPARAMS),
+        "devices": "cpu",
+        "max_steps": steps,
+        "save_steps": steps,  # one checkpoint and one held-out evaluation, at the end
+        "name": None,
+    })
+    run = prepare(spec)
+    print(f"run {run.id}: DPO on {demo_dataset_path().name}, {steps} steps on CPU", file=out, flush=True)
+    launch.launch(run.path)
+    try:
+        for row in launch.follow(run.id):
+            print(progress_line(row), file=out, flush=True)
+    except KeyboardInterrupt:
+        launch.stop(run.id, grace=30)
+        return 130
+    rec = launch.wait(run.id)
+    m = rec.last_metrics or {}
+    train_acc = m.get("rewards/accuracies")
+    eval_acc = m.get("eval_rewards/accuracies")
+    accuracy = eval_acc if eval_acc is not None else train_acc
+    wall = time.time() - t0
+    if args.json:
+        emit_json({"run_id": rec.id, "status": rec.status, "reward_accuracy": accuracy,
+                   "train_reward_accuracy": train_acc, "eval_reward_accuracy": eval_acc,
+                   "wall_seconds": round(wall, 1), "record": rec.to_dict()})
+    else:
+        print(f"run {rec.id}: {rec.status} in {wall:.0f}s")
+        if rec.status == "succeeded":
+            where = "held-out pairs" if eval_acc is not None else "last training batch"
+            print(f"final reward accuracy: {_num(accuracy)} ({where}); last training batch {_num(train_acc)}")
+        elif rec.error:
+            print(rec.error, file=sys.stderr)
+    return 0 if rec.status == "succeeded" else 1
