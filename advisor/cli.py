@@ -3,6 +3,7 @@
     alignplan advise                              # asks the questions in the terminal
     alignplan advise --answers answers.yaml       # no prompts; readable recommendation
     alignplan advise --answers answers.yaml --json
+    alignplan advise --answers answers.yaml --write-spec spec.yaml   # then: alignplan run --spec spec.yaml
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--answers", metavar="FILE", help="YAML or JSON file of answers {question: answer}; no prompts")
     p.add_argument("--json", action="store_true", help="print the recommendation as one JSON document")
+    p.add_argument("--write-spec", metavar="FILE",
+                   help="also write the runner preset as a RunSpec YAML for `alignplan run --spec FILE`")
     p.set_defaults(func=run_advise)
 
 
@@ -114,7 +117,11 @@ def run_advise(args: argparse.Namespace) -> int:
     else:
         # with --json, prompts go to stderr so stdout stays one JSON document
         answers = ask_interactively(sys.stderr if args.json else sys.stdout)
-    rec = advise(answers)
+    rec = advise(answers, spec_file=args.write_spec)
+    if args.write_spec:
+        spec = rec.preset["run_spec"]
+        Path(args.write_spec).write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+        print(f"wrote {args.write_spec} (runner preset for `alignplan run --spec {args.write_spec}`)", file=sys.stderr)
     if args.json:
         print(json.dumps(rec.to_dict(), indent=2, default=str))
     else:

@@ -151,6 +151,8 @@ class Framework:
     data: dict[str, Any]
     defaults_for_memory: dict[str, Any]
     command_template: str
+    command_template_spec: str
+    spec_file: str
     raw: dict[str, Any]
 
 
@@ -252,6 +254,8 @@ def load_framework(path: str | Path = FRAMEWORK_PATH) -> Framework:
         data=dict(raw.get("data") or {}),
         defaults_for_memory=dict(raw.get("defaults_for_memory") or {}),
         command_template=str(raw.get("command_template", "")),
+        command_template_spec=str(raw.get("command_template_spec", "alignplan run --spec {spec_file}")),
+        spec_file=str(raw.get("spec_file", "spec.yaml")),
         raw=raw,
     )
     _check(fw, path)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shlex
 import string
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import yaml
 
 from advisor.framework import (
     Framework,
@@ -166,15 +169,17 @@ def alternatives_for(fw: Framework, outcome_id: str) -> list[dict[str, str]]:
 
 
 def _flag_value(v: Any) -> str:
-    if isinstance(v, list):
-        return ",".join(str(x) for x in v)
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)
+    """A value as the runners read `--hparam KEY=VALUE` (a YAML scalar or flow list): 1e-6 must be written
+    1.0e-06, since YAML reads '1e-6' as a string."""
+    text = yaml.safe_dump(v, default_flow_style=True, width=10_000).strip()
+    return text.removesuffix("...").strip()
 
 
-def build_preset(fw: Framework, outcome: dict[str, Any], model: str | None) -> dict[str, Any]:
-    """The runner preset: method id, hyper-parameters, and the `alignplan run` command line."""
+def build_preset(
+    fw: Framework, outcome: dict[str, Any], model: str | None, spec_file: str | None = None
+) -> dict[str, Any]:
+    """The runner preset: method id, hyper-parameters, a RunSpec-shaped dict and the `alignplan run` command
+    line. With spec_file (where the caller writes run_spec), the command launches from that file."""
     spec = outcome["preset"]
     preset: dict[str, Any] = {"method": spec["method"], "hparams": dict(spec.get("hparams") or {})}
     if spec.get("reward"):
@@ -182,7 +187,7 @@ def build_preset(fw: Framework, outcome: dict[str, Any], model: str | None) -> d
     if spec.get("note"):
         preset["note"] = spec["note"]
     mode = fw.data["modes"][outcome["data"]]
-    flags = "".join(f" --set {k}={_flag_value(v)}" for k, v in preset["hparams"].items())
+    flags = "".join(" --hparam " + shlex.quote(f"{k}={_flag_value(v)}") for k, v in preset["hparams"].items())
     # RunSpec-shaped (runners/spec.py), so a UI can prefill a run without parsing the command line
     preset["run_spec"] = {
         "method": preset["method"],
@@ -191,15 +196,20 @@ def build_preset(fw: Framework, outcome: dict[str, Any], model: str | None) -> d
         "hparams": dict(preset["hparams"]),
         **({"reward": dict(preset["reward"])} if "reward" in preset else {}),
     }
+    use_spec = spec_file is not None or "reward" in preset
+    template = fw.command_template_spec if use_spec else fw.command_template
     preset["command"] = render(
-        fw.command_template,
+        template,
         {
             "method": preset["method"],
-            "model": model or "<model>",
+            "model": shlex.quote(model) if model else "<model>",
             "data": mode.get("file", "<data.jsonl>"),
             "hparam_flags": flags,
+            "spec_file": shlex.quote(spec_file or fw.spec_file),
         },
     )
+    if use_spec:
+        preset["spec_file"] = spec_file or fw.spec_file
     return preset
 
 
@@ -214,10 +224,11 @@ def _decide(fw: Framework, answers: dict[str, Any]) -> tuple[Walk, Walk | None]:
     return w, hw
 
 
-def advise(answers: dict[str, Any], *, fw: Framework | None = None) -> Recommendation:
+def advise(answers: dict[str, Any], *, fw: Framework | None = None, spec_file: str | None = None) -> Recommendation:
     """The recommendation for these answers. Raises AdvisorError (a ValueError) on unknown keys or values,
     MissingAnswersError when the path needs answers that are not there. `fw`: another framework file's
-    contents (default: the packaged advisor/framework.yaml)."""
+    contents (default: the packaged advisor/framework.yaml). `spec_file`: the preset's command launches from
+    this RunSpec file (the caller writes `preset["run_spec"]` there)."""
     fw = fw or framework()
     checked = validate_answers(answers, fw)
     w, hw = _decide(fw, checked)
@@ -231,7 +242,7 @@ def advise(answers: dict[str, Any], *, fw: Framework | None = None) -> Recommend
     ctx["model"] = model or "your model"
 
     guidance = data_guidance(fw, outcome, used)
-    preset = build_preset(fw, outcome, model)
+    preset = build_preset(fw, outcome, model, spec_file)
     ctx.update(
         collect_step=guidance["collect"],
         range_text=guidance.get("range_text", ""),

@@ -142,3 +142,16 @@ def test_answers_file_not_found_or_not_a_mapping(tmp_path, capsys):
     f.write_text("- pairwise\n")
     assert main(["advise", "--answers", str(f)]) == 2
     assert "mapping" in capsys.readouterr().err
+
+
+def test_write_spec_writes_a_runspec_and_points_the_command_at_it(tmp_path, capsys):
+    spec_mod = pytest.importorskip("runners.spec")
+    answers = tmp_path / "answers.yaml"
+    answers.write_text("reward_signal: verifiable\n")
+    out = tmp_path / "my spec.yaml"
+    assert main(["advise", "--answers", str(answers), "--json", "--write-spec", str(out)]) == 0
+    d = json.loads(capsys.readouterr().out)
+    spec = spec_mod.RunSpec.load(out)
+    assert spec.method == "grpo" and spec.reward.function
+    assert d["preset"]["command"] == f"alignplan run --spec '{out}'"
+    assert any(d["preset"]["command"] in s for s in d["next_steps"])

@@ -130,7 +130,7 @@ def test_presets_are_runner_method_ids_with_hparams_and_a_command():
     assert rec.preset["method"] == "dpo"
     assert rec.preset["hparams"] == {"beta": 0.1, "learning_rate": 1e-6}
     assert rec.preset["command"].startswith("alignplan run --method dpo")
-    assert "--set beta=0.1" in rec.preset["command"]
+    assert "--hparam beta=0.1" in rec.preset["command"]
     grpo = advisor.advise({"reward_signal": "verifiable"})
     assert grpo.preset["method"] == "grpo" and "reward" in grpo.preset
     # RLAIF and CAI generate pairs, then train DPO
@@ -168,3 +168,41 @@ def test_preset_run_spec_is_a_valid_runner_spec_for_every_recipe_method():
             continue
         spec = spec_mod.RunSpec.parse(preset["run_spec"])
         assert spec.method == preset["method"] and spec.hparams == preset["hparams"]
+
+
+def _runner_spec_from_command(command: str, tmp_path):
+    """Parse an `alignplan run ...` command with the runners' own parser and spec builder."""
+    import shlex
+
+    runners_cli = pytest.importorskip("runners.cli")
+    from alignplan.cli import build_parser
+
+    argv = shlex.split(command)
+    assert argv[:2] == ["alignplan", "run"]
+    args = build_parser().parse_args(argv[1:])
+    return runners_cli.spec_from_args(args)
+
+
+def test_preset_commands_parse_with_the_runners_cli_into_the_preset(tmp_path, monkeypatch):
+    """Every outcome's command, read by `alignplan run`'s parser, gives the preset's RunSpec (typed hparams:
+    1.0e-06 stays a float)."""
+    spec_mod = pytest.importorskip("runners.spec")
+    from advisor.recommend import build_preset
+
+    monkeypatch.chdir(tmp_path)
+    fw = advisor.framework()
+    for oid, outcome in fw.outcomes.items():
+        preset = build_preset(fw, outcome, "runs/tiny model")  # a space: the command must quote it
+        if preset["method"] not in spec_mod.RECIPE_METHODS:
+            continue
+        if "spec_file" in preset:  # reward presets launch from the spec file `--write-spec` writes
+            import yaml
+
+            (tmp_path / preset["spec_file"]).write_text(yaml.safe_dump(preset["run_spec"]))
+        spec = _runner_spec_from_command(preset["command"], tmp_path)
+        assert spec.method == preset["method"], oid
+        assert spec.model == "runs/tiny model"
+        assert spec.hparams == preset["hparams"], oid
+        assert all(type(spec.hparams[k]) is type(v) for k, v in preset["hparams"].items()), oid
+        if "reward" in preset:
+            assert spec.reward.model_dump(exclude_none=True) == preset["reward"]
