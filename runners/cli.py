@@ -104,10 +104,19 @@ def parse_hparams(items: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise CliInputError(f"--hparam {item!r}: expected KEY=VALUE, e.g. learning_rate=5e-6")
         try:
-            out[key] = yaml.safe_load(raw) if raw.strip() else ""
+            value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
-            out[key] = raw
+            value = raw
+        out[key] = _number(value) if isinstance(value, str) else value
     return out
+
+
+def _number(text: str) -> Any:
+    """YAML 1.1 reads 5e-3 (no dot) as a string; a learning rate written so is still a number."""
+    try:
+        return float(text) if text.strip().lower() not in ("nan", "inf", "-inf", "infinity") else text
+    except ValueError:
+        return text
 
 
 def parse_devices(value: str) -> str | list[int]:

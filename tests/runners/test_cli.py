@@ -1,0 +1,186 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from launch_helpers import fake_run, processes_in_group, wait_until
+
+from alignplan.cli import main
+from runners import launch
+from runners.registry import Registry
+from runners.rundir import REPO_ROOT, RUNS_DIR_ENV, RunDir
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "runs"
+    monkeypatch.setenv(RUNS_DIR_ENV, str(root))
+    monkeypatch.delenv("ALIGNPLAN_FAKE_GPUS", raising=False)
+    return root
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_run_dry_run_json(capsys, runs_dir, tiny_model_dir, demo_data):
+    code, out, _ = run_cli(
+        capsys, "run", "--method", "dpo", "--model", str(tiny_model_dir), "--dataset", str(demo_data["preference"]),
+        "--max-steps", "7", "--hparam", "learning_rate=5e-3", "--hparam", "loss_type=[sigmoid, hinge]",
+        "--hparam", "max_length=64", "--devices", "cpu", "--dry-run", "--json",
+    )
+    assert code == 0
+    doc = json.loads(out)  # stdout is exactly one JSON document
+    assert doc["launched"] is False and doc["decision"]["kind"] == "cpu"
+    assert doc["accelerate"]["distributed_type"] == "NO" and doc["accelerate"]["num_processes"] == 1
+    assert doc["command"][doc["command"].index("-m", 3) + 1] == "runners.recipes.dpo"
+    assert doc["plan"]["predicted_peak_bytes"] > 0 and doc["plan"]["components"]
+    run = RunDir(Path(doc["run_dir"]))
+    assert run.path.parent == runs_dir
+    spec = run.spec()
+    assert spec.max_steps == 7 and spec.devices == "cpu"
+    assert spec.hparams == {"learning_rate": 5e-3, "loss_type": ["sigmoid", "hinge"], "max_length": 64}
+    assert not run.stdout_log.exists()  # nothing launched
+    assert Registry.for_runs_root(runs_dir).get(run.id).status == "prepared"
+
+
+def test_dry_run_with_fake_gpus_picks_ddp(capsys, runs_dir, monkeypatch):
+    monkeypatch.setenv("ALIGNPLAN_FAKE_GPUS", "A100-80GB,A100-80GB,A100-80GB,A100-80GB")
+    code, out, _ = run_cli(capsys, "run", "--method", "dpo", "--model", "Qwen/Qwen2.5-0.5B", "--dataset", "x.jsonl",
+                           "--dry-run", "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["accelerate"]["distributed_type"] == "MULTI_GPU" and doc["accelerate"]["num_processes"] == 4
+    assert "--num_processes" in doc["command"] and doc["command"][doc["command"].index("--num_processes") + 1] == "4"
+
+
+def test_dry_run_text_shows_plan_and_command(capsys, runs_dir):
+    code, out, _ = run_cli(capsys, "run", "--method", "dpo", "--model", "meta-llama/Llama-3.1-8B",
+                           "--dataset", "x.jsonl", "--lora-rank", "16", "--dry-run")
+    assert code == 0
+    assert "setup: cpu" in out and "predicted peak per device" in out and "command: bash " in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--method", "nope", "--model", "m", "--dataset", "d"], "method: unknown method 'nope'"),
+        (["--method", "dpo", "--dataset", "d"], "--model: required"),
+        (["--method", "dpo", "--model", "m", "--dataset", "d", "--hparam", "oops"], "expected KEY=VALUE"),
+        (["--method", "dpo", "--model", "m", "--dataset", "d", "--devices", "gpu0"], "--devices 'gpu0'"),
+        (["--method", "dpo", "--model", "m", "--dataset", "d", "--devices", "3"], "devices: GPU indices"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, runs_dir, argv, message):
+    code, out, err = run_cli(capsys, "run", *argv, "--dry-run")
+    assert code == 2 and out == ""
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_runs_list_show_logs_stop_resume_delete(capsys, runs_dir):
+    done = fake_run(runs_dir, steps=3)
+    launch.launch(done.path)
+    assert launch.wait(done.id, timeout=60).status == "succeeded"
+    live = fake_run(runs_dir, steps=10_000, fake_step_seconds=0.05, save_steps=5)
+    launch.launch(live.path)
+    assert wait_until(lambda: len(live.metrics()) >= 6)
+
+    code, out, _ = run_cli(capsys, "runs", "list", "--json")
+    listed = {r["id"]: r for r in json.loads(out)}
+    assert code == 0 and set(listed) == {done.id, live.id}
+    assert listed[done.id]["status"] == "succeeded" and listed[done.id]["last_metrics"]["step"] == 3
+    assert listed[live.id]["status"] == "running"
+
+    code, out, _ = run_cli(capsys, "runs", "list")
+    assert done.id in out and "succeeded" in out and "running" in out
+
+    code, out, _ = run_cli(capsys, "runs", "show", done.id[-6:], "--json")  # a unique id suffix
+    doc = json.loads(out)
+    assert doc["run_id"] == done.id and doc["status"] == "succeeded"
+    assert doc["result"]["status"] == "succeeded" and doc["record"]["exit_code"] == 0
+
+    code, out, _ = run_cli(capsys, "runs", "logs", done.id, "-n", "5")
+    assert "run succeeded" in out
+
+    code, out, _ = run_cli(capsys, "runs", "stop", live.id, "--grace", "20", "--json")
+    stopped = json.loads(out)
+    assert code == 0 and stopped["status"] == "stopped"
+    assert processes_in_group(stopped["pgid"]) == []
+
+    code, out, _ = run_cli(capsys, "runs", "resume", live.id, "--detach", "--json")
+    assert code == 0 and json.loads(out)["status"] == "running"
+    code, out, _ = run_cli(capsys, "runs", "delete", live.id)
+    assert code == 2  # still running
+    launch.stop(live.id, grace=20)
+    code, out, _ = run_cli(capsys, "runs", "delete", live.id, "--json")
+    assert code == 0 and json.loads(out) == {"deleted": live.id}
+    assert not live.path.exists()
+    code, out, err = run_cli(capsys, "runs", "show", live.id)
+    assert code == 2 and "no run" in err
+
+
+def test_tiny_model_command(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "tiny-model", str(tmp_path / "tiny"), "--json")
+    path = Path(json.loads(out)["path"])
+    assert code == 0 and (path / "config.json").exists() and (path / "tokenizer_config.json").exists()
+
+
+@pytest.mark.slow
+def test_run_follows_progress_and_ctrl_c_stops_then_resume_finishes(tmp_path, tiny_model_dir, demo_data):
+    env = {**os.environ, RUNS_DIR_ENV: str(tmp_path / "runs"), "PYTHONPATH": str(REPO_ROOT)}
+    env.pop("ALIGNPLAN_FAKE_GPUS", None)
+    argv = [sys.executable, "-m", "alignplan", "run", "--method", "dpo", "--model", str(tiny_model_dir),
+            "--dataset", str(demo_data["preference"]), "--devices", "cpu", "--max-steps", "200",
+            "--hparam", "learning_rate=5e-3", "--hparam", "max_length=128", "--hparam", "per_device_train_batch_size=8"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=REPO_ROOT, start_new_session=True)
+    lines = []
+    deadline = time.monotonic() + 300
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("step 2/200") or time.monotonic() > deadline:
+            break
+    assert any(line.startswith("step 1/200  loss") for line in lines), "".join(lines)[-3000:]
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C in a terminal sends
+    rest, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 130, rest[-3000:]
+    assert "stopping run" in rest and ": stopped" in rest
+    reg = Registry.for_runs_root(tmp_path / "runs")
+    (rec,) = reg.list()
+    assert rec.status == "stopped" and processes_in_group(rec.pgid) == []
+    k = RunDir(Path(rec.run_dir)).metrics()[-1]["step"]
+    assert 2 <= k < 200
+    # Resume, following to the end with a smaller budget: the spec's max_steps stays 200, so stop
+    # again after a few more steps and check the count continued.
+    out = subprocess.run([sys.executable, "-m", "alignplan", "runs", "resume", rec.id, "--detach", "--json"],
+                         env=env, capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    assert out.returncode == 0, out.stderr
+    run = RunDir(Path(rec.run_dir))
+    assert wait_until(lambda: len(run.metrics()) >= k + 2, timeout=300)
+    rec = launch.stop(rec.id, grace=120, runs=tmp_path / "runs")
+    steps = [m["step"] for m in run.metrics()]
+    assert steps[: k + 1] == list(range(1, k + 2)) and rec.status == "stopped" and rec.launches == 2
+
+
+@pytest.mark.slow
+def test_demo_reaches_reward_accuracy_above_half(capsys, runs_dir, tiny_model_dir, monkeypatch):
+    from runners.tiny import TINY_MODEL_DIR_ENV
+
+    monkeypatch.setenv(TINY_MODEL_DIR_ENV, str(tiny_model_dir))
+    t0 = time.monotonic()
+    code, out, err = run_cli(capsys, "demo", "--json")
+    wall = time.monotonic() - t0
+    doc = json.loads(out)
+    assert code == 0 and doc["status"] == "succeeded", err[-3000:]
+    assert doc["reward_accuracy"] > 0.5
+    assert doc["eval_reward_accuracy"] is not None  # held-out pairs, not the training batch
+    assert "step 30/30" in err
+    print(f"demo wall time {wall:.1f}s, reward accuracy {doc['reward_accuracy']}", file=sys.stderr)
