@@ -289,12 +289,9 @@ def _stage_phases(req: PlanRequest, profile: MethodProfile, base: ModelSpec, not
     static = {"weights": weights, "optimizer_states": states}
 
     def layer_act(m: ModelSpec, tokens: int) -> int:
-        act = terms.activation_bytes_per_layer(m, tokens, e, r, req.seq_len if m.model_type == "gemma2" else None,
-                                               seq_len=req.seq_len)
-        if req.lora_rank:
-            act += terms.lora_activation_bytes_per_layer(m, tokens, req.lora_rank, req.lora_dropout, e,
-                                                         req.lora_targets, residual=r)
-        return act
+        return terms.activation_bytes_per_layer(
+            m, tokens, e, r, req.seq_len if m.model_type == "gemma2" else None, seq_len=req.seq_len,
+            lora_rank=req.lora_rank, lora_dropout=req.lora_dropout, lora_targets=req.lora_targets)
 
     phases = []
     if "generation" in profile.phases:
@@ -335,7 +332,7 @@ def _stage_phases(req: PlanRequest, profile: MethodProfile, base: ModelSpec, not
                 recompute = max(recompute, layer_act(m, t_train))
             else:
                 acts += m.num_layers * layer_act(m, t_train)
-            acts += terms.final_norm_bytes(m, t_train, e, r)
+            acts += terms.final_norm_bytes(m, t_train, e, r, frozen=bool(req.lora_rank))
             if r != e:  # autocast: the linears save bf16 casts of their weights
                 acts += terms.autocast_weight_copy_bytes(m, e, req.grad_ckpt)
             if c.scalar_head:

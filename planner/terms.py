@@ -138,28 +138,49 @@ def lora_params(model: ModelSpec, rank: int, targets: str = "all-linear") -> int
 LORA_ADAPTER_BYTES = 4  # PEFT upcasts bf16/fp16 adapters to fp32 (autocast_adapter_dtype=True)
 
 
+DROPOUT_MASK_BYTES = 1  # CUDA's fused native_dropout saves a bool mask; CPU's keeps a float noise tensor
+
+
+def linear_input_bytes(tokens: int, width: int, readers: int, act: int, residual: int, input_bytes: int,
+                       saved_already: bool = False, lora_targeted: int | None = None,
+                       lora_dropout: float = 0.0, mask_bytes: int = DROPOUT_MASK_BYTES) -> int:
+    """What the linears reading one tensor X (T x width, input_bytes per element) save of it.
+
+    Full fine-tune (lora_targeted None): each linear saves its input for its weight gradient. They
+    share X when it already has the compute dtype; under autocast each linear reading an fp32 X
+    saves its own bf16 cast (autocast caches casts of weights only): readers x e.
+    LoRA: the frozen base linear saves nothing of X; lora_A saves its input (peft LoraLayer.forward):
+      without autocast PEFT casts X to the adapter dtype (a = LORA_ADAPTER_BYTES); with dropout the
+      dropout's output (a) and mask (mask_bytes: 1 on CUDA; on CPU torch's unfused dropout keeps
+      its noise in the input dtype, 4) are saved, one per targeted linear; without dropout the
+      cast (a), or X itself, shared, when X already has the adapter dtype;
+      under autocast each lora_A saves its bf16 cast (e) (+ the dropout mask).
+    saved_already: X is saved by another op anyway (SDPA's output), so sharing it costs nothing.
+    """
+    x = tokens * width
+    if lora_targeted is None:
+        if input_bytes == act:
+            return 0 if saved_already else x * act
+        return readers * x * act
+    if lora_targeted == 0:
+        return 0
+    drop = mask_bytes if lora_dropout > 0 else 0
+    if residual != act:
+        return lora_targeted * x * (act + drop)
+    if input_bytes == LORA_ADAPTER_BYTES and not drop:
+        return 0 if saved_already else x * input_bytes
+    return lora_targeted * x * (LORA_ADAPTER_BYTES + drop)
+
+
 def lora_activation_bytes_per_layer(model: ModelSpec, tokens: int, rank: int, dropout: float, act: int,
                                     targets: str = "all-linear", residual: int | None = None) -> int:
-    """What the LoRA branches save for backward, per decoder layer (peft LoraLayer.forward,
-    measured in tests/planner/test_activations.py).
-
-    Without autocast PEFT casts the layer input x to the adapter dtype (a = LORA_ADAPTER_BYTES, fp32)
-    before lora_A. With dropout > 0 the dropout's output (a bytes) and its mask (1 byte) are saved;
-    without dropout lora_A saves the cast x (a bytes), or nothing new when x already has the
-    adapter dtype (it is the tensor the base layer saved). lora_A's output (T x r, a bytes) is saved
-    by lora_B:  T in (a [+ 1]) + T r a   per targeted matrix.
-    Under autocast (residual != act) lora_A saves its own bf16 cast of x (e) and lora_B the bf16
-    output of lora_A:  T in (e [+ 1]) + T r e.
-    """
-    autocast = residual is not None and residual != act
-    a = act if autocast else LORA_ADAPTER_BYTES
-    drop = 1 if dropout > 0 else 0
-    total = 0
-    for t in lora_target_tensors(model, targets):
-        per_layer = t.count // model.num_layers if model.num_layers else 0
-        inp = tokens * t.in_features * (a + drop) if autocast or a != act or drop else 0
-        total += per_layer * (inp + tokens * rank * a)
-    return total
+    """What the LoRA branches themselves save per decoder layer: lora_B saves lora_A's output,
+    T x r per targeted matrix, in the adapter dtype (fp32), or bf16 under autocast. The inputs lora_A
+    saves are counted where the layer reads them (linear_input_bytes), since with a frozen base
+    they replace what the base linears would save."""
+    a = act if residual is not None and residual != act else LORA_ADAPTER_BYTES
+    per_layer = sum(t.count for t in lora_target_tensors(model, targets)) // max(model.num_layers, 1)
+    return per_layer * tokens * rank * a
 
 
 # --- gradients and optimizer states ---------------------------------------------------------------
@@ -219,35 +240,28 @@ def korthikanti_layer_bytes(seq: int, batch: int, hidden: int, heads: int) -> in
     return seq * batch * hidden * 34 + 5 * heads * seq * seq * batch
 
 
-def rmsnorm_bytes(tokens: int, hidden: int, act: int, residual: int, consumers: int = 1) -> int:
-    """What one Llama-style RMSNorm (input T x h) and the linears reading its output save.
+def rmsnorm_bytes(tokens: int, hidden: int, residual: int, weight_trainable: bool = True) -> int:
+    """What one Llama-style RMSNorm saves itself (its output is counted by its readers,
+    linear_input_bytes).
 
     transformers' LlamaRMSNorm: x = input.to(fp32) (pow and mul save it: 4 bytes; under fp32 it is
-    the input itself), rsqrt(mean(x^2)) (4 bytes per token), y = (x * rsqrt).to(input dtype) (saved
-    by `weight * y`: r bytes), out = weight * y, saved by the next linear(s) as their input (e).
-    Under autocast (r != e) out stays fp32 and every linear reading it saves its own bf16 cast
-    (autocast caches casts of weights only): consumers x e.
-        (4 + r + e) T h + 4 T            without autocast
-        (4 + r + consumers e) T h + 4 T  under autocast
-    Measured: bench/results/cpu_checks.md.
+    the input itself), rsqrt(mean(x^2)) (4 bytes per token), y = (x * rsqrt).to(input dtype), saved
+    by `weight * y` for the weight's gradient only (r bytes; nothing when the norm is frozen, LoRA):
+        (4 + r) T h + 4 T    trainable,    4 T h + 4 T    frozen
     """
-    if residual != act:
-        out = consumers * act
-    else:
-        out = act if consumers else 0  # a norm feeding only the residual add (Gemma-2's post-norms)
-    return (4 + residual + out) * tokens * hidden + 4 * tokens
+    return (4 + (residual if weight_trainable else 0)) * tokens * hidden + 4 * tokens
 
 
 def sdpa_attention_bytes(model: ModelSpec, tokens: int, act: int, seq_len: int = 0, padded: bool = True) -> int:
-    """What SDPA attention saves per layer (flash / memory-efficient / CPU flash kernels, no s^2 scores).
+    """What SDPA attention saves per layer (flash / memory-efficient / CPU flash kernels: no s^2 scores).
 
     q, k, v after RoPE (RoPE's multiplications save cos/sin, shared by all layers, not q or k);
-    the output (e T q: it is laid out (b, s, heads, d), so transformers' transpose().contiguous()
-    is a no-op and o_proj saves the same storage); the fp32 log-sum-exp, 4 T a.
+    the output, e T q (laid out (b, s, heads, d): transformers' transpose().contiguous() is a no-op
+    and o_proj reads the same storage); the fp32 log-sum-exp, 4 T a.
     With a padding mask (padded=True, what padded training batches do) transformers' sdpa_attention
     repeats k and v to all heads (repeat_kv: GQA is undone, k and v cost e T q each) and torch
-    converts the boolean mask to an additive one in the compute dtype per call, which the kernel
-    saves: b x s x s x e = e T s per layer. Without a mask k and v keep kv_dim (enable_gqa).
+    converts the boolean mask to an additive one in the compute dtype on every call, which the
+    kernel saves: b x s x s x e = e T s per layer. Without a mask k and v keep kv_dim (enable_gqa).
         e T (q + 2 q) + e T q + 4 T a + e T s     padded
         e T (q + 2 kv) + e T q + 4 T a            unpadded
     """
@@ -259,50 +273,85 @@ def sdpa_attention_bytes(model: ModelSpec, tokens: int, act: int, seq_len: int =
     return total
 
 
+def _lora_readers(model: ModelSpec, targets: str, names: tuple[str, ...]) -> int:
+    return sum(1 for t in lora_target_tensors(model, targets) if t.name in names)
+
+
 def activation_bytes_per_layer(model: ModelSpec, tokens: int, act: int, residual: int,
-                               eager_seq: int | None = None, seq_len: int = 0, padded: bool = True) -> int:
+                               eager_seq: int | None = None, seq_len: int = 0, padded: bool = True,
+                               lora_rank: int | None = None, lora_dropout: float = 0.0,
+                               lora_targets: str = "all-linear", dropout_mask_bytes: int = DROPOUT_MASK_BYTES) -> int:
     """Bytes one decoder layer saves for backward with SDPA attention, counted from the tensors
-    transformers' implementations keep (checked by measurement: tests/planner/test_activations.py,
-    bench/results/cpu_checks.md), dropout off (TRL's default).
+    transformers' (and peft's) implementations keep; checked by measurement on CPU
+    (tests/planner/test_activations.py, bench/results/cpu_checks.md). Dropout off in the model
+    (TRL's default); lora_dropout applies to the LoRA branches.
 
     Llama family (RMSNorm, SwiGLU), per layer, T tokens (b sequences of s), e compute bytes,
-    r residual bytes:
-      rmsnorm_bytes x 2            input and post-attention norms (3 and 2 linears read them)
-      sdpa_attention_bytes         q, k, v, output, log-sum-exp (+ repeated k, v and the additive
-                                   mask when the batch is padded)
-      (4 + e) T (q + kv) + 4 T (a + a_kv)   Qwen3's per-head q/k RMSNorm (fp32 upcast and normalised)
-      4 e T I                      gate output, SiLU output, up output, their product (SwiGLU)
-    Korthikanti et al. 2022 (eq. 1: 34 s b h + 5 a s^2 b for GPT with dropout and eager attention)
-    is the reference; korthikanti_layer_bytes keeps it.
-    GPT-2 / OPT (LayerNorm, GeLU/ReLU, biases): 9 e T h + 2 e T I (not measured here).
+    r residual bytes, full fine-tune without autocast:
+      2 x [(4 + r) T h + 4 T]      the two RMSNorms (rmsnorm_bytes)
+      2 x e T h                    their outputs, saved by q/k/v and by gate/up (linear_input_bytes)
+      sdpa_attention_bytes         q, k, v, output (= o_proj's input), log-sum-exp; the repeated
+                                   k, v and the additive mask when the batch is padded
+      (4 + e) T (q + kv) + 4 T (a + a_kv)   Qwen3's per-head q/k RMSNorm
+      3 e T I + e T I              gate output, SiLU output, up output; their product (down's input)
+    Under autocast every linear keeps its own bf16 cast of an fp32 input; under LoRA the frozen
+    base saves no inputs and no norm outputs, lora_A saves its (fp32) input instead, and lora_B
+    lora_A's output (lora_activation_bytes_per_layer). Korthikanti et al. 2022 (eq. 1) is the
+    reference: korthikanti_layer_bytes. GPT-2 / OPT (LayerNorm, GeLU/ReLU, biases): 9 e T h + 2 e T I,
+    not measured here.
     """
     h, T, e, r = model.hidden_size, tokens, act, residual
+    lora = lora_rank is not None and lora_rank > 0
     if model.family in ("gpt2", "opt"):
         mlp = 2 * e * T * model.intermediate_size if model.family == "gpt2" else e * T * model.intermediate_size
         total = 9 * e * T * h + mlp
+        if lora:
+            total += lora_activation_bytes_per_layer(model, T, lora_rank, lora_dropout, e, lora_targets, r)
+            a = e if r != e else LORA_ADAPTER_BYTES
+            if a != e or lora_dropout > 0:
+                drop = dropout_mask_bytes if lora_dropout > 0 else 0
+                total += sum(T * t.in_features * (a + drop) * t.count for t in lora_target_tensors(model, lora_targets)
+                             ) // max(model.num_layers, 1)
     else:
         fused = model.model_type == "phi3"  # one qkv_proj and one gate_up_proj read each norm
-        total = rmsnorm_bytes(T, h, e, r, 1 if fused else 3) + rmsnorm_bytes(T, h, e, r, 1 if fused else 2)
+
+        def reads(width: int, names: tuple[str, ...], readers: int, input_bytes: int, saved: bool = False) -> int:
+            targeted = _lora_readers(model, lora_targets, names) if lora else None
+            return linear_input_bytes(T, width, readers, e, r, input_bytes, saved, targeted, lora_dropout,
+                                      dropout_mask_bytes)
+
+        total = 2 * rmsnorm_bytes(T, h, r, weight_trainable=not lora)
         if model.model_type == "gemma2":
-            total += 2 * rmsnorm_bytes(T, h, e, r, 0)  # post-attention and post-MLP norms feed the residual
+            total += 2 * rmsnorm_bytes(T, h, r, weight_trainable=not lora)  # post-norms feed the residual
+        total += reads(h, ("q_proj", "k_proj", "v_proj", "qkv_proj"), 1 if fused else 3, r)
         total += sdpa_attention_bytes(model, T, e, seq_len, padded and not eager_seq)
+        total += reads(model.q_dim, ("o_proj",), 1, e, saved=True)
         if model.model_type in ("qwen3", "qwen3_moe"):
-            total += (4 + e) * T * (model.q_dim + model.kv_dim) + 4 * T * (model.num_heads + model.num_kv_heads)
+            total += (4 + (0 if lora else e)) * T * (model.q_dim + model.kv_dim)
+            total += 4 * T * (model.num_heads + model.num_kv_heads)
+        total += reads(h, ("gate_proj", "up_proj", "gate_up_proj"), 1 if fused else 2, r)
         if model.is_moe:
             k, ei = model.experts_per_token, model.expert_intermediate_size
             total += e * T * k * (h + 4 * ei) + 4 * T * model.num_experts  # routed copies + router softmax
         else:
-            total += 4 * e * T * model.intermediate_size
+            total += 3 * e * T * model.intermediate_size
+            total += reads(model.intermediate_size, ("down_proj",), 1, e)
+        if lora:
+            total += lora_activation_bytes_per_layer(model, T, lora_rank, lora_dropout, e, lora_targets, r)
     if eager_seq:
         # eager attention (Gemma-2's soft-capping): scores, softmax output: 2 x a x s^2 per sequence
         total += 2 * e * model.num_heads * eager_seq * T
     return total
 
 
-def final_norm_bytes(model: ModelSpec, tokens: int, act: int, residual: int) -> int:
-    """The final norm before the LM head, outside any checkpointed layer (rmsnorm_bytes with one
-    reader, the LM head): (4 + r + e) T h + 4 T."""
-    return rmsnorm_bytes(tokens, model.hidden_size, act, residual, 1)
+def final_norm_bytes(model: ModelSpec, tokens: int, act: int, residual: int, frozen: bool = False) -> int:
+    """The final norm before the LM head, outside any checkpointed layer: rmsnorm_bytes plus its
+    output, which the LM head saves (e; under autocast the head's bf16 cast, also e):
+        (4 + r + e) T h + 4 T    full fine-tune,    4 T h + 4 T    LoRA (frozen norm and head)."""
+    h = model.hidden_size
+    if frozen:
+        return rmsnorm_bytes(tokens, h, residual, weight_trainable=False)
+    return rmsnorm_bytes(tokens, h, residual) + act * tokens * h
 
 
 def autocast_weight_copy_bytes(model: ModelSpec, act: int, checkpointed: bool = False) -> int:

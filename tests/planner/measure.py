@@ -1,0 +1,252 @@
+"""Measure what real PyTorch/transformers/peft keep in memory, to check the planner's terms.
+
+Shared by tests/planner/test_model_states.py, tests/planner/test_activations.py and
+bench/calibrate_cpu.py. Everything runs on CPU with tiny random-weight models built from configs.
+
+Two measurements:
+
+* model states after one real torch.optim.AdamW step: bytes of the parameters, their gradients and
+  the optimizer's state tensors, each counted once per storage (tied weights share one);
+* the bytes autograd saves for backward in one forward + loss, seen through
+  torch.autograd.graph.saved_tensors_hooks: every saved tensor is counted once per storage (views
+  and tensors saved by several ops share a storage), parameters and buffers are left out (they are
+  weights, not activations), and the rest is split into logits (the loss's tensors over the
+  vocabulary), indices (int64 token ids and labels) and activations (everything else).
+
+Gradient checkpointing is measured with use_reentrant=True: the reentrant checkpoint saves its
+inputs with ctx.save_for_backward, so the hooks see exactly what each checkpointed layer keeps. The
+non-reentrant default keeps the same inputs by reference inside its frame, which the hooks cannot see.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from planner import terms
+from planner.models import ModelSpec, spec_from_config
+
+VOCAB = 1000  # no other dimension of the tiny configs equals it, so logits are told apart by shape
+BATCH = 2
+SEQ = 64
+PAD = 10  # right padding on the second sequence in padded batches
+
+# Small configs covering the layouts the planner distinguishes: GQA, qkv bias, q/k norm + tied
+# embeddings. hidden 64, 2 layers, vocab 1000.
+TINY_CONFIGS: dict[str, dict] = {
+    "llama-gqa": dict(model_type="llama", hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, intermediate_size=176, vocab_size=VOCAB,
+                      tie_word_embeddings=False),
+    "qwen2-bias": dict(model_type="qwen2", hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, intermediate_size=160, vocab_size=VOCAB,
+                       tie_word_embeddings=False),
+    "qwen3-qknorm": dict(model_type="qwen3", hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, head_dim=16, intermediate_size=192, vocab_size=VOCAB,
+                         tie_word_embeddings=True),
+}
+
+# torch's dropout on CPU is not the fused native_dropout of CUDA (bool mask, terms.DROPOUT_MASK_BYTES):
+# it multiplies by a noise tensor in the input's dtype and saves that. LoRA's dropout input is fp32.
+CPU_DROPOUT_MASK_BYTES = 4
+
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32, "amp-bf16": torch.float32}
+
+
+def hf_config(name: str):
+    from transformers import AutoConfig
+
+    kw = dict(TINY_CONFIGS[name])
+    model_type = kw.pop("model_type")
+    cfg = AutoConfig.for_model(model_type, **kw)
+    cfg._attn_implementation = "sdpa"
+    return cfg
+
+
+def planner_spec(name: str) -> ModelSpec:
+    """The planner's ModelSpec from the very config transformers builds the model from."""
+    return spec_from_config(hf_config(name).to_dict(), name)
+
+
+def build_model(name: str, precision: str, lora_rank: int | None = None, lora_dropout: float = 0.0,
+                grad_ckpt: bool = False, seed: int = 0):
+    """A randomly initialised CausalLM in train mode, loaded the way the runners load it:
+    bf16 -> weights in bf16; fp32 and amp-bf16 -> weights in fp32. LoRA via peft (all-linear)."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(hf_config(name), dtype=DTYPES[precision])
+    if grad_ckpt:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    if lora_rank:
+        from peft import LoraConfig, get_peft_model
+
+        cfg = LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, target_modules="all-linear",
+                         lora_dropout=lora_dropout, task_type="CAUSAL_LM")
+        model = get_peft_model(model, cfg)
+    model.train()
+    return model
+
+
+def make_batch(padded: bool, batch: int = BATCH, seq: int = SEQ, seed: int = 1) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, VOCAB, (batch, seq), generator=g)
+    labels = ids.clone()
+    out = {"input_ids": ids, "labels": labels}
+    if padded:
+        mask = torch.ones(batch, seq, dtype=torch.long)
+        mask[-1, seq - PAD:] = 0
+        labels[mask == 0] = -100
+        out["attention_mask"] = mask
+    return out
+
+
+def autocast_for(precision: str):
+    if precision == "amp-bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# --- model states ---------------------------------------------------------------------------------
+
+
+def _storage_bytes(tensors) -> int:
+    seen: dict[int, int] = {}
+    for t in tensors:
+        st = t.untyped_storage()
+        seen[st.data_ptr()] = st.nbytes()
+    return sum(seen.values())
+
+
+@dataclass
+class StateBytes:
+    weights: int
+    gradients: int
+    optimizer_states: int
+    step_counters: int  # AdamW's per-parameter 'step' scalars, included in optimizer_states
+    adapter_dtypes: tuple[str, ...]  # dtypes of the trainable parameters
+
+
+def measure_model_states(name: str, precision: str, lora_rank: int | None = None) -> StateBytes:
+    """One real AdamW step on a random batch, then the bytes of params, grads and optimizer state."""
+    model = build_model(name, precision, lora_rank)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=1e-4)
+    batch = make_batch(padded=False)
+    with autocast_for(precision):
+        loss = model(**batch).loss
+    loss.backward()
+    opt.step()
+    grads = [p.grad for p in trainable if p.grad is not None]
+    states = [t for s in opt.state.values() for t in s.values() if torch.is_tensor(t)]
+    steps = [s["step"] for s in opt.state.values() if torch.is_tensor(s.get("step"))]
+    return StateBytes(
+        weights=_storage_bytes(model.parameters()),
+        gradients=_storage_bytes(grads),
+        optimizer_states=_storage_bytes(states),
+        step_counters=_storage_bytes(steps),
+        adapter_dtypes=tuple(sorted({str(p.dtype).removeprefix("torch.") for p in trainable})),
+    )
+
+
+def planner_model_states(name: str, precision: str, lora_rank: int | None = None) -> dict[str, int]:
+    """The policy copy's weights, gradients and optimizer states as planner.estimate composes them."""
+    from planner import PlanRequest, estimate
+
+    req = PlanRequest(model=planner_spec(name), method="sft", precision=precision, lora_rank=lora_rank,
+                      seq_len=SEQ, batch_size=BATCH, gpu=None)
+    row = estimate(req, with_min_gpus=False).copies[0]
+    return {"weights": row["weights_bytes"], "gradients": row["gradients_bytes"],
+            "optimizer_states": row["optimizer_states_bytes"]}
+
+
+# --- saved activations ----------------------------------------------------------------------------
+
+
+@dataclass
+class SavedBytes:
+    activations: int  # floating-point tensors saved for backward, not over the vocabulary
+    logits: int  # saved tensors whose last dimension is the vocabulary (the loss's)
+    indices: int  # integer tensors (token ids for the embedding's backward, labels for the loss)
+    weight_casts: int  # autocast's bf16 copies of weights, saved by the linears (amp-bf16 only)
+    by_shape: list[tuple[tuple[int, ...], str, int]]  # (shape, dtype, storage bytes), for reports
+
+
+def measure_saved(name: str, precision: str, padded: bool, grad_ckpt: bool, lora_rank: int | None = None,
+                  lora_dropout: float = 0.0, batch: int = BATCH, seq: int = SEQ) -> SavedBytes:
+    """Bytes saved for backward by one forward + loss of a tiny model (see the module docstring)."""
+    model = build_model(name, precision, lora_rank, lora_dropout, grad_ckpt)
+    weights = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
+    saved: list[torch.Tensor] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved.append(t)  # holding a reference keeps storages alive, so data_ptrs stay unique
+        return t
+
+    data = make_batch(padded, batch, seq)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast_for(precision):
+        out = model(**data)
+    out.loss.backward()  # proves the graph is complete; the hooks already saw every saved tensor
+    seen: dict[int, torch.Tensor] = {}
+    for t in saved:
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in weights and ptr not in seen:
+            seen[ptr] = t
+    # A saved 2-D tensor shaped like a weight (or its transpose) but not a weight storage is
+    # autocast's cast of it: no activation of the tiny configs has a weight's shape (T = 128).
+    weight_shapes = {tuple(p.shape) for p in model.parameters() if p.dim() == 2}
+    weight_shapes |= {s[::-1] for s in weight_shapes}
+    parts = {"activations": 0, "logits": 0, "indices": 0, "weight_casts": 0}
+    rows = []
+    for t in seen.values():
+        nbytes = t.untyped_storage().nbytes()
+        if not t.is_floating_point():
+            kind = "indices"
+        elif tuple(t.shape) in weight_shapes:
+            kind = "weight_casts"
+        elif t.dim() and t.shape[-1] == VOCAB:
+            kind = "logits"
+        else:
+            kind = "activations"
+        parts[kind] += nbytes
+        rows.append((tuple(t.shape), str(t.dtype).removeprefix("torch."), nbytes))
+    return SavedBytes(by_shape=rows, **parts)
+
+
+def planner_activations(name: str, precision: str, padded: bool, grad_ckpt: bool, lora_rank: int | None = None,
+                        lora_dropout: float = 0.0, batch: int = BATCH, seq: int = SEQ) -> int:
+    """The planner's activation term for one trainable copy, composed as planner/estimate.py does:
+    L x per-layer bytes (or L x checkpointed layer input) + the final norm (+ LoRA per layer)."""
+    m = planner_spec(name)
+    prec = terms.PRECISIONS[precision]
+    tokens = batch * seq
+    if grad_ckpt:
+        layers = m.num_layers * terms.checkpointed_layer_bytes(m, tokens, prec.residual)
+    else:
+        per_layer = terms.activation_bytes_per_layer(m, tokens, prec.act, prec.residual, seq_len=seq,
+                                                     padded=padded, lora_rank=lora_rank, lora_dropout=lora_dropout,
+                                                     dropout_mask_bytes=CPU_DROPOUT_MASK_BYTES)
+        layers = m.num_layers * per_layer
+    total = layers + terms.final_norm_bytes(m, tokens, prec.act, prec.residual, frozen=bool(lora_rank))
+    if prec.residual != prec.act:
+        total += planner_weight_casts(name, precision, grad_ckpt)
+    return total
+
+
+def planner_weight_casts(name: str, precision: str, grad_ckpt: bool) -> int:
+    """terms.autocast_weight_copy_bytes as the forward leaves it: with checkpointing only the LM
+    head's cast is saved by the end of the forward (recomputed layers cast theirs during backward)."""
+    m = planner_spec(name)
+    prec = terms.PRECISIONS[precision]
+    if prec.residual == prec.act:
+        return 0
+    if grad_ckpt:
+        kinds = m.params_by_kind()
+        return prec.act * (kinds.get("lm_head", 0) or kinds.get("embedding", 0))
+    return terms.autocast_weight_copy_bytes(m, prec.act)
+
+
+def planner_saved_logits(name: str, batch: int = BATCH, seq: int = SEQ) -> int:
+    """The part of terms.logits_bytes that autograd saves: the loss's fp32 log-softmax output, 4 T V."""
+    return batch * seq * planner_spec(name).vocab_size * 4

@@ -1,0 +1,61 @@
+"""Weights, gradients and AdamW states after one real optimizer step equal the planner's terms.
+
+Tiny random-weight models (GQA Llama, Qwen2 with qkv bias, Qwen3 with q/k norm and tied
+embeddings) are loaded as each precision policy loads them, one torch.optim.AdamW step is taken,
+and the bytes of the parameters, their .grad tensors and optimizer.state tensors (once per storage)
+are compared with the policy copy of planner.estimate(method="sft"). LoRA uses peft (r=8,
+all-linear), whose adapters peft upcasts to fp32 (autocast_adapter_dtype=True).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+import measure  # noqa: E402  (tests/planner/measure.py)
+
+from planner import terms  # noqa: E402
+
+CASES = [(name, prec, lora) for name in measure.TINY_CONFIGS for prec in ("bf16", "fp32", "amp-bf16")
+         for lora in (None, 8)]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name,precision,lora_rank", CASES)
+def test_model_states_match_planner(name, precision, lora_rank):
+    got = measure.measure_model_states(name, precision, lora_rank)
+    want = measure.planner_model_states(name, precision, lora_rank)
+    assert got.weights == want["weights"]
+    assert got.gradients == want["gradients"]
+    # torch's AdamW keeps a float32 'step' scalar per parameter tensor beside the two moments;
+    # the planner leaves those few bytes out.
+    assert got.optimizer_states - got.step_counters == want["optimizer_states"]
+    assert got.optimizer_states == pytest.approx(want["optimizer_states"], rel=0.01)
+
+
+@pytest.mark.parametrize("precision,expected", [("bf16", "float32"), ("fp32", "float32")])
+def test_peft_adapters_are_fp32(precision, expected):
+    """The planner's LORA_ADAPTER_BYTES = 4: peft upcasts bf16 adapters to fp32."""
+    got = measure.measure_model_states("llama-gqa", precision, lora_rank=8)
+    assert got.adapter_dtypes == (expected,)
+    assert terms.LORA_ADAPTER_BYTES == 4
+
+
+def test_bf16_full_finetune_keeps_bf16_adam_moments():
+    """'bf16' policy: 2 + 2 + 4 = 8 bytes per parameter (weights, grads, two bf16 moments)."""
+    got = measure.measure_model_states("llama-gqa", "bf16")
+    params = measure.planner_spec("llama-gqa").params_total
+    assert got.adapter_dtypes == ("bfloat16",)
+    assert got.weights == 2 * params
+    assert got.gradients == 2 * params
+    assert got.optimizer_states - got.step_counters == 4 * params
