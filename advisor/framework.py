@@ -287,10 +287,15 @@ def _check(fw: Framework, path: Path) -> None:
                 raise AdvisorError(f"{path}: nodes.{node.id} branches on unknown answers {sorted(unknown)}")
             if uncovered and node.next is None:
                 raise AdvisorError(f"{path}: nodes.{node.id} has no branch for {sorted(uncovered)}")
+    modes = (fw.data.get("modes") or {}) if isinstance(fw.data, dict) else {}
     for oid, spec in fw.outcomes.items():
         for key in ("name", "summary", "runner_up", "data", "preset", "next_steps", "alternatives"):
             if key not in spec:
                 raise AdvisorError(f"{path}: outcomes.{oid} needs '{key}'")
+        options = [spec["data"]] if isinstance(spec["data"], str) else [o.get("mode") for o in spec["data"]]
+        for mode in options:
+            if mode not in modes:
+                raise AdvisorError(f"{path}: outcomes.{oid}.data: unknown data mode {mode!r}; accepted: {', '.join(modes)}")
 
 
 @lru_cache(maxsize=1)

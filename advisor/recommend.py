@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from advisor.framework import (
+    AdvisorError,
     Framework,
     MissingAnswersError,
     Walk,
@@ -71,10 +72,27 @@ def answer_context(fw: Framework, used: dict[str, Any]) -> dict[str, str]:
 # --- data guidance ---------------------------------------------------------------------------------
 
 
+def outcome_method(fw: Framework, outcome: dict[str, Any]) -> str:
+    return next(oid for oid, spec in fw.outcomes.items() if spec is outcome)
+
+
+def data_mode(outcome: dict[str, Any], method: str, used: dict[str, Any]) -> str:
+    """The outcome's data mode: a string, or the first {when, mode} whose `when` matches the answers."""
+    spec = outcome["data"]
+    if isinstance(spec, str):
+        return spec
+    for option in spec:
+        when = option.get("when")
+        conds = when if isinstance(when, list) else [when or {}]
+        if any(_matches(c, method, used) for c in conds):
+            return option["mode"]
+    raise AdvisorError(f"outcomes.{method}.data: no mode matches the answers {used}")
+
+
 def data_guidance(fw: Framework, outcome: dict[str, Any], used: dict[str, Any]) -> dict[str, Any]:
     """How much data the method needs (the text's volumes by task) and how much is still missing."""
     data = fw.data
-    mode_id = outcome["data"]
+    mode_id = data_mode(outcome, outcome_method(fw, outcome), used)
     mode = data["modes"][mode_id]
     task = used.get("task")
     ctx = answer_context(fw, used)
@@ -176,7 +194,11 @@ def _flag_value(v: Any) -> str:
 
 
 def build_preset(
-    fw: Framework, outcome: dict[str, Any], model: str | None, spec_file: str | None = None
+    fw: Framework,
+    outcome: dict[str, Any],
+    model: str | None,
+    spec_file: str | None = None,
+    used: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The runner preset: method id, hyper-parameters, a RunSpec-shaped dict and the `alignplan run` command
     line. With spec_file (where the caller writes run_spec), the command launches from that file."""
@@ -186,7 +208,7 @@ def build_preset(
         preset["reward"] = dict(spec["reward"])
     if spec.get("note"):
         preset["note"] = spec["note"]
-    mode = fw.data["modes"][outcome["data"]]
+    mode = fw.data["modes"][data_mode(outcome, outcome_method(fw, outcome), used or {})]
     flags = "".join(" --hparam " + shlex.quote(f"{k}={_flag_value(v)}") for k, v in preset["hparams"].items())
     # RunSpec-shaped (runners/spec.py), so a UI can prefill a run without parsing the command line
     preset["run_spec"] = {
@@ -242,7 +264,7 @@ def advise(answers: dict[str, Any], *, fw: Framework | None = None, spec_file: s
     ctx["model"] = model or "your model"
 
     guidance = data_guidance(fw, outcome, used)
-    preset = build_preset(fw, outcome, model, spec_file)
+    preset = build_preset(fw, outcome, model, spec_file, used)
     ctx.update(
         collect_step=guidance["collect"],
         range_text=guidance.get("range_text", ""),

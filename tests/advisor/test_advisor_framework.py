@@ -105,6 +105,7 @@ def test_walk_detects_a_cycle(tmp_path: Path):
         (lambda raw: raw["nodes"]["n_annot"]["branches"].pop("none"), r"no branch for \['none'\]"),
         (lambda raw: raw["nodes"]["n_signal"].update(question="colour"), "unknown question 'colour'"),
         (lambda raw: raw["outcomes"]["dpo"].pop("preset"), "outcomes.dpo needs 'preset'"),
+        (lambda raw: raw["outcomes"]["dpo"].update(data="vibes"), "outcomes.dpo.data: unknown data mode 'vibes'"),
     ],
 )
 def test_a_broken_framework_file_is_rejected_with_the_place_named(tmp_path: Path, edit, message):

@@ -116,3 +116,20 @@ def test_docs_name_every_node_and_outcome_of_the_framework():
     fw = advisor.framework()
     for name in list(fw.nodes) + list(fw.outcomes) + list(fw.questions):
         assert f"`{name}`" in doc or f"{name} (" in doc or f"▶ {name}" in doc, name
+
+
+@pytest.mark.parametrize(
+    "answers, mode, phrase",
+    [
+        ({"reward_signal": "episode"}, "episode", "scores whole conversations"),
+        ({"reward_signal": "scalar", "reward_model": True}, "reward_infra", "reward-model infrastructure scores"),
+        ({"reward_signal": "scalar", "reward_model": False, "task": "multi_turn"}, "scored_rm", "Train a reward model"),
+        ({"reward_signal": "pairwise", "task": "multi_objective", "pairs": 4000}, "reward", "6,000-46,000 more"),
+    ],
+)
+def test_ppo_data_guidance_depends_on_where_the_reward_comes_from(answers, mode, phrase):
+    rec = advisor.advise(answers)
+    assert rec.method == "ppo"
+    g = rec.data_guidance
+    assert g["mode"] == mode
+    assert phrase in " ".join(g["notes"] + [g["collect"]])
