@@ -54,31 +54,33 @@ CPU_DROPOUT_MASK_BYTES = 4
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32, "amp-bf16": torch.float32}
 
 
-def hf_config(name: str):
+def hf_config(name: str, num_layers: int | None = None):
     from transformers import AutoConfig
 
     kw = dict(TINY_CONFIGS[name])
+    if num_layers:
+        kw["num_hidden_layers"] = num_layers
     model_type = kw.pop("model_type")
     cfg = AutoConfig.for_model(model_type, **kw)
     cfg._attn_implementation = "sdpa"
     return cfg
 
 
-def planner_spec(name: str) -> ModelSpec:
+def planner_spec(name: str, num_layers: int | None = None) -> ModelSpec:
     """The planner's ModelSpec from the very config transformers builds the model from."""
-    return spec_from_config(hf_config(name).to_dict(), name)
+    return spec_from_config(hf_config(name, num_layers).to_dict(), name)
 
 
 def build_model(name: str, precision: str, lora_rank: int | None = None, lora_dropout: float = 0.0,
-                grad_ckpt: bool = False, seed: int = 0):
+                grad_ckpt: bool = False, seed: int = 0, num_layers: int | None = None):
     """A randomly initialised CausalLM in train mode, loaded the way the runners load it:
     bf16 -> weights in bf16; fp32 and amp-bf16 -> weights in fp32. LoRA via peft (all-linear)."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(hf_config(name), dtype=DTYPES[precision])
+    model = AutoModelForCausalLM.from_config(hf_config(name, num_layers), dtype=DTYPES[precision])
     if grad_ckpt:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": True})
     if lora_rank:
         from peft import LoraConfig, get_peft_model
 
@@ -174,9 +176,10 @@ class SavedBytes:
 
 
 def measure_saved(name: str, precision: str, padded: bool, grad_ckpt: bool, lora_rank: int | None = None,
-                  lora_dropout: float = 0.0, batch: int = BATCH, seq: int = SEQ) -> SavedBytes:
+                  lora_dropout: float = 0.0, batch: int = BATCH, seq: int = SEQ,
+                  num_layers: int | None = None) -> SavedBytes:
     """Bytes saved for backward by one forward + loss of a tiny model (see the module docstring)."""
-    model = build_model(name, precision, lora_rank, lora_dropout, grad_ckpt)
+    model = build_model(name, precision, lora_rank, lora_dropout, grad_ckpt, num_layers=num_layers)
     weights = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
     saved: list[torch.Tensor] = []
 
@@ -250,3 +253,12 @@ def planner_weight_casts(name: str, precision: str, grad_ckpt: bool) -> int:
 def planner_saved_logits(name: str, batch: int = BATCH, seq: int = SEQ) -> int:
     """The part of terms.logits_bytes that autograd saves: the loss's fp32 log-softmax output, 4 T V."""
     return batch * seq * planner_spec(name).vocab_size * 4
+
+
+def planner_layer_bytes(name: str, precision: str, padded: bool, lora_rank: int | None = None,
+                        lora_dropout: float = 0.0, batch: int = BATCH, seq: int = SEQ) -> int:
+    """terms.activation_bytes_per_layer for one decoder layer, with CPU dropout masks."""
+    prec = terms.PRECISIONS[precision]
+    return terms.activation_bytes_per_layer(planner_spec(name), batch * seq, prec.act, prec.residual, seq_len=seq,
+                                            padded=padded, lora_rank=lora_rank, lora_dropout=lora_dropout,
+                                            dropout_mask_bytes=CPU_DROPOUT_MASK_BYTES)
