@@ -279,8 +279,7 @@ def launch_and_follow(run_id: str, run_path: Path, *, detach: bool, as_json: boo
             print(progress_line(row), file=out, flush=True)
     except KeyboardInterrupt:
         interrupted = True
-        print(f"\nstopping run {run_id} (checkpoint, then exit; up to {grace:.0f}s)...", file=out, flush=True)
-        launch.stop(run_id, grace=grace)
+        stop_after_interrupt(run_id, grace, out)
     rec = launch.wait(run_id)
     run = RunDir(Path(rec.run_dir))
     if as_json:
@@ -290,6 +289,24 @@ def launch_and_follow(run_id: str, run_path: Path, *, detach: bool, as_json: boo
     if interrupted:
         return 130
     return 0 if rec.status in ("succeeded", "stopped") else 1
+
+
+def stop_after_interrupt(run_id: str, grace: float, out) -> None:
+    """Ctrl-C: a clean stop (checkpoint, exit); a second Ctrl-C kills the run's process group at once."""
+    from runners import launch
+
+    print(f"\nstopping run {run_id} (checkpoint, then exit; up to {grace:.0f}s; Ctrl-C again to kill)...",
+          file=out, flush=True)
+    try:
+        launch.stop(run_id, grace=grace)
+    except KeyboardInterrupt:
+        print(f"killing run {run_id}...", file=out, flush=True)
+        if _is_running(run_id):
+            launch.stop(run_id, grace=0, term_grace=3)
+
+
+def _is_running(run_id: str) -> bool:
+    return _records().resolve(run_id).status == "running"
 
 
 def print_outcome(rec) -> None:
@@ -431,7 +448,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for row in launch.follow(run.id):
             print(progress_line(row), file=out, flush=True)
     except KeyboardInterrupt:
-        launch.stop(run.id, grace=30)
+        stop_after_interrupt(run.id, 30.0, out)
         return 130
     rec = launch.wait(run.id)
     m = rec.last_metrics or {}

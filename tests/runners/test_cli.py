@@ -134,7 +134,7 @@ def test_tiny_model_command(capsys, tmp_path):
 
 
 @pytest.mark.slow
-def test_run_follows_progress_and_ctrl_c_stops_then_resume_finishes(tmp_path, tiny_model_dir, demo_data):
+def test_run_follows_progress_and_ctrl_c_stops_then_resume_continues(tmp_path, tiny_model_dir, demo_data):
     env = {**os.environ, RUNS_DIR_ENV: str(tmp_path / "runs"), "PYTHONPATH": str(REPO_ROOT)}
     env.pop("ALIGNPLAN_FAKE_GPUS", None)
     argv = [sys.executable, "-m", "alignplan", "run", "--method", "dpo", "--model", str(tiny_model_dir),
