@@ -155,3 +155,24 @@ def test_write_spec_writes_a_runspec_and_points_the_command_at_it(tmp_path, caps
     assert spec.method == "grpo" and spec.reward.function
     assert d["preset"]["command"] == f"alignplan run --spec '{out}'"
     assert any(d["preset"]["command"] in s for s in d["next_steps"])
+
+
+@pytest.mark.slow  # builds the tiny model (shared session fixture)
+def test_the_preset_command_prepares_a_runner_run_directory(tmp_path, monkeypatch, capsys, tiny_model_dir, demo_data):
+    """Hand-over: the advisor's command, run as printed (with a real model and data), makes a run directory
+    whose spec carries the preset (dry run: nothing is trained)."""
+    import shlex
+
+    spec_mod = pytest.importorskip("runners.spec")
+    monkeypatch.setenv("ALIGNPLAN_RUNS_DIR", str(tmp_path / "runs"))
+    f = tmp_path / "answers.yaml"
+    f.write_text(yaml.safe_dump({"reward_signal": "pairwise", "task": "style", "annotators": "human", "pairs": 2000,
+                                 "model": str(tiny_model_dir)}))
+    assert main(["advise", "--answers", str(f), "--json"]) == 0
+    preset = json.loads(capsys.readouterr().out)["preset"]
+    argv = shlex.split(preset["command"].replace("pairs.jsonl", str(demo_data["preference"])))
+    assert main(argv[1:] + ["--devices", "cpu", "--max-steps", "1", "--dry-run", "--json"]) == 0
+    run_dir = Path(json.loads(capsys.readouterr().out)["run_dir"])
+    spec = spec_mod.RunSpec.load(run_dir / "spec.yaml")
+    assert spec.method == "dpo" and spec.model == str(tiny_model_dir)
+    assert spec.hparams == {"beta": 0.1, "learning_rate": 1e-6}
