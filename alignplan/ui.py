@@ -448,3 +448,145 @@ def use_app_navigation() -> None:
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         st.rerun()
+
+
+# --- launch form -----------------------------------------------------------------------------------
+
+# TRL 1.16's defaults for the fields the Launch form shows, per recipe method. Kept here so the page
+# opens without importing TRL (seconds); tests/app/test_app_ui.py checks them against TRL's classes.
+_PREF = {"learning_rate": 1e-6, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
+         "max_length": 1024, "beta": 0.1}
+_ONLINE = {"learning_rate": 1e-6, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
+           "max_completion_length": 512}
+TRL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sft": {"learning_rate": 2e-5, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
+            "max_length": 1024},
+    "rm": {"learning_rate": 1e-4, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
+           "max_length": 1024},
+    "dpo": dict(_PREF),
+    "ipo": dict(_PREF),
+    "kto": dict(_PREF),
+    "orpo": dict(_PREF),
+    "simpo": dict(_PREF),
+    "grpo": {**_ONLINE, "beta": 0.0, "num_generations": 8},
+    "rloo": {**_ONLINE, "beta": 0.05, "num_generations": 2},
+}
+# The TRL config class behind each recipe (module, class), for the check above.
+TRL_CONFIGS = {"sft": "SFTConfig", "rm": "RewardConfig", "dpo": "DPOConfig", "ipo": "DPOConfig",
+               "kto": "KTOConfig", "orpo": "orpo", "simpo": "cpo", "grpo": "GRPOConfig", "rloo": "RLOOConfig"}
+
+
+TINY_KEEPS = frozenset({"learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length",
+                        "lr_scheduler_type", "warmup_steps"})
+
+
+def form_hparams(method: str, tiny: bool, preset: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(values of the form's hyper-parameter fields, extra hparams for the free-form box) for a method.
+
+    TRL's defaults; then the tiny demo model's settings when it is the model (TRL's defaults are tuned
+    for billion-parameter models); then what the advisor's preset sets, except, for the tiny model,
+    the settings of scale in TINY_KEEPS."""
+    fields = dict(TRL_DEFAULTS.get(method, TRL_DEFAULTS["dpo"]))
+    extras: dict[str, Any] = {}
+    if tiny:
+        from runners import tiny as tiny_model
+
+        for key, value in tiny_model.DEMO_HPARAMS.items():
+            if key in fields:
+                fields[key] = value
+            elif key in ("lr_scheduler_type", "warmup_steps"):
+                extras[key] = value
+    for key, value in (preset or {}).items():
+        if tiny and key in TINY_KEEPS:
+            continue  # a randomly initialised 2-layer model needs the demo's step size to learn at all
+        if key in fields:
+            fields[key] = value
+        else:
+            extras[key] = value
+    return fields, extras
+
+
+def tiny_model_dir() -> Path:
+    """Where the demo model lives: ALIGNPLAN_TINY_MODEL, else <runs root>/tiny-model."""
+    from runners.tiny import TINY_MODEL_DIR_ENV
+
+    env = os.environ.get(TINY_MODEL_DIR_ENV)
+    return Path(env).expanduser().resolve() if env else runs_dir() / "tiny-model"
+
+
+def ensure_tiny_model() -> Path:
+    """Build the tiny demo model once, in a child process (keeps torch out of the app's process)."""
+    import subprocess
+    import sys
+
+    from runners.tiny import is_built
+
+    out = tiny_model_dir()
+    if is_built(out):
+        return out
+    log = runs_dir() / "tiny-model-build.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as fh:
+        code = subprocess.call([sys.executable, "-m", "runners.tiny", str(out)], stdout=fh,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                               cwd=str(Path(__file__).resolve().parent.parent))
+    if code != 0 or not is_built(out):
+        raise RuntimeError(f"building the tiny demo model into {out} failed (exit {code}); see {log}")
+    return out
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def dataset_preview(path: str, stamp: tuple[float, int], method: str, rows: int = 5) -> dict[str, Any]:
+    """First rows as read, and the format detected and checked for the method (runners.data).
+    stamp (mtime, size) makes an edited file a new cache entry. Raises DataError for unusable data."""
+    from runners import data
+
+    dataset, fmt = data.load_and_normalize({"path": path}, method)
+    raw, _, _ = data.load_rows(path)
+    return {"rows": raw[:rows], "format": fmt.name, "description": fmt.description, "count": fmt.rows,
+            "columns": list(dataset.column_names)}
+
+
+def file_stamp(path: str) -> tuple[float, int]:
+    try:
+        st_ = Path(path).stat()
+        return (st_.st_mtime, st_.st_size)
+    except OSError:
+        return (0.0, 0)
+
+
+def save_dataset_upload(data: bytes, name: str) -> Path:
+    """An uploaded data file goes under <runs root>/uploads/<hash>/<name>: the run reads it later,
+    so it must outlive the temporary directory. Only the base name of the upload is kept."""
+    import hashlib
+
+    safe = Path(name).name or "data.jsonl"
+    folder = runs_dir() / "uploads" / hashlib.sha256(data).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / safe
+    if not path.exists():
+        path.write_bytes(data)
+    return path
+
+
+@st.cache_data(show_spinner=False, ttl=30)
+def devices_found() -> Any:
+    from runners import devices
+
+    return devices.discover()
+
+
+def stop_run_in_background(run_id: str) -> None:
+    """Ask a run to stop without blocking the page: launch.stop waits for the checkpoint (up to a
+    minute), so it runs on its own thread; the registry, which the monitor reads, shows the outcome."""
+    import threading
+
+    from runners import launch
+
+    def stop() -> None:
+        try:
+            launch.stop(run_id)
+        except Exception as exc:  # noqa: BLE001 - reported in the server log; the registry has the status
+            print(f"alignplan: stopping {run_id} failed: {exc}")
+
+    threading.Thread(target=stop, name=f"stop-{run_id}", daemon=True).start()

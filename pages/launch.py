@@ -1,10 +1,329 @@
-"""Launch: being built (issue 5)."""
+"""Launch: a run form (prefilled from the advice), data preview, devices, fit check, command, Launch,
+then a live monitor of the run."""
 
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
 import streamlit as st
+import yaml
 
 from alignplan import ui
 
 ui.use_app_navigation()
 
-st.title("Launch")
-st.info("This page arrives with its back end.")
+RUN_KEY = "launch_run_id"
+TINY = "Tiny demo model"
+OTHER = "Hub id or local model directory"
+DEMO_DATA = "Bundled demo data"
+UPLOAD = "Upload a file"
+PATH = "Local path or hub dataset id"
+DEMO_DATA_KIND = {"dpo": "preference", "ipo": "preference", "orpo": "preference", "simpo": "preference",
+                  "rm": "preference", "kto": "kto", "grpo": "prompts", "rloo": "prompts", "sft": "sft"}
+DEMO_REWARD = "runners.recipes.rewards:marker_reward"
+
+
+def _apply_prefill(methods: tuple[str, ...]) -> None:
+    """The advisor's hand-over (session_state['launch_prefill']) sets the form once."""
+    pre = st.session_state.pop("launch_prefill", None)
+    if not pre:
+        return
+    method = pre.get("method")
+    if method in methods:
+        st.session_state["launch_method"] = method
+        st.session_state["launch_preset"] = {"method": method, "hparams": pre.get("hparams") or {},
+                                             "reward": pre.get("reward")}
+        st.session_state["launch_banner"] = f"Prefilled from the advice: **{pre.get('from', method)}**."
+    else:
+        st.session_state["launch_banner"] = (
+            f"The advice is **{pre.get('from', method)}**, which has no runnable recipe here "
+            f"({pre.get('note') or 'no recipe'}); pick one of: {', '.join(methods)}.")
+    if pre.get("model"):
+        st.session_state["launch_model_source"] = OTHER
+        st.session_state["launch_model"] = pre["model"]
+
+
+def _model_section(methods: tuple[str, ...]) -> tuple[str, str, bool]:
+    st.session_state.setdefault("launch_method", "dpo")
+    st.session_state.setdefault("launch_model_source", TINY)
+    c1, c2 = st.columns([1, 2])
+    method = c1.selectbox("Method", methods, key="launch_method",
+                          help="Methods with a recipe (TRL trainers, or ours where TRL has none).")
+    source = c2.radio("Model", (TINY, OTHER), key="launch_model_source", horizontal=True,
+                      help="The tiny demo model (2 layers, built locally in a second) trains on a CPU in under "
+                      "a minute; a real model needs its weights on this machine or the hub.")
+    if source == TINY:
+        model = str(ui.tiny_model_dir())
+        from runners.tiny import is_built
+
+        if not is_built(model):
+            with st.spinner("Building the tiny demo model (once, a few seconds)…"):
+                ui.attempt("Building the tiny demo model", ui.ensure_tiny_model)
+        c2.caption(f"Two-layer Llama with its own tokenizer, in `{model}`.")
+    else:
+        st.session_state.setdefault("launch_model", ui.shared_choices()[0])
+        model = c2.text_input("Hub id or local directory", key="launch_model").strip()
+    trust = st.checkbox("Trust remote code", value=False, key="launch_trust",
+                        help="Lets transformers run Python code shipped with the model. Off unless you trust it.")
+    return method, model, trust
+
+
+def _data_section(method: str) -> tuple[str | None, bool]:
+    """(dataset path, usable) with a preview; an unusable dataset shows what to change."""
+    from runners import tiny
+
+    st.session_state.setdefault("launch_data_source", DEMO_DATA)
+    source = st.radio("Data", (DEMO_DATA, UPLOAD, PATH), key="launch_data_source", horizontal=True)
+    path: str | None = None
+    if source == DEMO_DATA:
+        path = str(tiny.demo_data_paths()[DEMO_DATA_KIND.get(method, "preference")])
+        st.caption(f"`{Path(path).name}`, bundled with alignplan.")
+    elif source == UPLOAD:
+        up = st.file_uploader("Data file (.jsonl, .json, .csv, .parquet)", type=["jsonl", "json", "csv", "parquet"],
+                              key="launch_upload")
+        if up is not None:
+            path = str(ui.save_dataset_upload(up.getvalue(), up.name))
+    else:
+        path = st.text_input("Path or hub dataset id", key="launch_data_path").strip() or None
+    if path is None:
+        st.info("Choose a data file to continue.")
+        return None, False
+    got = ui.attempt("This dataset cannot be used", ui.dataset_preview, path, ui.file_stamp(path), method)
+    if not got.ok:
+        return path, False
+    prev = got.value
+    st.success(f"Detected format **{prev['format']}** ({prev['description']}): {prev['count']} rows; "
+               f"{method} trains on columns {', '.join(prev['columns'])}.", icon=":material/check:")
+    st.dataframe(pd.DataFrame(prev["rows"]).astype(str), hide_index=True, key="launch_preview")
+    return path, True
+
+
+def _hparams_section(method: str, tiny: bool) -> dict[str, Any] | None:
+    preset = st.session_state.get("launch_preset") or {}
+    preset_hp = preset.get("hparams") if preset.get("method") == method else None
+    fields, extras = ui.form_hparams(method, tiny, preset_hp)
+    tag = f"{method}_{'tiny' if tiny else 'model'}"  # new defaults when the method or model kind changes
+    values: dict[str, Any] = {}
+    cols = st.columns(4)
+    labels = {"learning_rate": "Learning rate", "per_device_train_batch_size": "Batch per device",
+              "gradient_accumulation_steps": "Gradient accumulation", "max_length": "Max length (tokens)",
+              "max_completion_length": "Max completion tokens", "beta": "Beta",
+              "num_generations": "Generations per prompt"}
+    for i, (name, default) in enumerate(fields.items()):
+        col = cols[i % 4]
+        key = f"launch_hp_{tag}_{name}"
+        if isinstance(default, float) or name in ("learning_rate", "beta"):
+            values[name] = col.number_input(labels.get(name, name), value=float(default), min_value=0.0,
+                                            format="%.2e" if name == "learning_rate" else "%.3f",
+                                            step=float(default) / 10 if default else 0.01, key=key)
+        else:
+            values[name] = int(col.number_input(labels.get(name, name), value=int(default), min_value=1, step=1,
+                                                key=key))
+    c1, c2, c3, c4 = st.columns(4)
+    from runners import tiny as tiny_model
+
+    values["max_steps"] = int(c1.number_input("Max steps (-1: epochs)", value=tiny_model.DEMO_MAX_STEPS if tiny else -1,
+                                              min_value=-1, step=10, key=f"launch_steps_{tag}"))
+    values["num_train_epochs"] = c2.number_input("Epochs", value=1.0, min_value=0.1, step=1.0, key="launch_epochs",
+                                                 disabled=values["max_steps"] != -1)
+    values["precision"] = c3.selectbox("Precision", ("auto", "bf16", "amp-bf16", "fp32"), key="launch_precision",
+                                       help="auto: bf16 on a GPU that has it, fp32 on a CPU.")
+    values["gradient_checkpointing"] = c4.toggle("Gradient checkpointing", value=True, key="launch_ckpt")
+    c1, c2, c3 = st.columns([1, 1, 2])
+    values["lora"] = c1.toggle("LoRA adapters", value=False, key="launch_lora")
+    values["lora_r"] = int(c2.number_input("LoRA rank", value=16, min_value=1, max_value=1024, key="launch_lora_r",
+                                           disabled=not values["lora"]))
+    values["name"] = c3.text_input("Run name (optional)", key="launch_name").strip() or None
+    if method in ("grpo", "rloo"):
+        reward = preset.get("reward") or {}
+        c1, c2 = st.columns([1, 3])
+        kind = c1.radio("Reward from", ("function", "model"), key=f"launch_reward_kind_{method}",
+                        index=1 if reward.get("model") else 0)
+        default = reward.get(kind) or (DEMO_REWARD if kind == "function" else "")
+        values["reward"] = {kind: c2.text_input("Reward function (module:function)" if kind == "function" else
+                                                "Reward model (hub id or directory)", value=default,
+                                                key=f"launch_reward_{method}_{kind}").strip() or None}
+    text = st.text_area("More TRL settings (YAML mapping)", value=yaml.safe_dump(extras, sort_keys=False) if extras else "",
+                        key=f"launch_extras_{tag}", height=80,
+                        help="Any other field of the method's TRL config, e.g. `loss_type: [ipo]` or `warmup_steps: 10`.")
+    try:
+        more = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError as exc:
+        st.error(f"More TRL settings: not valid YAML ({exc}). Write one `name: value` per line.")
+        return None
+    if not isinstance(more, dict):
+        st.error("More TRL settings: write a mapping, one `name: value` per line.")
+        return None
+    values["extras"] = more
+    return values
+
+
+def _spec_dict(method: str, model: str, trust: bool, data_path: str, v: dict[str, Any]) -> dict[str, Any]:
+    hparams = {k: v[k] for k in ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
+                                 "max_length", "max_completion_length", "beta", "num_generations") if k in v}
+    hparams.update(v["extras"])
+    spec: dict[str, Any] = {
+        "method": method, "model": model, "dataset": {"path": data_path}, "hparams": hparams,
+        "precision": None if v["precision"] == "auto" else v["precision"],
+        "gradient_checkpointing": v["gradient_checkpointing"], "max_steps": v["max_steps"],
+        "num_train_epochs": v["num_train_epochs"], "trust_remote_code": trust, "name": v["name"],
+    }
+    if v["lora"]:
+        spec["lora"] = {"r": v["lora_r"], "alpha": 2 * v["lora_r"]}
+    if v.get("reward"):
+        spec["reward"] = v["reward"]
+    return spec
+
+
+def _devices_section():
+    got = ui.attempt("Finding the devices", ui.devices_found)
+    if not got.ok:
+        return None
+    dev = got.value
+    if dev.gpus:
+        st.dataframe(pd.DataFrame([{"index": g.index, "GPU": g.name, "memory (GiB)": round(g.total_bytes / ui.GIB, 1),
+                                    "free (GiB)": round(g.free_bytes / ui.GIB, 1)} for g in dev.gpus]),
+                     hide_index=True, key="launch_devices")
+    else:
+        st.caption(f"No GPU found: the run uses the CPU ({dev.cpu_count} cores, "
+                   f"{dev.ram_available_bytes / ui.GIB:.1f} GiB of {dev.ram_total_bytes / ui.GIB:.1f} GiB RAM free).")
+    for note in dev.notes:
+        st.caption(note)
+    return dev
+
+
+def _fit_section(spec, dev) -> Any:
+    from runners import rundir
+
+    got = ui.attempt("Checking the memory fit", rundir.decide, spec, dev)
+    if not got.ok:
+        return None
+    decision, planned = got.value
+    where = "per GPU" if decision.gpu_ids else "in RAM"
+    c1, c2, c3 = st.columns(3)
+    c1.metric(f"Predicted peak {where}", ui.gib(decision.predicted_peak_bytes))
+    c2.metric("Available" + (" per GPU" if decision.gpu_ids else " RAM"), ui.gib(decision.usable_bytes))
+    c3.metric("Setup", decision.kind, help=decision.reason)
+    if decision.fits is False:
+        st.warning(f"**This run will not fit**: {decision.reason}. It would run out of memory.",
+                   icon=":material/warning:")
+        fixes = _fixes(planned.get("request") or {}, bool(decision.gpu_ids))
+        if fixes:
+            st.markdown("Suggested fixes (each checked with the planner):\n" + "\n".join(f"- {f}" for f in fixes))
+    elif decision.fits is None:
+        st.info("No memory estimate for this model, so the fit is not checked. " + " ".join(decision.notes))
+    else:
+        st.caption(decision.reason)
+    for note in decision.notes if decision.fits is not None else []:
+        st.caption(note)
+    return decision
+
+
+def _fixes(request: dict[str, Any], on_gpu: bool) -> list[str]:
+    """Changes that make the run fit: the advisor's memory suggestions on a GPU, plain levers on a CPU."""
+    if not request:
+        return []
+    if not on_gpu:
+        return ["turn on LoRA adapters (the frozen base needs no gradients or optimizer states)",
+                "lower the batch per device or the max length (activations and logits shrink with both)",
+                "use a machine with a GPU (see the Plan page for which)"]
+    try:
+        import advisor
+        import planner
+        from advisor.memory import suggestions_to_fit
+
+        req = planner.PlanRequest(**{k: v for k, v in request.items() if k != "model_id"})
+        found = suggestions_to_fit(advisor.framework(), planner, req, ["orpo", "simpo"])
+    except Exception:  # the fix list is a help, never a reason to fail the page
+        return []
+    return [f"{s['change']}: {s['peak_gib']:.1f} GiB per GPU" for s in found]
+
+
+def _preview(spec, decision) -> None:
+    from runners import rundir
+
+    run = rundir.RunDir(ui.runs_dir() / "<new run id>")
+    tabs = st.tabs(["Command", "spec.yaml", "accelerate.yaml"])
+    with tabs[0]:
+        st.code(shlex.join(rundir.launch_argv(run, decision, spec.method)), language="bash")
+        st.caption("Run through a supervisor that records it in the registry; the exact command is saved in "
+                   "the run directory as command.sh (and command.json).")
+    with tabs[1]:
+        st.code(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), language="yaml")
+    with tabs[2]:
+        st.code(yaml.safe_dump(rundir.accelerate_config(decision, spec), sort_keys=False), language="yaml")
+
+
+def _launch(spec) -> None:
+    from runners import launch, rundir
+
+    with st.spinner("Preparing and starting the run…"):
+        if spec.model == str(ui.tiny_model_dir()):
+            ui.ensure_tiny_model()
+        run = rundir.prepare(spec)
+        launch.launch(run.path)
+    st.session_state[RUN_KEY] = run.id
+    st.session_state["runs_focus"] = run.id
+
+
+def _monitor(run_id: str) -> None:
+    st.subheader(f"Run {run_id}")
+    status = ui.render_run(run_id, key="launch_monitor")
+    c1, c2, c3, _ = st.columns([1, 1, 1, 3])
+    if status == "running" and c1.button("Stop", key="launch_stop", icon=":material/stop:"):
+        ui.stop_run_in_background(run_id)
+        st.toast("Stopping: the run saves a checkpoint, then exits.")
+    if c2.button("Open in Runs", key="launch_open_runs", icon=":material/list_alt:"):
+        st.session_state["runs_focus"] = run_id
+        st.switch_page("pages/runs.py")
+    if status != "running" and c3.button("New run", key="launch_new", icon=":material/add:"):
+        st.session_state.pop(RUN_KEY, None)
+        st.rerun()
+
+
+def main() -> None:
+    from runners.spec import RECIPE_METHODS, RunSpec
+
+    st.title("Launch a run")
+    run_id = st.session_state.get(RUN_KEY)
+    if run_id:
+        _monitor(run_id)
+        return
+    st.caption("Defaults: the built-in tiny demo model and the bundled demo data, so one click on Launch "
+               "runs a real DPO training on this machine's CPU in about a minute.")
+    _apply_prefill(RECIPE_METHODS)
+    if st.session_state.get("launch_banner"):
+        st.info(st.session_state["launch_banner"])
+    with st.container(border=True):
+        st.markdown("**Method and model**")
+        method, model, trust = _model_section(RECIPE_METHODS)
+    with st.container(border=True):
+        st.markdown("**Data**")
+        data_path, data_ok = _data_section(method)
+    with st.container(border=True):
+        st.markdown("**Hyper-parameters** (TRL's defaults for the method; the tiny model's demo settings)")
+        values = _hparams_section(method, st.session_state["launch_model_source"] == TINY)
+    if not (data_ok and values is not None and model):
+        if not model:
+            st.error("Model: give a hub id (org/name) or a local model directory.")
+        st.button("Launch", type="primary", disabled=True, key="launch_go_disabled", icon=":material/rocket_launch:")
+        return
+    got = ui.attempt("The run settings are not valid", RunSpec.parse, _spec_dict(method, model, trust, data_path, values))
+    if not got.ok:
+        return
+    spec = got.value
+    with st.container(border=True):
+        st.markdown("**Devices and memory**")
+        dev = _devices_section()
+        decision = _fit_section(spec, dev) if dev is not None else None
+    if decision is not None:
+        _preview(spec, decision)
+    if st.button("Launch", type="primary", key="launch_go", icon=":material/rocket_launch:"):
+        if ui.attempt("Launching", _launch, spec).ok:
+            st.rerun()
+
+
+main()

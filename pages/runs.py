@@ -51,29 +51,34 @@ def _actions(rec) -> None:
 
     c1, c2, c3, _ = st.columns([1, 1, 1, 3])
     if rec.status == "running" and c1.button("Stop", key="runs_stop", icon=":material/stop:"):
-        if ui.attempt("Stopping the run", launch.stop, rec.id).ok:
-            st.toast(f"Asked {rec.id} to stop: it saves a checkpoint first.")
-            st.rerun()
+        ui.stop_run_in_background(rec.id)
+        st.toast(f"Asked {rec.id} to stop: it saves a checkpoint first, then the status turns to stopped.")
     if rec.status in ("stopped", "failed") and c2.button("Resume", key="runs_resume", icon=":material/replay:"):
         if ui.attempt("Resuming the run", launch.resume, rec.id).ok:
             st.toast(f"Resumed {rec.id} from its newest checkpoint.")
             st.rerun()
     if rec.status != "running" and c3.button("Delete…", key="runs_delete", icon=":material/delete:"):
+        st.session_state["runs_confirm_delete"] = rec.id
+    if st.session_state.get("runs_confirm_delete") == rec.id:
         _confirm_delete(rec.id)
 
 
-@st.dialog("Delete this run?")
 def _confirm_delete(run_id: str) -> None:
-    st.write(f"**{run_id}**: its registry entry and its run directory (checkpoints included) will be deleted.")
-    c1, c2 = st.columns(2)
-    if c1.button("Delete", type="primary", key="runs_delete_yes"):
-        from runners import launch
+    with st.container(border=True):
+        st.warning(f"Delete **{run_id}**? Its registry entry and its run directory (checkpoints included) "
+                   "will be removed.", icon=":material/delete:")
+        c1, c2, _ = st.columns([1, 1, 4])
+        if c1.button("Delete", type="primary", key="runs_delete_yes"):
+            from runners import launch
 
-        if ui.attempt("Deleting the run", launch.delete, run_id).ok:
-            st.session_state.pop("runs_selected", None)
+            st.session_state.pop("runs_confirm_delete", None)
+            if ui.attempt("Deleting the run", launch.delete, run_id).ok:
+                st.session_state.pop("runs_selected", None)
+                st.toast(f"Deleted {run_id}.")
+                st.rerun()
+        if c2.button("Cancel", key="runs_delete_no"):
+            st.session_state.pop("runs_confirm_delete", None)
             st.rerun()
-    if c2.button("Cancel", key="runs_delete_no"):
-        st.rerun()
 
 
 def _detail(records: list) -> None:

@@ -47,3 +47,32 @@ def test_save_upload_is_content_addressed(tmp_path, monkeypatch):
     c = ui.save_upload(b'{"a": 2}')
     assert a == b != c and a.name == "evil.json" and tmp_path in a.parents
     assert a.read_bytes() == b'{"a": 1}'
+
+
+def test_trl_defaults_table_matches_trl():
+    """The Launch form's defaults (kept in ui so the page opens without importing TRL) are TRL's."""
+    import dataclasses
+
+    import trl
+
+    from runners import trl_compat
+
+    for method, fields in ui.TRL_DEFAULTS.items():
+        name = ui.TRL_CONFIGS[method]
+        cls = getattr(trl_compat, name)()[0] if name in ("orpo", "cpo") else getattr(trl, name)
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        for key, value in fields.items():
+            assert defaults[key] == value, (method, key, defaults[key], value)
+
+
+def test_form_hparams_layers_defaults_demo_and_preset():
+    from runners import tiny
+
+    fields, extras = ui.form_hparams("dpo", tiny=False, preset={"beta": 0.3, "loss_type": ["ipo"]})
+    assert fields == {**ui.TRL_DEFAULTS["dpo"], "beta": 0.3} and extras == {"loss_type": ["ipo"]}
+    fields, extras = ui.form_hparams("dpo", tiny=True, preset={"beta": 0.3, "learning_rate": 1e-6})
+    assert fields["learning_rate"] == tiny.DEMO_HPARAMS["learning_rate"] and fields["beta"] == 0.3
+    assert fields["max_length"] == tiny.DEMO_HPARAMS["max_length"]
+    assert extras["lr_scheduler_type"] == tiny.DEMO_HPARAMS["lr_scheduler_type"]
+    fields, _ = ui.form_hparams("grpo", tiny=False)
+    assert fields["num_generations"] == 8 and "max_length" not in fields

@@ -1,0 +1,88 @@
+"""The Launch page: defaults, data checks, the advisor's hand-over, and (slow) a real demo run."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+
+def _launch_page(app):
+    at = app.run()
+    return at.switch_page("pages/launch.py").run()
+
+
+def _metric(at, label):
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_launch_page_defaults_to_the_demo_run(app, runs_dir):
+    at = _launch_page(app)
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.selectbox(key="launch_method").value == "dpo"
+    assert any("Detected format **preference**" in s.value for s in at.success)
+    # The tiny model was built (so the planner could read its config) and the fit is checked on the CPU.
+    assert (runs_dir / "tiny-model" / "config.json").is_file()
+    assert _metric(at, "Predicted peak in RAM").endswith("GiB")
+    spec_yaml = next(c.value for c in at.code if c.value.startswith("method: dpo"))
+    assert "learning_rate: 0.005" in spec_yaml and "trust_remote_code: false" in spec_yaml
+    assert not at.button(key="launch_go").disabled
+
+
+def test_a_bad_dataset_is_rejected_with_what_to_change(app, tmp_path):
+    at = _launch_page(app)
+    at.radio(key="launch_data_source").set_value("Upload a file").run()
+    rows = [{"question": "hi", "answer": "hello"}] * 3
+    at.file_uploader(key="launch_upload").set_value(
+        ("wrong.jsonl", "\n".join(json.dumps(r) for r in rows).encode(), "application/jsonl")).run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert errors and "wrong.jsonl" in errors[0] and "prompt" in errors[0]  # names the file and the columns
+    assert at.button(key="launch_go_disabled").disabled
+    # A path that does not exist is an error too, not a traceback.
+    at.radio(key="launch_data_source").set_value("Local path or hub dataset id").run()
+    at.text_input(key="launch_data_path").set_value(str(tmp_path / "missing.jsonl")).run()
+    assert not at.exception and at.error
+
+
+def test_the_advice_prefills_the_form(app):
+    at = app.run()
+    at.session_state["launch_prefill"] = {"from": "IPO", "method": "ipo", "model": None,
+                                          "hparams": {"beta": 0.2, "loss_type": ["ipo"]}}
+    at.switch_page("pages/launch.py").run()
+    assert not at.exception
+    assert at.selectbox(key="launch_method").value == "ipo"
+    assert any("Prefilled from the advice" in i.value for i in at.info)
+    assert "loss_type" in at.text_area(key="launch_extras_ipo_tiny").value
+    assert at.number_input(key="launch_hp_ipo_tiny_beta").value == pytest.approx(0.2)
+
+
+@pytest.mark.slow
+def test_launching_the_demo_trains_and_the_runs_page_finds_it(app):
+    from runners import launch
+
+    at = _launch_page(app)
+    at.button(key="launch_go").click().run()
+    assert not at.exception, at.exception
+    run_id = at.session_state["launch_run_id"]
+    rec = launch.wait(run_id, timeout=600)
+    assert rec.status == "succeeded", rec.error
+    at.run()
+    assert _metric(at, "Status") == "succeeded"
+    assert _metric(at, "Step") == "30 / 30"
+    # A fresh session (as after an app restart) finds the run in the registry.
+    fresh = type(app).from_file(app._script_path, default_timeout=60).run()
+    fresh.switch_page("pages/runs.py").run()
+    assert not fresh.exception
+    table = fresh.dataframe[0].value
+    assert list(table["id"]) == [run_id] and list(table["status"]) == ["succeeded"]
+    assert float(table["measured peak (GiB)"].iloc[0]) > 0
+    charts = fresh.get("plotly_chart")
+    assert len(charts) >= 2  # loss and the DPO metrics (rewards/...) curves
+    t0 = time.monotonic()
+    fresh.button(key="runs_delete").click().run()
+    fresh.button(key="runs_delete_yes").click().run()
+    assert not fresh.exception and time.monotonic() - t0 < 60
+    assert any("No runs yet" in i.value for i in fresh.info)
