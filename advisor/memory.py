@@ -117,7 +117,7 @@ def suggestions_to_fit(fw: Framework, planner: Any, req: Any, fallbacks: list[st
     for gid, spec in sorted(planner.GPUS.items(), key=lambda kv: kv[1].usable_bytes):
         if spec.usable_bytes <= usable:
             continue
-        s = _suggestion(f"a larger GPU: {gid} ({current} x)", planner, _with(planner, req, gpu=gid))
+        s = _suggestion(f"a larger GPU: {current} x {gid}", planner, _with(planner, req, gpu=gid))
         if s["fits"]:
             out.append(s)
             break
