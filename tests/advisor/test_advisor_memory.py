@@ -107,3 +107,15 @@ def test_without_the_planner_the_section_says_so(monkeypatch):
 
 def test_no_model_no_memory_section():
     assert advisor.advise(DPO_ANSWERS).memory is None
+
+
+def test_qlora_is_suggested_only_when_lora_alone_does_not_fit():
+    rec = advisor.advise({**DPO_ANSWERS, "model": "meta-llama/Llama-3.1-70B", "gpu": "A100-80GB"})
+    changes = [s["change"] for s in rec.memory["suggestions"]]
+    lora = planner.estimate(planner.PlanRequest(model="meta-llama/Llama-3.1-70B", method="dpo", gpu="A100-80GB",
+                                                lora_rank=16))
+    assert lora.fits is False
+    assert not any(c.startswith("train LoRA") for c in changes)
+    qlora = next(s for s in rec.memory["suggestions"] if s["change"].startswith("QLoRA"))
+    assert qlora["request"]["quant"] == "nf4" and qlora["request"]["lora_rank"] == 16
+    assert planner.estimate(planner.PlanRequest(**qlora["request"])).fits is True
