@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from runners.registry import (
     FINAL_STATUSES,
     Registry,
@@ -48,9 +50,6 @@ def launch(run_dir: str | Path, *, resume: bool = False, registry: Registry | No
     reg = registry or registry_for(run)
     run.command()  # fail here, not in the supervisor, on a broken command.json
     rec = reg.get(run.id)
-    run.stop_path.unlink(missing_ok=True)
-    if run.result_path.exists():  # a stopped run's result; the relaunch writes a new one
-        run.result_path.replace(run.path / "result.previous.json")
     reg.transition(
         run.id,
         "running",
@@ -65,6 +64,9 @@ def launch(run_dir: str | Path, *, resume: bool = False, registry: Registry | No
         supervisor_started=None,
         launches=rec.launches + 1,
     )
+    run.stop_path.unlink(missing_ok=True)
+    if run.result_path.exists():  # the previous attempt's result; the relaunch writes a new one
+        run.result_path.replace(run.path / "result.previous.json")
     argv = [sys.executable, "-m", "runners.supervise", str(run.path), "--registry", str(reg.path)]
     if resume:
         argv.append("--resume")
@@ -168,16 +170,11 @@ def stop(
     run = RunDir(Path(rec.run_dir))
     run.stop_path.write_text(f"requested at {time.time():.3f}\n", encoding="utf-8")
     rec = _wait_for_group(reg, rec.id, wait_pgid=10.0)
-    pgid = rec.pgid
-    if pgid is not None:
-        for sig, secs in ((None, grace), (signal.SIGTERM, term_grace), (signal.SIGKILL, 10.0)):
-            if sig is not None:
-                try:
-                    os.killpg(pgid, sig)
-                except (ProcessLookupError, PermissionError):
-                    pass
-            if _group_gone(pgid, secs):
-                break
+    for sig, secs in ((None, grace), (signal.SIGTERM, term_grace), (signal.SIGKILL, 10.0)):
+        if sig is not None:
+            _signal_run(rec, sig)
+        if _run_gone(rec, secs):
+            break
     # The supervisor records the outcome; do it here if it is gone too.
     deadline = time.monotonic() + 15.0
     while time.monotonic() < deadline:
@@ -199,10 +196,40 @@ def _wait_for_group(reg: Registry, run_id: str, wait_pgid: float) -> RunRecord:
     return rec
 
 
-def _group_gone(pgid: int, seconds: float) -> bool:
+def run_processes(rec: RunRecord) -> list[psutil.Process]:
+    """Every process of a run but its supervisor: the command's process group, and every descendant
+    of the supervisor and of the command. Descendants matter because torch.distributed.run starts
+    its workers in sessions of their own; if the launcher dies they are re-parented to the
+    supervisor (a child subreaper), so they remain its descendants."""
+    procs = {p.pid: p for p in group_members(rec.pgid, include_zombies=True)}
+    for pid, started in ((rec.supervisor_pid, rec.supervisor_started), (rec.pid, rec.pid_started)):
+        if is_alive(pid, started):
+            try:
+                procs.update({c.pid: c for c in psutil.Process(pid).children(recursive=True)})
+            except psutil.Error:
+                pass
+    procs.pop(rec.supervisor_pid or -1, None)
+    return list(procs.values())
+
+
+def _signal_run(rec: RunRecord, sig: int) -> None:
+    targets = run_processes(rec)
+    if rec.pgid:
+        try:
+            os.killpg(rec.pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for proc in targets:
+        try:
+            proc.send_signal(sig)
+        except psutil.Error:
+            pass
+
+
+def _run_gone(rec: RunRecord, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while True:
-        if not group_members(pgid, include_zombies=True):
+        if not run_processes(rec):
             return True
         if time.monotonic() >= deadline:
             return False

@@ -199,7 +199,7 @@ class Decision:
     """How the run is launched, and why."""
 
     kind: str  # cpu | single-gpu | ddp | deepspeed-zero2 | deepspeed-zero3
-    distributed_type: str  # accelerate's: NO, MULTI_CPU, MULTI_GPU, DEEPSPEED
+    distributed_type: str  # accelerate's: NO, MULTI_GPU, DEEPSPEED
     num_processes: int
     gpu_ids: list[int]
     zero: int
@@ -295,7 +295,10 @@ def select_gpus(spec: RunSpec, devices: dev.Devices) -> list[dev.GPU]:
 def decide(spec: RunSpec, devices: dev.Devices, estimate: Estimator = planner_estimate) -> tuple[Decision, dict]:
     """Choose the accelerate setup, and return it with the plan it rests on.
 
-    No GPU (or devices: cpu): the CPU, one process unless num_processes says more (MULTI_CPU).
+    No GPU (or devices: cpu): the CPU, one process unless num_processes says more. accelerate's
+    MULTI_CPU starts a single process unless given an MPI hostfile, so several CPU processes go
+    through its MULTI_GPU launcher (torch.distributed.run) with CUDA hidden: each process trains on
+    the CPU and they join over gloo.
     One GPU: that GPU. Several: DDP when one replica fits one GPU (planner, zero=0), else the
     first DeepSpeed ZeRO stage that fits (2, then 3); ZeRO-3 when none does, flagged as not fitting.
     """
@@ -308,7 +311,7 @@ def decide(spec: RunSpec, devices: dev.Devices, estimate: Estimator = planner_es
         plan, req, peak, err = _try(estimate, spec, precision, 0, 1, None, usable, tried)
         decision = Decision(
             kind="cpu",
-            distributed_type="MULTI_CPU" if n > 1 else "NO",
+            distributed_type="MULTI_GPU" if n > 1 else "NO",
             num_processes=n,
             gpu_ids=[],
             zero=0,
@@ -388,6 +391,7 @@ def _reason(kind: str, n: int, peak: int | None, usable: int, fits: bool | None)
 def accelerate_config(decision: Decision, spec: RunSpec) -> dict[str, Any]:
     """accelerate's config file contents for the decision; num_processes always explicit."""
     on_cpu = decision.kind == "cpu"
+    cpu_processes = on_cpu and decision.num_processes > 1  # torch.distributed.run, CUDA hidden
     deepspeed = decision.distributed_type == "DEEPSPEED"
     # amp-bf16 autocasts; a bf16-loaded model needs no autocast except under DeepSpeed, whose
     # bf16 mode must be on to accept bf16 parameters.
@@ -404,10 +408,14 @@ def accelerate_config(decision: Decision, spec: RunSpec) -> dict[str, Any]:
         "num_processes": decision.num_processes,
         "rdzv_backend": "static",
         "same_network": True,
-        "use_cpu": on_cpu,
+        "use_cpu": on_cpu and not cpu_processes,
     }
     if not on_cpu:
         cfg["gpu_ids"] = gpu_ids_for_env(decision.gpu_ids)
+    if decision.num_processes > 1:
+        # torch.distributed's default port 29500 would collide between runs on one machine.
+        cfg["main_process_ip"] = "127.0.0.1"
+        cfg["main_process_port"] = free_port()
     if deepspeed:
         cfg["deepspeed_config"] = {
             "zero_stage": decision.zero,
@@ -420,6 +428,22 @@ def accelerate_config(decision: Decision, spec: RunSpec) -> dict[str, Any]:
         if decision.zero == 3:
             cfg["deepspeed_config"]["zero3_save_16bit_model"] = True
     return cfg
+
+
+def free_port() -> int:
+    """A TCP port free now on 127.0.0.1 (chosen at prepare time; very unlikely to be taken by launch)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def command_env(decision: Decision) -> dict[str, str]:
+    env = {"PYTHONPATH": str(REPO_ROOT)}
+    if decision.kind == "cpu" and decision.num_processes > 1:
+        env["CUDA_VISIBLE_DEVICES"] = ""  # every process on the CPU, even where GPUs exist
+    return env
 
 
 def gpu_ids_for_env(indices: list[int]) -> str:
@@ -503,7 +527,7 @@ def prepare(
     run.accelerate_path.write_text(
         yaml.safe_dump(accelerate_config(decision, spec), sort_keys=False), encoding="utf-8"
     )
-    write_command(run, launch_argv(run, decision, spec.method))
+    write_command(run, launch_argv(run, decision, spec.method), env=command_env(decision))
     plan_doc = {
         "run_id": run.id,
         "request": planned["request"],

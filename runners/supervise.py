@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 from runners.registry import Registry, process_started
 from runners.rundir import RunDir
 
@@ -54,6 +56,18 @@ def signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def signal_descendants(sig: int) -> None:
+    try:
+        children = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return
+    for proc in children:
+        try:
+            proc.send_signal(sig)
+        except psutil.Error:
+            pass
 
 
 def reap_all(timeout: float) -> None:
@@ -129,11 +143,12 @@ def supervise(run_dir: Path, registry_path: Path, resume: bool = False) -> int:
 
         exit_code = wait_for_child(child.pid, refresh_metrics)
         child.returncode = exit_code  # reaped above; keeps Popen from waiting again
-        # Leftovers of the group (workers of a launcher that died) must not outlive the run.
-        signal_group(pgid, signal.SIGTERM)
-        reap_all(0.2)
-        signal_group(pgid, signal.SIGKILL)
-        reap_all(CLEANUP_GRACE_S)
+        # Leftovers (workers of a launcher that died, in the group or adopted by this subreaper)
+        # must not outlive the run.
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            signal_group(pgid, sig)
+            signal_descendants(sig)
+            reap_all(0.5 if sig == signal.SIGTERM else CLEANUP_GRACE_S)
         log.write(f"=== alignplan: command exited with {exit_code}\n".encode())
     rec = reg.record_outcome(run.id, exit_code)
     with open(run.stdout_log, "ab") as log:

@@ -4,8 +4,8 @@
 metrics.jsonl line per step, a checkpoint every save_steps, honours STOP (checkpoint, result.json
 "stopped", exit 0) and writes result.json "succeeded" at the end. Behaviour knobs in hparams:
 fake_step_seconds (sleep per step), fake_crash_at (exit 3 at that step), fake_ignore_term (ignore
-STOP and SIGTERM, so only SIGKILL ends it), fake_spawn_child (start a grandchild that sleeps, to
-check that the whole process group goes).
+STOP and SIGTERM, so only SIGKILL ends it), fake_spawn_child (start two sleeping grandchildren, one
+in a new session, pids in children.json, to check that every process of the run goes).
 """
 
 from __future__ import annotations
@@ -46,7 +46,11 @@ def main() -> int:
     if hp.get("fake_ignore_term"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if hp.get("fake_spawn_child"):
-        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        # One grandchild in our process group, one in a session of its own (as torch.distributed.run
+        # starts its workers); both must be gone when the run is stopped or its launcher dies.
+        sleeper = [sys.executable, "-c", "import time; time.sleep(600)"]
+        kids = [subprocess.Popen(sleeper), subprocess.Popen(sleeper, start_new_session=True)]
+        (run_dir / "children.json").write_text(json.dumps([k.pid for k in kids]))
     print(f"fake recipe: start at step {step} of {max_steps} (resume={args.resume})", flush=True)
     metrics = open(run_dir / "metrics.jsonl", "a", buffering=1)
     t0 = time.time()

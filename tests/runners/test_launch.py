@@ -68,11 +68,28 @@ def test_stop_escalates_to_sigkill_and_leaves_no_process(tmp_path):
     launch.launch(run.path)
     assert wait_until(lambda: len(run.metrics()) >= 1)
     pgid = registry(tmp_path).get(run.id).pgid
-    assert len(processes_in_group(pgid)) == 2  # the recipe and its grandchild
+    kids = json.loads((run.path / "children.json").read_text())
+    assert len(processes_in_group(pgid)) == 2  # the recipe and one grandchild; the other left the group
+    assert all(psutil.pid_exists(k) for k in kids)
     rec = launch.stop(run.id, grace=0.5, term_grace=0.5, runs=tmp_path)
     assert processes_in_group(pgid) == []  # zombies included: everything reaped
+    assert not any(psutil.pid_exists(k) for k in kids)  # the one in its own session too
     assert rec.status == "stopped" and rec.exit_code == -signal.SIGKILL
     assert "stopped by signal" in rec.error
+
+
+def test_workers_in_their_own_session_die_with_their_launcher(tmp_path):
+    # torch.distributed.run starts workers in new sessions; if it is SIGKILLed they are orphaned.
+    # The supervisor adopts them (subreaper) and kills them when the command ends.
+    run = fake_run(tmp_path, steps=10_000, fake_step_seconds=0.05, fake_spawn_child=True)
+    launch.launch(run.path)
+    assert wait_until(lambda: (run.path / "children.json").exists() and len(run.metrics()) >= 1)
+    kids = json.loads((run.path / "children.json").read_text())
+    rec = registry(tmp_path).get(run.id)
+    os.kill(rec.pid, signal.SIGKILL)  # the launcher alone, not its group
+    rec = launch.wait(run.id, timeout=30, runs=tmp_path)
+    assert rec.status == "failed" and rec.exit_code == -signal.SIGKILL
+    assert wait_until(lambda: not any(psutil.pid_exists(k) for k in kids), timeout=15)
 
 
 def test_sigkilled_run_is_reconciled_as_failed_with_log_tail(tmp_path):

@@ -53,7 +53,12 @@ def test_command_sh_and_command_json_say_the_same_thing(tmp_path):
     assert argv[argv.index("--num_processes") + 1] == "2"
     assert argv[argv.index("-m", 3) + 1] == "runners.recipes.dpo"
     assert argv[-2:] == ["--spec", str(run.spec_path)]
-    assert read_yaml(run.accelerate_path)["distributed_type"] == "MULTI_CPU"
+    # accelerate's MULTI_CPU would start one process: N CPU processes go through torch.distributed.run.
+    acc = read_yaml(run.accelerate_path)
+    assert (acc["distributed_type"], acc["use_cpu"], acc["num_processes"]) == ("MULTI_GPU", False, 2)
+    assert 1024 <= acc["main_process_port"] < 65536 and "gpu_ids" not in acc
+    assert json.loads(run.command_json.read_text())["env"]["CUDA_VISIBLE_DEVICES"] == ""
+    assert "export CUDA_VISIBLE_DEVICES=''" in run.command_sh.read_text()
     assert subprocess.run(["bash", "-n", str(run.command_sh)]).returncode == 0
 
 
