@@ -125,8 +125,7 @@ def wait(run_id: str, timeout: float | None = None, runs: str | Path | None = No
         if rec.status in FINAL_STATUSES:
             return rec
         if not (is_alive(rec.supervisor_pid, rec.supervisor_started) or is_alive(rec.pid, rec.pid_started)):
-            if rec.supervisor_pid is not None:  # ended unseen: reconcile records it
-                reg.reconcile()
+            if reg.reconcile():  # it ended unseen; reconcile recorded it (after a start-up grace)
                 continue
         if deadline is not None and time.monotonic() > deadline:
             return rec

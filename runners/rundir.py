@@ -510,6 +510,20 @@ def write_command(run: RunDir, argv: list[str], cwd: str | Path = REPO_ROOT, env
     run.command_sh.chmod(0o755)
 
 
+def with_absolute_paths(spec: RunSpec) -> RunSpec:
+    """Local model and data paths made absolute: the recipe runs from the repository root, and
+    command.sh must work from any directory. Hub ids (no such local path) are left alone."""
+    changes: dict[str, Any] = {}
+    if not Path(spec.model).is_absolute() and Path(spec.model).exists():
+        changes["model"] = str(Path(spec.model).resolve())
+    data = spec.dataset.path
+    if not Path(data).is_absolute() and Path(data).exists():
+        changes["dataset"] = spec.dataset.model_copy(update={"path": str(Path(data).resolve())})
+    if spec.reward and spec.reward.model and not Path(spec.reward.model).is_absolute() and Path(spec.reward.model).exists():
+        changes["reward"] = spec.reward.model_copy(update={"model": str(Path(spec.reward.model).resolve())})
+    return spec.model_copy(update=changes) if changes else spec
+
+
 def prepare(
     spec: RunSpec,
     runs_root: str | Path | None = None,
@@ -519,6 +533,7 @@ def prepare(
     register: bool = True,
 ) -> RunDir:
     """Write runs/<id>/ (spec.yaml, accelerate.yaml, command.sh + command.json, plan.json) and register it."""
+    spec = with_absolute_paths(spec)
     devices = devices if devices is not None else dev.discover()
     decision, planned = decide(spec, devices, estimate)
     root = _resolve_root(runs_root)

@@ -177,3 +177,16 @@ def test_command_sh_runs_by_hand_through_accelerate(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(run.result_path.read_text())["status"] == "succeeded"
     assert [m["step"] for m in run.metrics()] == [1, 2, 3]
+
+
+def test_local_paths_become_absolute_hub_ids_stay(tmp_path, monkeypatch):
+    (tmp_path / "models" / "m").mkdir(parents=True)
+    (tmp_path / "prefs.jsonl").write_text("{}\n")
+    monkeypatch.chdir(tmp_path)
+    run = rundir.prepare(spec(model="models/m", dataset={"path": "prefs.jsonl"}), tmp_path / "runs",
+                         devices=cpu_devices(), estimate=no_estimate)
+    saved = run.spec()
+    assert saved.model == str(tmp_path / "models" / "m") and saved.dataset.path == str(tmp_path / "prefs.jsonl")
+    run = rundir.prepare(spec(dataset={"path": "org/hub-dataset"}), tmp_path / "runs", devices=cpu_devices(),
+                         estimate=no_estimate)
+    assert run.spec().model == "meta-llama/Llama-3.1-8B" and run.spec().dataset.path == "org/hub-dataset"
