@@ -6,6 +6,8 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -137,6 +139,31 @@ def test_two_concurrent_launches(tmp_path):
     recs = registry(tmp_path).list()
     assert sorted(r.id for r in recs) == sorted(r.id for r in runs)
     assert all(r.launches == 1 and r.last_metrics["step"] == 3 for r in recs)
+
+
+def test_two_processes_prepare_and_launch_at_the_same_moment(tmp_path):
+    here = Path(__file__).resolve().parent
+    code = (
+        f"import sys, time; sys.path.insert(0, {str(here)!r})\n"
+        "from launch_helpers import fake_run\n"
+        "from runners import launch\n"
+        "start = float(sys.argv[1])\n"
+        "while time.time() < start: time.sleep(0.001)\n"
+        f"run = fake_run(__import__('pathlib').Path({str(tmp_path)!r}), steps=3)\n"
+        "launch.launch(run.path); print(run.id)\n"
+    )
+    start = time.time() + 3.0  # both past their imports, then go together
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(start)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    ids = [o[0].strip() for o in outs]
+    assert len(set(ids)) == 2
+    for run_id in ids:
+        rec = launch.wait(run_id, timeout=60, runs=tmp_path)
+        assert rec.status == "succeeded" and rec.launches == 1
+    assert sorted(r.id for r in registry(tmp_path).list()) == sorted(ids)
 
 
 def test_status_is_recorded_after_the_launcher_exits(tmp_path):
