@@ -52,7 +52,7 @@ ARCHITECTURE: dict[str, Any] = {
 # models: a randomly initialised 2-layer model needs a far larger step size to move in 30 steps.
 DEMO_MAX_STEPS = 30
 DEMO_HPARAMS: dict[str, Any] = {
-    "learning_rate": 5e-3,
+    "learning_rate": 1e-3,
     "lr_scheduler_type": "constant",
     "warmup_steps": 0,
     "per_device_train_batch_size": 8,

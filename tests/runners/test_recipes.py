@@ -370,16 +370,18 @@ def test_reward_functions_score_markers() -> None:
 
 # --- data-parallel on CPU ---------------------------------------------------------------------------
 
+# accelerate's MULTI_CPU type starts one process unless an MPI hostfile is given; MULTI_GPU goes through
+# torch.distributed.run, and with no GPU each process falls back to CPU and joins over gloo.
 ACCELERATE_CPU_CONFIG = """\
 compute_environment: LOCAL_MACHINE
-distributed_type: MULTI_CPU
+distributed_type: MULTI_GPU
 num_processes: 2
 num_machines: 1
 machine_rank: 0
 main_process_ip: 127.0.0.1
 main_process_port: {port}
 mixed_precision: 'no'
-use_cpu: true
+use_cpu: false
 """
 
 
