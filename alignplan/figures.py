@@ -134,7 +134,8 @@ def memory_vs_prediction_figure(
     if capacity_bytes:
         fig.add_hline(y=_gib(capacity_bytes), line_dash="dash", line_color="#111827",
                       annotation_text=f"capacity {_gib(capacity_bytes):.1f} GiB", annotation_position="bottom left")
-    fig.update_layout(xaxis_title=x, yaxis_title="GiB", margin=dict(t=10, b=10, l=10, r=10), height=300)
+    fig.update_layout(xaxis_title=x, yaxis_title="GiB", margin=dict(t=10, b=10, l=10, r=10), height=300,
+                      yaxis_rangemode="tozero", legend=dict(orientation="h", y=-0.3))
     return fig
 
 
@@ -177,11 +178,9 @@ def decision_tree_figure(
     mids = [((positions[str(e["source"])][0] + positions[str(e["target"])][0]) / 2,
              (positions[str(e["source"])][1] + positions[str(e["target"])][1]) / 2, str(e.get("label", "")))
             for e in edges if (str(e["source"]), str(e["target"])) in path_edges and e.get("label")]
-    if mids:
-        fig.add_trace(go.Scatter(
-            x=[m[0] for m in mids], y=[m[1] for m in mids], text=[m[2] for m in mids], mode="text",
-            textfont=dict(color="#4F46E5", size=11), hoverinfo="skip", showlegend=False, name="answers",
-        ))
+    for mx, my, text in mids:  # annotations, so the answer sits on a white label over the line
+        fig.add_annotation(x=mx, y=my, text=text, showarrow=False, bgcolor="rgba(255,255,255,0.9)",
+                           font=dict(color="#4F46E5", size=11), name="answer")
     for highlighted in (False, True):
         chosen = [i for i in ids if (i in on_path) == highlighted]
         fig.add_trace(go.Scatter(
@@ -209,38 +208,75 @@ def _short(text: str, width: int = 22) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def tree_layout(ids: Sequence[str], edges: Sequence[tuple[str, str]]) -> dict[str, tuple[float, float]]:
-    """(x, y) per node: depth from the roots as -y, leaves spread evenly on x, parents centred over
-    their children. A node reached twice (a DAG) is placed under its first parent."""
+def tree_layout(ids: Sequence[str], edges: Sequence[tuple[str, str]], sweeps: int = 4) -> dict[str, tuple[float, float]]:
+    """(x, y) per node of a decision graph (a tree, or a DAG where branches meet again), in layers.
+
+    A node's layer (-y) is its longest distance from a root, so every edge points down; within a
+    layer nodes are ordered by the mean position of their neighbours in the layer above, then
+    below (barycentre sweeps), which keeps crossings few. Edges that close a cycle are ignored.
+    """
+    known = set(ids)
     children: dict[str, list[str]] = {i: [] for i in ids}
-    has_parent: set[str] = set()
+    parents: dict[str, list[str]] = {i: [] for i in ids}
     for a, b in edges:
-        if a in children and b in children and b not in has_parent and a != b:
+        if a in known and b in known and a != b and b not in children[a]:
             children[a].append(b)
-            has_parent.add(b)
-    roots = [i for i in ids if i not in has_parent] or list(ids[:1])
+            parents[b].append(a)
+    # Drop back edges (cycles) with a depth-first search from the roots.
+    roots = [i for i in ids if not parents[i]] or list(ids[:1])
+    state: dict[str, int] = {}
+    order: list[str] = []
+    forward: dict[str, list[str]] = {i: [] for i in ids}
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        for child in children[node]:
+            if state.get(child) == 1:
+                continue  # back edge
+            forward[node].append(child)
+            if child not in state:
+                visit(child)
+        state[node] = 2
+        order.append(node)
+
+    for root in roots + list(ids):
+        if root not in state:
+            visit(root)
+    depth = {i: 0 for i in ids}
+    for node in reversed(order):  # reverse post-order is a topological order
+        for child in forward[node]:
+            depth[child] = max(depth[child], depth[node] + 1)
+    back = {i: [] for i in ids}
+    for a, kids in forward.items():
+        for b in kids:
+            back[b].append(a)
+    layers: dict[int, list[str]] = {}
+    for node in reversed(order):
+        layers.setdefault(depth[node], []).append(node)
+    rank = {n: float(i) for layer in layers.values() for i, n in enumerate(layer)}
+
+    def reorder(layer: list[str], neighbours: dict[str, list[str]]) -> list[str]:
+        def key(n: str) -> float:
+            ns = neighbours[n]
+            return sum(rank[m] for m in ns) / len(ns) if ns else rank[n]
+
+        out = sorted(layer, key=key)
+        for i, n in enumerate(out):
+            rank[n] = float(i)
+        return out
+
+    levels = sorted(layers)
+    for _ in range(sweeps):
+        for d in levels[1:]:
+            layers[d] = reorder(layers[d], back)
+        for d in reversed(levels[:-1]):
+            layers[d] = reorder(layers[d], forward)
+    width = max(len(layer) for layer in layers.values())
     pos: dict[str, tuple[float, float]] = {}
-    next_x = [0.0]
-
-    def place(node: str, depth: int) -> float:
-        kids = [c for c in children[node] if c not in pos]
-        pos[node] = (0.0, -float(depth))  # mark as visited before recursing (cycles)
-        if not kids:
-            x = next_x[0]
-            next_x[0] += 1.0
-        else:
-            xs = [place(c, depth + 1) for c in kids]
-            x = (min(xs) + max(xs)) / 2
-        pos[node] = (x, -float(depth))
-        return x
-
-    for root in roots:
-        if root not in pos:
-            place(root, 0)
-    for i in ids:  # anything unreachable (a cycle without a root) goes on the first row
-        if i not in pos:
-            pos[i] = (next_x[0], 0.0)
-            next_x[0] += 1.0
+    for d, layer in layers.items():
+        offset = (width - len(layer)) / 2
+        for i, node in enumerate(layer):
+            pos[node] = (offset + i, -float(d))
     return pos
 
 

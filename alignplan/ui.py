@@ -329,7 +329,10 @@ def shared_choices() -> tuple[str, str, int]:
 
 # metrics.jsonl keys that are bookkeeping rather than curves of the method.
 BASE_METRIC_KEYS = frozenset({"step", "max_steps", "epoch", "loss", "learning_rate", "tokens_per_second",
-                              "peak_memory_bytes", "memory_kind", "time", "grad_norm"})
+                              "peak_memory_bytes", "memory_kind", "time", "grad_norm", "num_tokens"})
+# The metrics that say whether preference learning works (TRL's names), shown first when present.
+KEY_METRICS = ("rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected", "reward", "reward_std",
+               "kl", "accuracy")
 STATUS_ICONS = {"prepared": ":material/schedule:", "running": ":material/directions_run:",
                 "succeeded": ":material/check_circle:", "failed": ":material/error:",
                 "stopped": ":material/stop_circle:"}
@@ -344,6 +347,13 @@ def method_metric_keys(rows: list[dict[str, Any]]) -> list[str]:
             if key not in BASE_METRIC_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
                 keys[key] = None
     return list(keys)
+
+
+def key_metric_keys(rows: list[dict[str, Any]]) -> list[str]:
+    """The few method metrics worth a chart (DPO's reward accuracies and margins, GRPO's reward and
+    KL...); all the method's metrics when none of those is logged."""
+    found = method_metric_keys(rows)
+    return [k for k in KEY_METRICS if k in found] or found
 
 
 def registry():
@@ -401,7 +411,7 @@ def render_run(run_id: str, *, key: str, capacity_bytes: int | None = None) -> s
         if rows:
             left, right = st.columns(2)
             left.plotly_chart(figures.metric_curves_figure(rows, ["loss"], title="Loss"), key=f"{key}_loss")
-            extra = method_metric_keys(rows)
+            extra = key_metric_keys(rows)
             if extra:
                 right.plotly_chart(figures.metric_curves_figure(rows, extra, title="Method metrics"),
                                    key=f"{key}_extra")

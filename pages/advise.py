@@ -230,14 +230,17 @@ def main() -> None:
         st.button("Restart", on_click=_on_restart, key="advise_restart_broken")
         return
     step = got.value
-    if step.done:
-        st.progress(1.0, text=f"Done: {step.answered} questions answered")
-        _card(answers)
-    else:
-        st.progress(step.fraction, text=f"Question {step.answered + 1} of up to {step.expected}")
-        _ask(step, answers)
-    st.subheader("Decision tree")
-    _tree(answers)
+    left, right = st.columns([5, 4], gap="large")
+    with left:
+        if step.done:
+            st.progress(1.0, text=f"Done: {step.answered} questions answered")
+            _card(answers)
+        else:
+            st.progress(step.fraction, text=f"Question {step.answered + 1} of up to {step.expected}")
+            _ask(step, answers)
+    with right:
+        st.markdown("**Decision tree**")
+        _tree(answers)
 
 
 main()

@@ -272,7 +272,8 @@ def _launch(spec) -> None:
 def _monitor(run_id: str) -> None:
     st.subheader(f"Run {run_id}")
     status = ui.render_run(run_id, key="launch_monitor")
-    c1, c2, c3, _ = st.columns([1, 1, 1, 3])
+    bar = st.container(horizontal=True)
+    c1 = c2 = c3 = bar
     if status == "running" and c1.button("Stop", key="launch_stop", icon=":material/stop:"):
         ui.stop_run_in_background(run_id)
         st.toast("Stopping: the run saves a checkpoint, then exits.")

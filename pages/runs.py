@@ -13,12 +13,17 @@ from alignplan import figures, ui
 ui.use_app_navigation()
 
 
+def _short_model(model: str) -> str:
+    """A local model directory by its folder name (hub ids as they are): the table stays readable."""
+    return Path(model).name if model.startswith(("/", ".", "~")) else model
+
+
 def _table(records: list) -> pd.DataFrame:
     rows = []
     for r in records:
         last = r.last_metrics or {}
         rows.append({
-            "id": r.id, "name": r.name or "", "method": r.method, "model": r.model, "status": r.status,
+            "id": r.id, "name": r.name or "", "method": r.method, "model": _short_model(r.model), "status": r.status,
             "created": dt.datetime.fromtimestamp(r.created_at),
             "duration": ui.fmt_duration((r.ended_at or r.updated_at) - r.started_at) if r.started_at else "–",
             "step": last.get("step"), "loss": last.get("loss"),
@@ -49,7 +54,8 @@ def _filters(records: list) -> list:
 def _actions(rec) -> None:
     from runners import launch
 
-    c1, c2, c3, _ = st.columns([1, 1, 1, 3])
+    bar = st.container(horizontal=True)
+    c1 = c2 = c3 = bar
     if rec.status == "running" and c1.button("Stop", key="runs_stop", icon=":material/stop:"):
         ui.stop_run_in_background(rec.id)
         st.toast(f"Asked {rec.id} to stop: it saves a checkpoint first, then the status turns to stopped.")

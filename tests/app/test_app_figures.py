@@ -72,12 +72,23 @@ def test_memory_vs_prediction_lines():
     assert sorted(s.y0 for s in fig.layout.shapes) == [3.0, 8.0]
 
 
-def test_tree_layout_parents_over_children_and_depth_as_row():
-    pos = figures.tree_layout(["q1", "q2", "a", "b", "c"], [("q1", "q2"), ("q1", "c"), ("q2", "a"), ("q2", "b")])
-    assert pos["q1"][1] == 0 and pos["q2"][1] == -1 and pos["a"][1] == -2
-    assert pos["q2"][0] == (pos["a"][0] + pos["b"][0]) / 2
-    assert pos["q1"][0] == (pos["q2"][0] + pos["c"][0]) / 2
-    assert len({p for p in pos.values()}) == 5  # no two nodes on the same spot
+def test_tree_layout_layers_point_down_and_never_overlap():
+    edges = [("q1", "q2"), ("q1", "c"), ("q2", "a"), ("q2", "b"), ("c", "b"), ("b", "q1")]  # b->q1 closes a cycle
+    pos = figures.tree_layout(["q1", "q2", "a", "b", "c"], edges)
+    assert pos["q1"][1] == 0 and pos["q2"][1] == -1 and pos["c"][1] == -1
+    assert pos["b"][1] == -2  # its longest way from the root
+    for a, b in edges[:-1]:
+        assert pos[a][1] > pos[b][1]
+    assert len(set(pos.values())) == 5  # no two nodes on the same spot
+
+
+def test_tree_layout_orders_children_under_their_parents():
+    # Two subtrees: each parent's children sit on its side of the layer below.
+    edges = [("r", "x"), ("r", "y"), ("x", "x1"), ("x", "x2"), ("y", "y1"), ("y", "y2")]
+    pos = figures.tree_layout(["r", "y", "x", "y1", "x1", "y2", "x2"], edges)
+    left, right = sorted(["x", "y"], key=lambda n: pos[n][0])
+    kids = {"x": ["x1", "x2"], "y": ["y1", "y2"]}
+    assert max(pos[k][0] for k in kids[left]) < min(pos[k][0] for k in kids[right])
 
 
 def test_decision_tree_highlights_the_path():
@@ -88,7 +99,8 @@ def test_decision_tree_highlights_the_path():
     by_name = {t.name: t for t in fig.data}
     assert sorted(by_name["path"].hovertext) == ["DPO", "Reward?"]
     assert list(by_name["nodes"].hovertext) == ["PPO"]
-    assert [x for x in by_name["path edges"].x if x is not None] and list(by_name["answers"].text) == ["pairs"]
+    assert [x for x in by_name["path edges"].x if x is not None]
+    assert [a.text for a in fig.layout.annotations] == ["pairs"]  # the answer taken, on its edge
     # The grey edges hold only the edge off the path.
     assert len([x for x in by_name["edges"].x if x is None]) == 1
 

@@ -49,8 +49,9 @@ def test_save_upload_is_content_addressed(tmp_path, monkeypatch):
     assert a.read_bytes() == b'{"a": 1}'
 
 
-def test_trl_defaults_table_matches_trl():
+def test_trl_defaults_table_matches_trl(monkeypatch):
     """The Launch form's defaults (kept in ui so the page opens without importing TRL) are TRL's."""
+    monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
     import dataclasses
 
     import trl
@@ -76,3 +77,12 @@ def test_form_hparams_layers_defaults_demo_and_preset():
     assert extras["lr_scheduler_type"] == tiny.DEMO_HPARAMS["lr_scheduler_type"]
     fields, _ = ui.form_hparams("grpo", tiny=False)
     assert fields["num_generations"] == 8 and "max_length" not in fields
+
+
+def test_metric_keys_pick_the_method_metrics():
+    dpo = [{"step": 1, "loss": 0.7, "num_tokens": 300, "entropy": 5.0, "rewards/margins": 0.1, "logps/chosen": -3.0,
+            "rewards/accuracies": 0.5, "memory_kind": "cpu_rss", "done": True}]
+    assert ui.method_metric_keys(dpo) == ["entropy", "rewards/margins", "logps/chosen", "rewards/accuracies"]
+    assert ui.key_metric_keys(dpo) == ["rewards/accuracies", "rewards/margins"]
+    assert ui.key_metric_keys([{"step": 1, "reward": 1.0, "kl": 0.1, "completions/mean_length": 3}]) == ["reward", "kl"]
+    assert ui.key_metric_keys([{"step": 1, "foo": 2.0}]) == ["foo"]

@@ -1,0 +1,200 @@
+"""End to end in a real browser: plan a model, answer the advisor, launch the tiny demo DPO run and
+watch it succeed on the Runs page.
+
+Drives Debian's Chromium (/usr/bin/chromium, installed by `scripts/setup.sh --browser`) with
+Playwright; skipped when it is absent. Screenshots of each page go to artifacts/e2e/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "artifacts" / "e2e"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} not healthy after {timeout}s")
+
+
+@pytest.fixture
+def server(tmp_path):
+    """`streamlit run app.py` on a free port, runs in a private directory; yields the base URL."""
+    port = _free_port()
+    env = dict(os.environ, ALIGNPLAN_RUNS_DIR=str(tmp_path / "runs"), PYTHONPATH=str(ROOT))
+    env.pop("ALIGNPLAN_TINY_MODEL", None)
+    log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.headless", "true", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        yield url
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "streamlit.log").write_bytes((tmp_path / "streamlit.log").read_bytes())
+
+
+@pytest.fixture
+def browser_page():
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent (install Debian's chromium: scripts/setup.sh --browser)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1500})
+        page.set_default_timeout(60_000)
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def _settle(page) -> None:
+    """Wait until Streamlit has finished the rerun the last action started."""
+    page.wait_for_timeout(300)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]') || "
+        "!document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
+        timeout=120_000,
+    )
+    page.wait_for_timeout(300)
+
+
+def _shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def _metric_value(page, label: str) -> str:
+    metric = page.locator('[data-testid="stMetric"]').filter(has_text=label).first
+    return metric.locator('[data-testid="stMetricValue"]').inner_text()
+
+
+def test_plan_advise_launch_runs_in_a_browser(server, browser_page):
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=90_000)
+    page = browser_page
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    # --- Plan: a shared link sets the inputs; changing the model changes the plan and the link.
+    page.goto(f"{server}/plan?methods=dpo,ppo,grpo&seq=2048")
+    expect(page.get_by_role("heading", name="Plan GPU memory")).to_be_visible()
+    expect(page.locator('[data-testid="stMetric"]').filter(has_text="dpo peak per GPU")).to_be_visible()
+    _settle(page)
+    before = _metric_value(page, "dpo peak per GPU")
+    model_box = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first
+    model_box.click()
+    page.keyboard.type("Qwen2.5-7B")
+    page.get_by_role("option", name="Qwen/Qwen2.5-7B", exact=True).click()
+    _settle(page)
+    expect(page.locator('[data-testid="stMetric"]').filter(has_text="dpo peak per GPU")
+           .locator('[data-testid="stMetricValue"]')).not_to_have_text(before)
+    assert "model=Qwen" in page.url and "methods=dpo%2Cppo%2Cgrpo" in page.url.replace(",", "%2C")
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    page.wait_for_timeout(1000)
+    _shot(page, "plan")
+
+    # --- Advise: answer the questions one at a time.
+    page.get_by_role("link", name="Advise").click()
+    expect(page.get_by_role("heading", name="Choose the method")).to_be_visible()
+    _settle(page)
+    answers = [
+        ("radio", "pairwise preferences"),
+        ("radio", "style and tone"),
+        ("radio", "yes, human annotators"),
+        ("number", "6000"),
+    ]
+    for kind, value in answers:
+        if kind == "radio":
+            page.locator('[data-testid="stRadio"]').get_by_text(value, exact=False).first.click()
+        else:
+            box = page.get_by_label("Your answer")
+            box.fill(value)
+            box.press("Enter")
+        _settle(page)
+        page.get_by_role("button", name="Next").click()
+        _settle(page)
+    # The remaining questions (failure mode, model, GPU, count) are optional: keep their defaults.
+    for _ in range(6):
+        if page.get_by_text("Recommended:").count():
+            break
+        page.get_by_role("button", name="Next").click()
+        _settle(page)
+    expect(page.get_by_role("heading", name=re.compile(r"Recommended: DPO"))).to_be_visible()
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    page.wait_for_timeout(1000)
+    _shot(page, "advise")
+
+    # --- Launch: carried over from the advice; use the tiny demo model, then launch.
+    page.get_by_role("button", name="Launch it").click()
+    expect(page.get_by_role("heading", name="Launch a run")).to_be_visible()
+    _settle(page)
+    expect(page.get_by_text("Prefilled from the advice")).to_be_visible()
+    page.get_by_text("Tiny demo model", exact=True).click()
+    _settle(page)
+    expect(page.get_by_text("Detected format")).to_be_visible()
+    expect(page.locator('[data-testid="stMetric"]').filter(has_text="Predicted peak")).to_be_visible()
+    _shot(page, "launch")
+    page.get_by_role("button", name="Launch").click()
+    expect(page.get_by_role("heading", name=re.compile(r"Run \d{8}-\d{6}-dpo-"))).to_be_visible(timeout=120_000)
+    # The live monitor refreshes by itself until the run ends.
+    status = page.locator('[data-testid="stMetric"]').filter(has_text="Status").locator('[data-testid="stMetricValue"]')
+    expect(status).to_have_text("succeeded", timeout=600_000)
+    page.wait_for_timeout(1500)
+    _shot(page, "launch-monitor")
+
+    # --- Runs: the registry lists the run as succeeded, with its curves.
+    page.get_by_role("link", name="Runs").click()
+    expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+    _settle(page)
+    expect(page.locator('[data-testid="stMetric"]').filter(has_text="Status")
+           .locator('[data-testid="stMetricValue"]')).to_have_text("succeeded")
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    page.wait_for_timeout(1500)
+    _shot(page, "runs")
+    assert not page.locator('[data-testid="stException"]').count()
+    assert not errors, errors
