@@ -199,6 +199,8 @@ def build_config(
         "gradient_checkpointing": spec.gradient_checkpointing,
         **precision_args(run.precision, run.cuda),
     }
+    if "trust_remote_code" in {f.name for f in dataclasses.fields(config_cls)}:
+        kwargs["trust_remote_code"] = spec.trust_remote_code  # TRL loads the reference model with it
     if has_eval:
         kwargs.setdefault("eval_strategy", "steps")
         kwargs.setdefault("eval_steps", spec.save_steps)

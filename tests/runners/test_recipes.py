@@ -171,7 +171,7 @@ def test_dpo_on_random_labels_stays_near_chance(tiny_model_dir, demo_data, make_
 
 
 def test_stop_file_saves_a_checkpoint_and_resume_continues(tiny_model_dir, demo_data, make_run_dir) -> None:
-    spec_path = make_run_dir(**spec_fields("dpo", tiny_model_dir, demo_data, max_steps=60, save_steps=1000))
+    spec_path = make_run_dir(**spec_fields("dpo", tiny_model_dir, demo_data, max_steps=30, save_steps=1000))
     run_dir = spec_path.parent
     log = (run_dir / "stdout.log").open("w")
     proc = subprocess.Popen(
@@ -195,7 +195,7 @@ def test_stop_file_saves_a_checkpoint_and_resume_continues(tiny_model_dir, demo_
     result = read_result(run_dir)
     assert result["status"] == "stopped"
     stopped_at = result["step"]
-    assert 2 <= stopped_at < 60
+    assert 2 <= stopped_at < 30
     assert result["checkpoint"].endswith(f"checkpoint-{stopped_at}")
     assert (Path(result["checkpoint"]) / "trainer_state.json").is_file()
     assert not (run_dir / "checkpoints" / "final").exists()
@@ -203,9 +203,9 @@ def test_stop_file_saves_a_checkpoint_and_resume_continues(tiny_model_dir, demo_
     assert run_recipe("dpo", spec_path, "--resume") == 0
     assert not (run_dir / "STOP").exists()
     steps = [r["step"] for r in read_metrics(run_dir)]
-    assert steps == list(range(1, 61))  # the resumed run continues the count, appending
+    assert steps == list(range(1, 31))  # the resumed run continues the count, appending
     result = read_result(run_dir)
-    assert result["status"] == "succeeded" and result["final"]["step"] == 60
+    assert result["status"] == "succeeded" and result["final"]["step"] == 30
 
 
 def test_resume_without_a_checkpoint_starts_from_step_one(tiny_model_dir, demo_data, make_run_dir) -> None:
@@ -385,28 +385,50 @@ use_cpu: false
 """
 
 
-@pytest.mark.slow
-def test_two_process_data_parallel_dpo_on_cpu(tiny_model_dir, demo_data, make_run_dir) -> None:
-    spec_path = make_run_dir(**spec_fields("dpo", tiny_model_dir, demo_data, max_steps=4, save_steps=2))
-    run_dir = spec_path.parent
-    config = run_dir / "accelerate.yaml"
-    config.write_text(ACCELERATE_CPU_CONFIG.format(port=29500 + os.getpid() % 1000))
+def launch_two_processes(run_dir: Path, spec_path: Path, *extra: str, stop_after: int | None = None) -> str:
+    """accelerate launch with 2 processes; touch STOP once stop_after metrics lines exist. Returns the log."""
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
-        "-m", "runners.recipes.dpo", "--spec", str(spec_path),
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(run_dir / "accelerate.yaml"),
+        "-m", "runners.recipes.dpo", "--spec", str(spec_path), *extra,
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with (run_dir / "stdout.log").open("w") as log:
-        proc = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=300,
-                              start_new_session=True)
-    output = (run_dir / "stdout.log").read_text()
-    assert proc.returncode == 0, output[-3000:]
+    log_path = run_dir / "stdout.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
+        try:
+            deadline = time.time() + 300
+            while stop_after and time.time() < deadline and proc.poll() is None:
+                metrics = run_dir / "metrics.jsonl"
+                if metrics.exists() and len(metrics.read_text().splitlines()) >= stop_after:
+                    (run_dir / "STOP").touch()
+                    break
+                time.sleep(0.05)
+            returncode = proc.wait(timeout=300)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    output = log_path.read_text()
+    assert returncode == 0, output[-3000:]
+    return output
+
+
+@pytest.mark.slow
+def test_two_process_data_parallel_dpo_on_cpu_stops_and_resumes(tiny_model_dir, demo_data, make_run_dir) -> None:
+    spec_path = make_run_dir(**spec_fields("dpo", tiny_model_dir, demo_data, max_steps=12, save_steps=1000))
+    run_dir = spec_path.parent
+    (run_dir / "accelerate.yaml").write_text(ACCELERATE_CPU_CONFIG.format(port=29500 + os.getpid() % 1000))
+
+    output = launch_two_processes(run_dir, spec_path, stop_after=2)
     assert output.count("[dpo] spec") == 1  # only the main process logs
-    records = read_metrics(run_dir)
-    assert [r["step"] for r in records] == [1, 2, 3, 4]  # one writer, no duplicated lines
-    # two processes x 4 pairs per step: 4 steps cover 32 of the 240 pairs (one process would cover 16)
-    assert records[-1]["epoch"] == pytest.approx(4 * 2 * 4 / 240, rel=0.01)
-    assert records[0]["num_tokens"] > 0
     result = read_result(run_dir)
-    assert result["status"] == "succeeded"
-    assert (run_dir / "checkpoints" / "checkpoint-4").is_dir()
+    # every process saw the same STOP decision (one all-reduce per step), or the run would hang here
+    assert result["status"] == "stopped"
+    stopped_at = result["step"]
+    assert 2 <= stopped_at < 12 and Path(result["checkpoint"]).name == f"checkpoint-{stopped_at}"
+
+    launch_two_processes(run_dir, spec_path, "--resume")
+    records = read_metrics(run_dir)
+    assert [r["step"] for r in records] == list(range(1, 13))  # one writer, no duplicated lines
+    # two processes x 4 pairs per step: 12 steps cover 96 of the 240 pairs (one process would cover 48)
+    assert records[-1]["epoch"] == pytest.approx(12 * 2 * 4 / 240, rel=0.01)
+    assert read_result(run_dir)["status"] == "succeeded"
