@@ -600,3 +600,12 @@ def stop_run_in_background(run_id: str) -> None:
             print(f"alignplan: stopping {run_id} failed: {exc}")
 
     threading.Thread(target=stop, name=f"stop-{run_id}", daemon=True).start()
+
+
+def run_page(main: Callable[[], None], what: str = "This page") -> None:
+    """Run a page's main(): anything it did not catch itself becomes a short error with details
+    folded away, never a traceback. (st.rerun/st.stop/st.switch_page are BaseExceptions and pass.)"""
+    try:
+        main()
+    except Exception as exc:  # the last line of defence; pages catch the errors they expect
+        show_error(what, exc)

@@ -173,10 +173,9 @@ def _card(answers: dict) -> None:
         if rec.caveats:
             st.markdown("**Caveats**\n" + "\n".join(f"- {c['text']}" for c in rec.caveats))
         if rec.alternatives:
-            st.markdown("**Alternatives**")
-            st.dataframe(pd.DataFrame([{"method": a["name"], "why not": a["why_not"],
-                                        "runner-up": "yes" if a.get("runner_up") else ""}
-                                       for a in rec.alternatives]), hide_index=True, key="advise_alternatives")
+            st.markdown("**Alternatives**\n" + "\n".join(
+                f"- **{a['name']}**{' (runner-up)' if a.get('runner_up') else ''}: {a['why_not']}"
+                for a in rec.alternatives))
         _memory(rec.memory)
         if rec.next_steps:
             st.markdown("**Next steps**\n" + "\n".join(f"{i}. {s}" for i, s in enumerate(rec.next_steps, 1)))
@@ -243,4 +242,4 @@ def main() -> None:
         _tree(answers)
 
 
-main()
+ui.run_page(main)

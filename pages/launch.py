@@ -327,4 +327,4 @@ def main() -> None:
             st.rerun()
 
 
-main()
+ui.run_page(main)

@@ -145,11 +145,13 @@ def _results(plans: dict, model: str, gpu: str, gpus: int) -> None:
     for i, (method, plan) in enumerate(plans.items()):
         fits = plan.fits
         delta = None if fits is None else ("fits" if fits else "does not fit")
-        cols[i % len(cols)].metric(
+        col = cols[i % len(cols)]
+        col.metric(
             f"{method} peak per GPU", ui.gib(plan.peak_bytes_per_gpu), delta=delta,
             delta_color="normal" if fits else "inverse", delta_arrow="off",
-            help=f"Peak phase: {plan.peak_phase}. Headroom on {gpu}: {ui.gib(plan.headroom_bytes)}.",
+            help=f"Headroom on {gpu}: {ui.gib(plan.headroom_bytes)}.",
         )
+        col.caption(f"peak phase: {plan.peak_phase.replace('_', ' ')}")
     fig = figures.memory_breakdown_figure(
         {m: p.components for m, p in plans.items()}, capacity_bytes=capacity,
         capacity_label=f"{gpu}", peak_phase_by_method={m: p.peak_phase for m, p in plans.items()},
@@ -205,4 +207,4 @@ def main() -> None:
         ui.attempt("Showing the plan", _results, plans.value, model, gpu, gpus)
 
 
-main()
+ui.run_page(main)

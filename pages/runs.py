@@ -155,4 +155,4 @@ def main() -> None:
         _compare(shown)
 
 
-main()
+ui.run_page(main)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +87,34 @@ def test_launching_the_demo_trains_and_the_runs_page_finds_it(app):
     fresh.button(key="runs_delete_yes").click().run()
     assert not fresh.exception and time.monotonic() - t0 < 60
     assert any("No runs yet" in i.value for i in fresh.info)
+
+
+@pytest.mark.slow
+def test_stop_then_resume_from_the_pages(app):
+    from runners import launch
+    from runners.registry import Registry
+    from runners.rundir import RunDir
+
+    at = _launch_page(app)
+    at.number_input(key="launch_steps_dpo_tiny").set_value(400).run()
+    at.button(key="launch_go").click().run()
+    run_id = at.session_state["launch_run_id"]
+    reg = Registry.for_runs_root()
+    run = RunDir(Path(reg.get(run_id).run_dir))
+    deadline = time.monotonic() + 300
+    while not run.metrics() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert run.metrics(), "no metrics within 300 s"
+    at.run()
+    at.button(key="launch_stop").click().run()  # returns at once; the stop runs in the background
+    rec = launch.wait(run_id, timeout=300)
+    assert rec.status == "stopped"
+    steps_before = run.metrics()[-1]["step"]
+    at.switch_page("pages/runs.py").run()
+    at.button(key="runs_resume").click().run()
+    assert not at.exception and not at.error
+    assert reg.get(run_id).status == "running" and reg.get(run_id).launches == 2
+    while len(run.metrics()) <= steps_before and time.monotonic() < deadline + 300:
+        time.sleep(0.5)
+    launch.stop(run_id)
+    assert run.metrics()[-1]["step"] > steps_before  # continued, step count going on

@@ -86,3 +86,22 @@ def test_metric_keys_pick_the_method_metrics():
     assert ui.key_metric_keys(dpo) == ["rewards/accuracies", "rewards/margins"]
     assert ui.key_metric_keys([{"step": 1, "reward": 1.0, "kl": 0.1, "completions/mean_length": 3}]) == ["reward", "kl"]
     assert ui.key_metric_keys([{"step": 1, "foo": 2.0}]) == ["foo"]
+
+
+def test_errors_reach_the_page_as_messages_not_tracebacks():
+    from streamlit.testing.v1 import AppTest
+
+    def page():
+        from alignplan import ui
+
+        def boom():
+            raise RuntimeError("kaboom")
+
+        ui.run_page(boom)
+        ui.attempt("Reading the count", int, "many")
+
+    at = AppTest.from_function(page).run()
+    assert not at.exception
+    assert "failed unexpectedly (RuntimeError)" in at.error[0].value
+    assert at.expander[0].label == "Error details" and "kaboom" in at.expander[0].code[0].value
+    assert at.error[1].value.startswith("Reading the count: invalid literal")  # a ValueError: its message
