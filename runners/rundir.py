@@ -264,8 +264,21 @@ def planner_gpu_id(gpu: dev.GPU) -> str | None:
     return min(specs, key=lambda s: abs(int(s.memory_bytes) - gpu.total_bytes)).id if specs else None
 
 
-def resolve_precision(spec: RunSpec, on_gpu: bool) -> str:
-    return spec.precision or ("bf16" if on_gpu else "fp32")
+def resolve_precision(spec: RunSpec, gpus: list[dev.GPU]) -> str:
+    """The recipe's rule: the spec's precision, else bf16 on a bf16-capable GPU, else fp32."""
+    if spec.precision:
+        return spec.precision
+    return "bf16" if gpus and all(gpu_has_bf16(g) for g in gpus) else "fp32"
+
+
+def gpu_has_bf16(gpu: dev.GPU) -> bool:
+    """From the planner's GPU catalogue (T4: no); GPUs it does not know are assumed to have it."""
+    try:
+        import planner
+    except ImportError:
+        return True
+    known = planner.match_gpu_name(gpu.name, gpu.total_bytes)
+    return True if known is None else bool(known.bf16)
 
 
 def select_gpus(spec: RunSpec, devices: dev.Devices) -> list[dev.GPU]:
@@ -303,7 +316,7 @@ def decide(spec: RunSpec, devices: dev.Devices, estimate: Estimator = planner_es
     first DeepSpeed ZeRO stage that fits (2, then 3); ZeRO-3 when none does, flagged as not fitting.
     """
     gpus = select_gpus(spec, devices)
-    precision = resolve_precision(spec, bool(gpus))
+    precision = resolve_precision(spec, gpus)
     tried: list[dict[str, Any]] = []
     if not gpus:
         n = spec.num_processes or 1

@@ -190,3 +190,12 @@ def test_local_paths_become_absolute_hub_ids_stay(tmp_path, monkeypatch):
     run = rundir.prepare(spec(dataset={"path": "org/hub-dataset"}), tmp_path / "runs", devices=cpu_devices(),
                          estimate=no_estimate)
     assert run.spec().model == "meta-llama/Llama-3.1-8B" and run.spec().dataset.path == "org/hub-dataset"
+
+
+def test_default_precision_follows_bf16_support(tmp_path):
+    decision, planned = rundir.decide(spec(model="Qwen/Qwen2.5-0.5B"), fake_gpus(1, 15, name="Tesla T4"))
+    assert decision.precision == "fp32" and planned["request"]["precision"] == "fp32"
+    decision, _ = rundir.decide(spec(model="Qwen/Qwen2.5-0.5B"), fake_gpus(1, 80))
+    assert decision.precision == "bf16"
+    decision, _ = rundir.decide(spec(model="Qwen/Qwen2.5-0.5B", precision="amp-bf16"), fake_gpus(1, 15, name="Tesla T4"))
+    assert decision.precision == "amp-bf16"
