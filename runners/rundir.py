@@ -523,12 +523,29 @@ def write_command(run: RunDir, argv: list[str], cwd: str | Path = REPO_ROOT, env
     run.command_sh.chmod(0o755)
 
 
+def catalogue_hub_id(alias: str) -> str | None:
+    """The hub id behind a planner catalogue alias ("llama-3.1-8b" -> "meta-llama/Llama-3.1-8B")."""
+    try:
+        import planner
+
+        found = planner.load_model(alias)
+    except Exception:  # not an alias the planner knows: leave the name to the recipe
+        return None
+    model_id = getattr(found, "id", None)
+    return model_id if isinstance(model_id, str) and "/" in model_id else None
+
+
 def with_absolute_paths(spec: RunSpec) -> RunSpec:
     """Local model and data paths made absolute: the recipe runs from the repository root, and
-    command.sh must work from any directory. Hub ids (no such local path) are left alone."""
+    command.sh must work from any directory. A planner alias becomes its hub id, which the recipe
+    can load; other hub ids are left alone."""
     changes: dict[str, Any] = {}
     if not Path(spec.model).is_absolute() and Path(spec.model).exists():
         changes["model"] = str(Path(spec.model).resolve())
+    elif not Path(spec.model).exists() and "/" not in spec.model:
+        hub_id = catalogue_hub_id(spec.model)
+        if hub_id:
+            changes["model"] = hub_id
     data = spec.dataset.path
     if not Path(data).is_absolute() and Path(data).exists():
         changes["dataset"] = spec.dataset.model_copy(update={"path": str(Path(data).resolve())})

@@ -199,3 +199,8 @@ def test_default_precision_follows_bf16_support(tmp_path):
     assert decision.precision == "bf16"
     decision, _ = rundir.decide(spec(model="Qwen/Qwen2.5-0.5B", precision="amp-bf16"), fake_gpus(1, 15, name="Tesla T4"))
     assert decision.precision == "amp-bf16"
+
+
+def test_catalogue_alias_becomes_the_hub_id(tmp_path):
+    run = rundir.prepare(spec(model="llama-3.1-8b"), tmp_path, devices=cpu_devices(), estimate=no_estimate)
+    assert run.spec().model == planner.load_model("llama-3.1-8b").id == "meta-llama/Llama-3.1-8B"
