@@ -135,7 +135,7 @@ def memory_vs_prediction_figure(
         fig.add_hline(y=_gib(capacity_bytes), line_dash="dash", line_color="#111827",
                       annotation_text=f"capacity {_gib(capacity_bytes):.1f} GiB", annotation_position="bottom left")
     fig.update_layout(xaxis_title=x, yaxis_title="GiB", margin=dict(t=10, b=10, l=10, r=10), height=300,
-                      yaxis_rangemode="tozero", legend=dict(orientation="h", y=-0.3))
+                      yaxis_rangemode="tozero", showlegend=True, legend=dict(orientation="h", y=-0.3))
     return fig
 
 

@@ -264,10 +264,11 @@ def save_upload(data: bytes, name: str = "config.json") -> Path:
 
 
 def gib(n: int | float | None) -> str:
-    """Bytes as GiB (2^30) for display."""
+    """Bytes as GiB (2^30) for display: two decimals below 10 GiB, one above."""
     if n is None:
         return "–"
-    return f"{n / GIB:,.1f} GiB"
+    value = n / GIB
+    return f"{value:,.2f} GiB" if abs(value) < 10 else f"{value:,.1f} GiB"
 
 
 def runs_dir() -> Path:

@@ -56,3 +56,27 @@ def test_bad_setup_shows_the_planner_message_not_a_traceback(app):
     at.selectbox(key="plan_offload").set_value("params").run()  # needs sharding stage 3
     assert not at.exception
     assert any("offload" in e.value for e in at.error)
+
+
+def test_uploaded_config_json_is_planned(app):
+    import json
+    from pathlib import Path
+
+    cfg = Path(__file__).resolve().parents[2] / "planner" / "catalogue" / "HuggingFaceTB--SmolLM2-135M.json"
+    data = json.loads(cfg.read_text())
+    data = data.get("config", data)  # catalogue files may wrap the config with its source
+    at = app.run()
+    big = _gib(_metric(at, "dpo").value)
+    at.file_uploader(key="plan_upload").set_value(("config.json", json.dumps(data).encode(), "application/json")).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    small = _gib(_metric(at, "dpo").value)
+    assert small < big / 10
+    # A file that is not JSON is refused with what to upload instead.
+    at.file_uploader(key="plan_upload").set_value(("config.json", b"not json", "application/json")).run()
+    assert not at.exception and "not a valid JSON file" in at.error[0].value
+
+
+def test_gib_display():
+    from alignplan import ui
+
+    assert ui.gib(None) == "–" and ui.gib(2**29) == "0.50 GiB" and ui.gib(80 * 2**30) == "80.0 GiB"
