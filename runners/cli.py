@@ -266,20 +266,21 @@ def launch_and_follow(run_id: str, run_path: Path, *, detach: bool, as_json: boo
     from runners.registry import Registry
     from runners.rundir import RunDir
 
-    pid = launch.resume(run_id) if resume_run else launch.launch(run_path)
     out = sys.stderr if as_json else sys.stdout
-    print(f"launched run {run_id} (pid {pid}); log: {Path(run_path) / 'stdout.log'}", file=out, flush=True)
-    if detach:
-        if as_json:
-            emit_json({"run_id": run_id, "run_dir": str(run_path), "pid": pid, "status": "running"})
-        return 0
     interrupted = False
     try:
+        pid = launch.resume(run_id) if resume_run else launch.launch(run_path)
+        print(f"launched run {run_id} (pid {pid}); log: {Path(run_path) / 'stdout.log'}", file=out, flush=True)
+        if detach:
+            if as_json:
+                emit_json({"run_id": run_id, "run_dir": str(run_path), "pid": pid, "status": "running"})
+            return 0
         for row in launch.follow(run_id):
             print(progress_line(row), file=out, flush=True)
     except KeyboardInterrupt:
         interrupted = True
-        stop_after_interrupt(run_id, grace, out)
+        if _is_running(run_id):
+            stop_after_interrupt(run_id, grace, out)
     rec = launch.wait(run_id)
     run = RunDir(Path(rec.run_dir))
     if as_json:
@@ -443,12 +444,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     })
     run = prepare(spec)
     print(f"run {run.id}: DPO on {demo_dataset_path().name}, {steps} steps on CPU", file=out, flush=True)
-    launch.launch(run.path)
     try:
+        launch.launch(run.path)
         for row in launch.follow(run.id):
             print(progress_line(row), file=out, flush=True)
     except KeyboardInterrupt:
-        stop_after_interrupt(run.id, 30.0, out)
+        if _is_running(run.id):
+            stop_after_interrupt(run.id, 30.0, out)
         return 130
     rec = launch.wait(run.id)
     m = rec.last_metrics or {}

@@ -47,20 +47,20 @@ def test_crash_is_failed_with_exit_code_and_log_tail(tmp_path):
 
 
 def test_stop_then_resume_continues_the_step_count(tmp_path):
-    run = fake_run(tmp_path, steps=40, fake_step_seconds=0.05, save_steps=100)
+    run = fake_run(tmp_path, steps=100, fake_step_seconds=0.03, save_steps=1000)
     launch.launch(run.path)
     assert wait_until(lambda: len(run.metrics()) >= 3)
     rec = launch.stop(run.id, grace=30, runs=tmp_path)
     assert rec.status == "stopped" and rec.exit_code == 0
     assert processes_in_group(rec.pgid) == []
     k = run.metrics()[-1]["step"]
-    assert 3 <= k < 40
+    assert 3 <= k < 100
     launch.resume(run.id, runs=tmp_path)
     assert registry(tmp_path).get(run.id).status == "running"
     rec = launch.wait(run.id, timeout=60, runs=tmp_path)
     assert rec.status == "succeeded" and rec.launches == 2
     steps = [m["step"] for m in run.metrics()]
-    assert steps == list(range(1, 41))  # no step repeated or skipped across the stop
+    assert steps == list(range(1, 101))  # no step repeated or skipped across the stop
     assert "resume=True" in run.stdout_log.read_text()
 
 
