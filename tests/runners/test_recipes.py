@@ -432,3 +432,24 @@ def test_two_process_data_parallel_dpo_on_cpu_stops_and_resumes(tiny_model_dir, 
     # two processes x 4 pairs per step: 12 steps cover 96 of the 240 pairs (one process would cover 48)
     assert records[-1]["epoch"] == pytest.approx(12 * 2 * 4 / 240, rel=0.01)
     assert read_result(run_dir)["status"] == "succeeded"
+
+
+# --- GPU (skipped without one) ---------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+def test_dpo_on_gpu_defaults_to_bf16_and_reports_cuda_memory(tiny_model_dir, demo_data, make_run_dir) -> None:
+    spec_path = make_run_dir(**spec_fields("dpo", tiny_model_dir, demo_data, devices="auto"))
+    assert run_recipe("dpo", spec_path) == 0
+    result = read_result(spec_path.parent)
+    assert (result["device"], result["precision"], result["memory_kind"]) == ("cuda", "bf16", "cuda_max_allocated")
+    assert result["peak_memory_bytes"] > 0
+
+
+@pytest.mark.gpu
+def test_qlora_dpo_on_gpu(tiny_model_dir, demo_data, make_run_dir) -> None:
+    pytest.importorskip("bitsandbytes")
+    spec_path = make_run_dir(**spec_fields("dpo", tiny_model_dir, demo_data, devices="auto",
+                                           lora={"r": 4, "quant": "nf4"}))
+    assert run_recipe("dpo", spec_path) == 0
+    assert (Path(read_result(spec_path.parent)["final_model"]) / "adapter_config.json").is_file()
