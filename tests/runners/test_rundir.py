@@ -204,3 +204,19 @@ def test_default_precision_follows_bf16_support(tmp_path):
 def test_catalogue_alias_becomes_the_hub_id(tmp_path):
     run = rundir.prepare(spec(model="llama-3.1-8b"), tmp_path, devices=cpu_devices(), estimate=no_estimate)
     assert run.spec().model == planner.load_model("llama-3.1-8b").id == "meta-llama/Llama-3.1-8B"
+
+
+def test_plan_request_carries_the_spec_setup():
+    s = spec(lora={"r": 8, "quant": "nf4"}, gradient_checkpointing=False,
+             hparams={"max_length": 512, "per_device_train_batch_size": 2})
+    req = rundir.plan_request(s, precision="bf16", zero=2, gpus=4, gpu="A10G-24GB")
+    assert req == {"model": "meta-llama/Llama-3.1-8B", "method": "dpo", "seq_len": 512, "batch_size": 2,
+                   "precision": "bf16", "lora_rank": 8, "quant": "nf4", "grad_ckpt": False, "zero": 2, "gpus": 4,
+                   "nodes": 1, "gpu": "A10G-24GB"}
+    # TRL's defaults when hparams leave them out
+    req = rundir.plan_request(spec(), precision="fp32", zero=0, gpus=1, gpu=None)
+    assert (req["seq_len"], req["batch_size"], req["lora_rank"], "gpu" in req) == (1024, 8, None, False)
+    # and the planner accepts it as is
+    planned = planner.estimate(planner.PlanRequest(**rundir.plan_request(s, precision="bf16", zero=2, gpus=4,
+                                                                         gpu="A10G-24GB")))
+    assert planned.trainable_params < planned.params_total  # LoRA: adapters only
