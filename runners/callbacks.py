@@ -60,6 +60,21 @@ class RunMonitor(TrainerCallback):
         self.summary: dict[str, Any] = {}
         self._last_time: float | None = None
         self._last_tokens: float | None = None
+        self.counted_tokens: float | None = None  # set by count_tokens() for trainers that log no num_tokens
+
+    def count_tokens(self, collator, mask_keys: tuple[str, ...], world_size: int = 1):
+        """Wrap a data collator so the tokens of every batch (sums of the given attention masks) are
+        counted, times world_size: an estimate of all processes' tokens for tokens_per_second."""
+        self.counted_tokens = 0.0
+
+        def counting_collator(features):
+            batch = collator(features)
+            for key in mask_keys:
+                if key in batch:
+                    self.counted_tokens += float(batch[key].sum()) * world_size
+            return batch
+
+        return counting_collator
 
     @property
     def stop_path(self) -> Path:
@@ -101,7 +116,7 @@ class RunMonitor(TrainerCallback):
 
     def _record(self, state, logs: dict[str, Any]) -> dict[str, Any]:
         now = time.time()
-        tokens = _float(logs.get("num_tokens")) or (float(state.num_input_tokens_seen or 0) or None)
+        tokens = _float(logs.get("num_tokens")) or (float(state.num_input_tokens_seen or 0) or self.counted_tokens)
         record: dict[str, Any] = {
             "step": state.global_step,
             "max_steps": state.max_steps,

@@ -374,6 +374,13 @@ def import_function(dotted: str) -> Callable[..., Any]:
     return func
 
 
+def count_pair_tokens(run: Run, trainer) -> None:
+    """ORPO/CPO log no token count: count the chosen + rejected tokens of each batch for tokens_per_second."""
+    trainer.data_collator = run.monitor.count_tokens(
+        trainer.data_collator, ("chosen_attention_mask", "rejected_attention_mask"), trainer.args.world_size
+    )
+
+
 # --- 5. train, save, result ---------------------------------------------------------------------
 
 

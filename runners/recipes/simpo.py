@@ -36,6 +36,7 @@ def train(argv: list[str] | None = None) -> int:
         peft_config=common.peft_config(run),
         callbacks=[run.monitor],
     )
+    common.count_pair_tokens(run, trainer)  # for tokens_per_second: this trainer logs no token count
     return common.finish(run, trainer)
 
 

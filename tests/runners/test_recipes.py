@@ -107,11 +107,16 @@ def test_recipe_trains_and_logs_its_method_metrics(method, tiny_model_dir, demo_
     assert (Path(result["final_model"]) / "config.json").is_file()
 
 
-def test_tokens_per_second_is_measured_where_trl_counts_tokens(tiny_model_dir, demo_data, make_run_dir) -> None:
-    spec_path = make_run_dir(**spec_fields("dpo", tiny_model_dir, demo_data))
-    assert run_recipe("dpo", spec_path) == 0
-    rates = [r["tokens_per_second"] for r in read_metrics(spec_path.parent)]
+@pytest.mark.parametrize("method", ["dpo", "orpo"])  # TRL counts DPO's tokens; ORPO's are counted by the recipe
+def test_tokens_per_second_is_measured(method, tiny_model_dir, demo_data, make_run_dir) -> None:
+    spec_path = make_run_dir(**spec_fields(method, tiny_model_dir, demo_data))
+    assert run_recipe(method, spec_path) == 0
+    records = read_metrics(spec_path.parent)
+    rates = [r["tokens_per_second"] for r in records]
     assert all(rate is not None and 10 < rate < 10**8 for rate in rates)
+    # a rate times the step's duration is about one batch: 4 pairs of 20-80 tokens each side
+    seconds = records[2]["time"] - records[1]["time"]
+    assert 4 * 2 * 15 < rates[2] * seconds < 4 * 2 * 100
 
 
 # --- DPO learns the demo preference ----------------------------------------------------------------
