@@ -347,6 +347,18 @@ def peft_config(run: Run, task_type: str = "CAUSAL_LM"):
     )
 
 
+def describe_reference(run: Run, config) -> str:
+    """Which reference the trainer will use; logged so the run's memory use can be explained."""
+    if run.spec.lora is not None:
+        where = "the base model with the LoRA adapter switched off (no copy in memory)"
+    elif getattr(config, "precompute_ref_log_probs", False):
+        where = "log-probs precomputed once before training (no copy in memory while training)"
+    else:
+        where = f"a frozen copy of {run.spec.model} (set hparams precompute_ref_log_probs: true to drop it)"
+    run.log(f"reference: {where}")
+    return where
+
+
 def reward_functions(run: Run) -> list[Any]:
     """GRPO/RLOO reward: a reward model path (TRL loads it) or a Python function by dotted path."""
     reward = run.spec.reward

@@ -22,6 +22,7 @@ def train(argv: list[str] | None = None, forced: dict | None = None, method: str
     config = common.build_config(run, DPOConfig, forced=forced, has_eval=eval_set is not None)
     tokenizer = common.load_tokenizer(run)
     model = common.load_model(run, tokenizer=tokenizer)
+    common.describe_reference(run, config)
     trainer = DPOTrainer(
         model=model,  # loaded from a path, so TRL can load the reference from the same path
         ref_model=None,

@@ -20,6 +20,7 @@ def train(argv: list[str] | None = None) -> int:
     config = common.build_config(run, KTOConfig, has_eval=eval_set is not None)
     tokenizer = common.load_tokenizer(run)
     model = common.load_model(run, tokenizer=tokenizer)
+    common.describe_reference(run, config)
     trainer = KTOTrainer(
         model=model,  # loaded from a path, so TRL can load the reference from the same path
         ref_model=None,

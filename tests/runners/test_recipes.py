@@ -222,9 +222,11 @@ def test_resume_without_a_checkpoint_starts_from_step_one(tiny_model_dir, demo_d
 # --- reference handling, LoRA, conversational data, precision ---------------------------------------
 
 
-def test_lora_dpo_trains_only_the_adapter(tiny_model_dir, demo_data, make_run_dir) -> None:
-    spec_path = make_run_dir(**spec_fields("dpo", tiny_model_dir, demo_data, lora={"r": 4, "alpha": 8}))
+def test_lora_dpo_trains_only_the_adapter(tiny_model_dir, demo_data, make_run_dir, capsys) -> None:
+    spec_path = make_run_dir(**spec_fields("dpo", tiny_model_dir, demo_data, lora={"r": 4, "alpha": 8},
+                                           gradient_checkpointing=True))
     assert run_recipe("dpo", spec_path) == 0
+    assert "reference: the base model with the LoRA adapter switched off" in capsys.readouterr().out
     final = Path(read_result(spec_path.parent)["final_model"])
     config = json.loads((final / "adapter_config.json").read_text())
     assert config["r"] == 4 and config["lora_alpha"] == 8
@@ -232,10 +234,11 @@ def test_lora_dpo_trains_only_the_adapter(tiny_model_dir, demo_data, make_run_di
     assert read_metrics(spec_path.parent)[-1]["rewards/accuracies"] is not None
 
 
-def test_dpo_with_precomputed_reference_log_probs(tiny_model_dir, demo_data, make_run_dir) -> None:
+def test_dpo_with_precomputed_reference_log_probs(tiny_model_dir, demo_data, make_run_dir, capsys) -> None:
     hparams = {**FAST, "precompute_ref_log_probs": True}
     spec_path = make_run_dir(**spec_fields("dpo", tiny_model_dir, demo_data, hparams=hparams))
     assert run_recipe("dpo", spec_path) == 0
+    assert "reference: log-probs precomputed" in capsys.readouterr().out
     assert read_metrics(spec_path.parent)[-1]["rewards/margins"] is not None
 
 
