@@ -124,6 +124,7 @@ def load_and_normalize(dataset_spec: Any, method: str) -> tuple[datasets.Dataset
         )
     validate_rows(rows, name, source, line_numbers)
     normalized = normalize(rows, name, method)
+    check_prompts(normalized, name, source, line_numbers)
     fmt = DetectedFormat(name, FORMATS[name], rows=len(normalized), source=source)
     return Dataset.from_list(normalized), fmt
 
@@ -362,6 +363,18 @@ def validate_rows(rows: list[dict[str, Any]], name: str, source: str, line_numbe
             _check_value(row[column], column, name, where)
 
 
+def check_prompts(rows: list[dict[str, Any]], name: str, source: str, line_numbers: list[int] | None) -> None:
+    """A preference pair whose prompt came out empty has nothing to condition on: say which row."""
+    if name not in ("preference-messages", "preference-conversational"):
+        return
+    for index, row in enumerate(rows):
+        if "prompt" in row and not row["prompt"]:
+            raise DataError(
+                f"{_where(source, index, line_numbers)}: chosen and rejected share no prompt turns and there is "
+                "no prompt column; put the user turns at the start of both lists or add a prompt column"
+            )
+
+
 def _where(source: str, index: int, line_numbers: list[int] | None) -> str:
     if line_numbers is not None:
         return f"{source}: row {index + 1} (line {line_numbers[index]})"
@@ -458,7 +471,10 @@ def to_explicit_preference(row: dict[str, Any], name: str) -> dict[str, Any]:
         shared = _common_prefix_length(chosen, rejected)
         # The answer is at least the last turn, even when both lists end identically.
         shared = min(shared, len(chosen) - 1, len(rejected) - 1)
-        return {"prompt": chosen[:shared], "chosen": chosen[shared:], "rejected": rejected[shared:]}
+        prompt = chosen[:shared]
+        if not prompt and isinstance(row.get("prompt"), str) and row["prompt"].strip():
+            prompt = [{"role": "user", "content": row["prompt"]}]  # answers only, question in a prompt column
+        return {"prompt": prompt, "chosen": chosen[shared:], "rejected": rejected[shared:]}
     if name == "hh-transcript":
         prompt, chosen = split_hh(row["chosen"])
         _, rejected = split_hh(row["rejected"])
@@ -497,7 +513,3 @@ def _common_prefix_length(a: Sequence[Any], b: Sequence[Any]) -> int:
             break
         n += 1
     return n
-
-
-def is_conversational_format(name: str) -> bool:
-    return name in ("preference-conversational", "preference-messages", "sft-messages")

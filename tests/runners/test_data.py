@@ -311,3 +311,17 @@ def test_data_module_does_not_import_torch() -> None:
     code = "import runners.data, sys; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_answer_only_message_lists_take_the_prompt_column(tmp_path: Path) -> None:
+    row = {"prompt": "Sky colour?", "chosen": msgs(("assistant", "Blue.")), "rejected": msgs(("assistant", "Green."))}
+    dataset, fmt = load_and_normalize(write_jsonl(tmp_path / "a.jsonl", [row]), "dpo")
+    assert fmt.name == "preference-messages"
+    assert dataset[0]["prompt"] == msgs(("user", "Sky colour?"))
+    assert dataset[0]["chosen"] == msgs(("assistant", "Blue."))
+
+
+def test_message_lists_without_any_prompt(tmp_path: Path) -> None:
+    row = {"chosen": msgs(("assistant", "Blue.")), "rejected": msgs(("assistant", "Green."))}
+    message = error_for(tmp_path, json.dumps(row) + "\n")
+    assert "row 1" in message and "no prompt" in message
