@@ -51,13 +51,27 @@ TINY_CONFIGS: dict[str, dict] = {
 # it multiplies by a noise tensor in the input's dtype and saves that. LoRA's dropout input is fp32.
 CPU_DROPOUT_MASK_BYTES = 4
 
+# Real layouts at reduced depth (bench/calibrate_cpu.py only: heavier than the tests need).
+CATALOGUE_AT_DEPTH: dict[str, tuple[str, int]] = {
+    "SmolLM2-135M@2L": ("HuggingFaceTB/SmolLM2-135M", 2),
+    "Qwen2.5-0.5B@2L": ("Qwen/Qwen2.5-0.5B", 2),
+}
+
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32, "amp-bf16": torch.float32}
 
 
 def hf_config(name: str, num_layers: int | None = None):
     from transformers import AutoConfig
 
-    kw = dict(TINY_CONFIGS[name])
+    if name in CATALOGUE_AT_DEPTH:
+        from planner import load_model
+
+        model_id, depth = CATALOGUE_AT_DEPTH[name]
+        kw = {k: v for k, v in load_model(model_id).config.items() if k not in ("architectures", "torch_dtype")}
+        kw["num_hidden_layers"] = depth
+        kw.pop("layer_types", None)  # per-layer lists follow the depth
+    else:
+        kw = dict(TINY_CONFIGS[name])
     if num_layers:
         kw["num_hidden_layers"] = num_layers
     model_type = kw.pop("model_type")
@@ -91,9 +105,10 @@ def build_model(name: str, precision: str, lora_rank: int | None = None, lora_dr
     return model
 
 
-def make_batch(padded: bool, batch: int = BATCH, seq: int = SEQ, seed: int = 1) -> dict[str, torch.Tensor]:
+def make_batch(padded: bool, batch: int = BATCH, seq: int = SEQ, seed: int = 1,
+               vocab: int = VOCAB) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, VOCAB, (batch, seq), generator=g)
+    ids = torch.randint(0, vocab, (batch, seq), generator=g)
     labels = ids.clone()
     out = {"input_ids": ids, "labels": labels}
     if padded:
@@ -187,7 +202,8 @@ def measure_saved(name: str, precision: str, padded: bool, grad_ckpt: bool, lora
         saved.append(t)  # holding a reference keeps storages alive, so data_ptrs stay unique
         return t
 
-    data = make_batch(padded, batch, seq)
+    vocab = model.config.vocab_size
+    data = make_batch(padded, batch, seq, vocab=vocab)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast_for(precision):
         out = model(**data)
     out.loss.backward()  # proves the graph is complete; the hooks already saw every saved tensor
@@ -200,6 +216,8 @@ def measure_saved(name: str, precision: str, padded: bool, grad_ckpt: bool, lora
     # autocast's cast of it: no activation of the tiny configs has a weight's shape (T = 128).
     weight_shapes = {tuple(p.shape) for p in model.parameters() if p.dim() == 2}
     weight_shapes |= {s[::-1] for s in weight_shapes}
+    if batch * seq in {d for shape in weight_shapes for d in shape}:
+        raise ValueError(f"batch x seq = {batch * seq} equals a weight dimension of {name}: pick another seq")
     parts = {"activations": 0, "logits": 0, "indices": 0, "weight_casts": 0}
     rows = []
     for t in seen.values():
@@ -208,7 +226,7 @@ def measure_saved(name: str, precision: str, padded: bool, grad_ckpt: bool, lora
             kind = "indices"
         elif tuple(t.shape) in weight_shapes:
             kind = "weight_casts"
-        elif t.dim() and t.shape[-1] == VOCAB:
+        elif t.dim() and t.shape[-1] == vocab:
             kind = "logits"
         else:
             kind = "activations"
