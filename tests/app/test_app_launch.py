@@ -7,6 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
+
+from runners import tiny
 
 
 def _launch_page(app):
@@ -28,7 +31,9 @@ def test_launch_page_defaults_to_the_demo_run(app, runs_dir):
     assert (runs_dir / "tiny-model" / "config.json").is_file()
     assert _metric(at, "Predicted peak in RAM").endswith("GiB")
     spec_yaml = next(c.value for c in at.code if c.value.startswith("method: dpo"))
-    assert "learning_rate: 0.005" in spec_yaml and "trust_remote_code: false" in spec_yaml
+    spec = yaml.safe_load(spec_yaml)
+    assert spec["hparams"]["learning_rate"] == tiny.DEMO_HPARAMS["learning_rate"]  # the demo's, not TRL's 1e-6
+    assert spec["max_steps"] == tiny.DEMO_MAX_STEPS and spec["trust_remote_code"] is False
     assert not at.button(key="launch_go").disabled
 
 
