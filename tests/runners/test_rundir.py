@@ -220,3 +220,25 @@ def test_plan_request_carries_the_spec_setup():
     planned = planner.estimate(planner.PlanRequest(**rundir.plan_request(s, precision="bf16", zero=2, gpus=4,
                                                                          gpu="A10G-24GB")))
     assert planned.trainable_params < planned.params_total  # LoRA: adapters only
+
+
+@pytest.mark.parametrize(
+    ("devices", "over", "dist", "n"),
+    [
+        (cpu_devices, {}, "NO", 1),
+        (cpu_devices, {"num_processes": 2}, "MULTI_GPU", 2),
+        (lambda: fake_gpus(1, 80), {"model": "Qwen/Qwen2.5-0.5B"}, "NO", 1),
+        (lambda: fake_gpus(4, 80), {"model": "Qwen/Qwen2.5-0.5B"}, "MULTI_GPU", 4),
+        (lambda: fake_gpus(4, 80, name="NVIDIA H100 80GB HBM3"), {"hparams": {"per_device_train_batch_size": 1}},
+         "DEEPSPEED", 4),
+        (lambda: fake_gpus(4, 40, name="NVIDIA A100-SXM4-40GB"), {"hparams": {"per_device_train_batch_size": 1}},
+         "DEEPSPEED", 4),
+    ],
+)
+def test_accelerate_reads_every_generated_config(tmp_path, devices, over, dist, n):
+    """accelerate rejects unknown keys: each setup's accelerate.yaml must load as a valid config."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    run = rundir.prepare(spec(**over), tmp_path, devices=devices())
+    cfg = load_config_from_file(str(run.accelerate_path))
+    assert (str(cfg.distributed_type).split(".")[-1], cfg.num_processes) == (dist, n)
