@@ -123,3 +123,25 @@ def test_stop_then_resume_from_the_pages(app):
         time.sleep(0.5)
     launch.stop(run_id)
     assert run.metrics()[-1]["step"] > steps_before  # continued, step count going on
+
+
+def test_a_run_that_will_not_fit_warns_with_fixes(app, monkeypatch):
+    from alignplan import ui
+
+    monkeypatch.setenv("ALIGNPLAN_FAKE_GPUS", "T4-16GB")
+    ui.devices_found.clear()
+    try:
+        at = _launch_page(app)
+        at.radio(key="launch_model_source").set_value("Hub id or local model directory").run()
+        at.text_input(key="launch_model").set_value("meta-llama/Llama-3.1-8B").run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        gpus = next(d.value for d in at.dataframe if "GPU" in d.value.columns)
+        assert list(gpus["GPU"]) == ["NVIDIA T4"]
+        assert _metric(at, "Setup") == "single-gpu"
+        assert float(_metric(at, "Predicted peak per GPU").split()[0]) > 15
+        warning = next(w.value for w in at.warning if "will not fit" in w.value)
+        assert "T4" in warning or "GiB" in warning
+        fixes = next(m.value for m in at.markdown if m.value.startswith("Suggested fixes"))
+        assert fixes.count("\n- ") >= 1 and "GiB per GPU" in fixes  # each fix with its planned peak
+    finally:
+        ui.devices_found.clear()
