@@ -119,12 +119,23 @@ class Registry:
         with self._connect() as con:
             con.execute("PRAGMA journal_mode=WAL")
             con.execute(_SCHEMA)
+            self._add_missing_columns(con)
         if reconcile:
             self.reconcile()
 
     @classmethod
     def for_runs_root(cls, runs_root: str | Path | None = None, **kw: Any) -> Registry:
         return cls(default_path(runs_root), **kw)
+
+    @staticmethod
+    def _add_missing_columns(con: sqlite3.Connection) -> None:
+        """A registry written by an older version gains the columns added since (all nullable)."""
+        have = {row["name"] for row in con.execute("PRAGMA table_info(runs)")}
+        for line in _SCHEMA.splitlines():
+            parts = line.strip().rstrip(",").split()
+            if len(parts) >= 2 and parts[1] in ("TEXT", "INTEGER", "REAL") and parts[0] not in have:
+                decl = " ".join(p for p in parts[1:] if p not in ("NOT", "NULL", "PRIMARY", "KEY"))
+                con.execute(f"ALTER TABLE runs ADD COLUMN {parts[0]} {decl}")
 
     # --- connections ------------------------------------------------------------------------------
 

@@ -100,3 +100,18 @@ def test_bad_fake_gpus_raise_value_error_naming_the_variable_or_id(monkeypatch, 
     monkeypatch.setenv(dev.FAKE_GPUS_ENV, value)
     with pytest.raises(ValueError, match=r"ALIGNPLAN_FAKE_GPUS|NOPE-1GB"):
         dev.discover()
+
+
+@pytest.mark.gpu
+def test_nvml_and_torch_agree_on_a_real_gpu(monkeypatch):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    monkeypatch.delenv(dev.FAKE_GPUS_ENV, raising=False)
+    nvml, source = dev.detect_gpus()
+    assert source == "nvml"
+    via_torch = dev.torch_gpus()
+    assert [g.name for g in nvml] == [g.name for g in via_torch]
+    for a, b in zip(nvml, via_torch, strict=True):
+        assert abs(a.total_bytes - b.total_bytes) < 2**30  # NVML counts a little reserved memory
+        assert 0 < a.free_bytes <= a.total_bytes

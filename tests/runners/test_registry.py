@@ -185,3 +185,17 @@ def test_delete(tmp_path):
     assert reg.list() == []
     with pytest.raises(RegistryError):
         reg.delete(rec.id)
+
+
+def test_older_registry_gains_new_columns(tmp_path):
+    path = tmp_path / "registry.db"
+    with sqlite3.connect(path) as con:
+        con.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, method TEXT NOT NULL, model TEXT NOT NULL, "
+                    "dataset TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL, run_dir TEXT NOT NULL, "
+                    "updated_at REAL NOT NULL)")
+        con.execute("INSERT INTO runs VALUES ('old-run', 'dpo', 'm', 'd', 'succeeded', 1.0, '/x', 1.0)")
+    reg = Registry(path)
+    old = reg.get("old-run")
+    assert old.status == "succeeded" and old.launches == 0 and old.last_metrics is None
+    rec = add(reg, tmp_path)
+    assert reg.transition(rec.id, "running", launches=1).launches == 1
