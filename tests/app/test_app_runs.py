@@ -1,0 +1,54 @@
+"""The Runs page over a registry of prepared (not launched) runs: table, filters, detail, delete."""
+
+from __future__ import annotations
+
+import pytest
+
+from runners import rundir, tiny
+from runners.devices import discover
+from runners.spec import RunSpec
+
+
+@pytest.fixture
+def two_runs(runs_dir):
+    ids = []
+    for method, data in (("dpo", "preference"), ("sft", "sft")):
+        spec = RunSpec.parse({"method": method, "model": "Qwen/Qwen2.5-0.5B", "name": f"{method}-trial",
+                              "dataset": {"path": str(tiny.demo_data_paths()[data])}, "max_steps": 5})
+        ids.append(rundir.prepare(spec, runs_dir, devices=discover(gpus=[])).id)
+    return ids
+
+
+def _runs_page(app):
+    at = app.run()
+    return at.switch_page("pages/runs.py").run()
+
+
+def test_runs_table_filters_and_detail(app, two_runs):
+    at = _runs_page(app)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    table = at.dataframe[0].value
+    assert sorted(table["id"]) == sorted(two_runs)
+    assert set(table["status"]) == {"prepared"} and set(table["model"]) == {"Qwen/Qwen2.5-0.5B"}
+    assert all(v > 0 for v in table["predicted peak (GiB)"])  # the planner's estimate, recorded at prepare
+    at.multiselect(key="runs_method").set_value(["sft"]).run()
+    assert list(at.dataframe[0].value["method"]) == ["sft"]
+    assert at.selectbox(key="runs_selected").value == two_runs[1]
+    assert any(m.label == "Status" and m.value == "prepared" for m in at.metric)
+    assert any(c.value.startswith("method: sft") for c in at.code)  # its spec.yaml
+    at.text_input(key="runs_search").set_value("no-such-run").run()
+    assert any("No run matches" in i.value for i in at.info)
+
+
+def test_delete_asks_first(app, two_runs, runs_dir):
+    at = _runs_page(app)
+    at.selectbox(key="runs_selected").set_value(two_runs[0]).run()
+    at.button(key="runs_delete").click().run()
+    assert any("Delete **" in w.value for w in at.warning)
+    at.button(key="runs_delete_no").click().run()
+    assert len(at.dataframe[0].value) == 2  # cancelled: nothing removed
+    at.button(key="runs_delete").click().run()
+    at.button(key="runs_delete_yes").click().run()
+    assert not at.exception
+    assert list(at.dataframe[0].value["id"]) == [two_runs[1]]
+    assert not (runs_dir / two_runs[0]).exists()
