@@ -299,6 +299,15 @@ def test_bf16_precision_loads_bf16_weights(tiny_model_dir, demo_data, make_run_d
     assert run.precision == "fp32" and common.load_model(run).dtype == torch.float32
 
 
+@pytest.mark.parametrize("precision", ["bf16", "amp-bf16"])
+def test_bf16_precisions_train_on_cpu(precision, tiny_model_dir, demo_data, make_run_dir) -> None:
+    spec_path = make_run_dir(**spec_fields("dpo", tiny_model_dir, demo_data, precision=precision, max_steps=2))
+    assert run_recipe("dpo", spec_path) == 0
+    result = read_result(spec_path.parent)
+    assert (result["status"], result["precision"]) == ("succeeded", precision)
+    assert result["final"]["rewards/margins"] > 0
+
+
 def test_build_config_layers_defaults_hparams_and_spec(tiny_model_dir, demo_data, make_run_dir) -> None:
     from trl import DPOConfig
 
