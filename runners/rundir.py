@@ -456,6 +456,9 @@ def command_env(decision: Decision) -> dict[str, str]:
     env = {"PYTHONPATH": str(REPO_ROOT)}
     if decision.kind == "cpu" and decision.num_processes > 1:
         env["CUDA_VISIBLE_DEVICES"] = ""  # every process on the CPU, even where GPUs exist
+    if decision.gpu_ids:
+        # GPU indices were read in NVML's (PCI bus) order; make CUDA number them the same way.
+        env["CUDA_DEVICE_ORDER"] = os.environ.get("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     return env
 
 

@@ -69,15 +69,20 @@ def test_command_quotes_paths_with_spaces(tmp_path):
     assert str(run.spec_path) in shlex.split(exec_line)
 
 
-def test_one_fake_gpu_gives_single_process(tmp_path):
+def test_one_fake_gpu_gives_single_process(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     run = rundir.prepare(spec(model="Qwen/Qwen2.5-0.5B"), tmp_path, devices=fake_gpus(1, 80))
     acc = read_yaml(run.accelerate_path)
     assert (acc["distributed_type"], acc["num_processes"], acc["use_cpu"], acc["gpu_ids"]) == ("NO", 1, False, "0")
     decision = json.loads(run.plan_path.read_text())["decision"]
     assert decision["kind"] == "single-gpu" and decision["fits"] is True and decision["precision"] == "bf16"
+    # indices come from NVML (PCI bus order): CUDA must count the same way
+    assert json.loads(run.command_json.read_text())["env"]["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
 
 
-def test_four_gpus_where_a_replica_fits_give_ddp(tmp_path):
+def test_four_gpus_where_a_replica_fits_give_ddp(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     run = rundir.prepare(spec(model="Qwen/Qwen2.5-0.5B"), tmp_path, devices=fake_gpus(4, 80))
     acc = read_yaml(run.accelerate_path)
     assert (acc["distributed_type"], acc["num_processes"], acc["gpu_ids"]) == ("MULTI_GPU", 4, "all")
