@@ -59,15 +59,12 @@ def make_run_dir(tmp_path: Path) -> Callable[..., Path]:
 
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip tests marked gpu when there is no CUDA GPU (torch is imported only if such tests exist)."""
-    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
-    if not gpu_items:
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip tests marked gpu when there is no CUDA GPU; torch is imported only when such a test runs."""
+    if item.get_closest_marker("gpu") is None:
         return
     import torch
 
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU")
-    for item in gpu_items:
-        item.add_marker(skip)
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
