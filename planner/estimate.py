@@ -332,9 +332,10 @@ def _stage_phases(req: PlanRequest, profile: MethodProfile, base: ModelSpec, not
                 recompute = max(recompute, layer_act(m, t_train))
             else:
                 acts += m.num_layers * layer_act(m, t_train)
-            acts += terms.final_norm_bytes(m, t_train, e, r, frozen=bool(req.lora_rank))
+            acts += terms.final_norm_bytes(m, t_train, e, r, frozen=bool(req.lora_rank),
+                                           head_saves_input=c.scalar_head or not (req.lora_rank or fused))
             if r != e:  # autocast: the linears save bf16 casts of their weights
-                acts += terms.autocast_weight_copy_bytes(m, e, req.grad_ckpt)
+                acts += terms.autocast_weight_copy_bytes(m, e, req.grad_ckpt, include_head=not (fused or c.scalar_head))
             if c.scalar_head:
                 pass
             elif fused:

@@ -344,25 +344,30 @@ def activation_bytes_per_layer(model: ModelSpec, tokens: int, act: int, residual
     return total
 
 
-def final_norm_bytes(model: ModelSpec, tokens: int, act: int, residual: int, frozen: bool = False) -> int:
+def final_norm_bytes(model: ModelSpec, tokens: int, act: int, residual: int, frozen: bool = False,
+                     head_saves_input: bool | None = None) -> int:
     """The final norm before the LM head, outside any checkpointed layer: rmsnorm_bytes plus its
-    output, which the LM head saves (e; under autocast the head's bf16 cast, also e):
-        (4 + r + e) T h + 4 T    full fine-tune,    4 T h + 4 T    LoRA (frozen norm and head)."""
+    output when the head saves it as its input (e; under autocast the head's bf16 cast, also e):
+        (4 + r + e) T h + 4 T    full fine-tune,    4 T h + 4 T    LoRA (frozen norm and head).
+    head_saves_input (default: not frozen): a linear head saves its input only when its weight
+    trains (a reward model's score head always does). TRL's fused LM head saves the selected hidden
+    states itself (counted in fused_logits_bytes), not the norm output: pass False."""
     h = model.hidden_size
-    if frozen:
-        return rmsnorm_bytes(tokens, h, residual, weight_trainable=False)
-    return rmsnorm_bytes(tokens, h, residual) + act * tokens * h
+    if head_saves_input is None:
+        head_saves_input = not frozen
+    return rmsnorm_bytes(tokens, h, residual, weight_trainable=not frozen) + (act * tokens * h if head_saves_input else 0)
 
 
-def autocast_weight_copy_bytes(model: ModelSpec, act: int, checkpointed: bool = False) -> int:
+def autocast_weight_copy_bytes(model: ModelSpec, act: int, checkpointed: bool = False, include_head: bool = True) -> int:
     """Under autocast (amp-bf16) every matmul weight is cast to bf16 and the linear saves the cast
     for its backward: a bf16 copy of all linear weights and the LM head (or the tied embedding it
     reads), e bytes each, alive from the forward until each layer's backward. Measured on CPU
     autocast (bench/results/cpu_checks.md); CUDA autocast caches and saves the same casts.
     Under gradient checkpointing (checkpointed=True) the checkpointed forward saves nothing: the LM
-    head's cast and the casts of the one layer being recomputed remain."""
+    head's cast and the casts of the one layer being recomputed remain. include_head=False: TRL's
+    fused LM head casts its weight tile by tile and saves none of it (a score head is negligible)."""
     kinds = model.params_by_kind()
-    head = kinds.get("lm_head", 0) or kinds.get("embedding", 0)
+    head = (kinds.get("lm_head", 0) or kinds.get("embedding", 0)) if include_head else 0
     layers = kinds.get("linear", 0) + kinds.get("expert", 0) + kinds.get("router", 0)
     if checkpointed:
         layers //= max(model.num_layers, 1)

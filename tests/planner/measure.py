@@ -86,13 +86,17 @@ def planner_spec(name: str, num_layers: int | None = None) -> ModelSpec:
 
 
 def build_model(name: str, precision: str, lora_rank: int | None = None, lora_dropout: float = 0.0,
-                grad_ckpt: bool = False, seed: int = 0, num_layers: int | None = None):
+                grad_ckpt: bool = False, seed: int = 0, num_layers: int | None = None, fused_head: bool = False):
     """A randomly initialised CausalLM in train mode, loaded the way the runners load it:
     bf16 -> weights in bf16; fp32 and amp-bf16 -> weights in fp32. LoRA via peft (all-linear)."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(hf_config(name, num_layers), dtype=DTYPES[precision])
+    if fused_head:  # TRL 1.16's fused LM head (SFT/DPO/KTO/GRPO/RLOO trainers), added before PEFT as TRL does
+        from trl.trainer.utils import add_fused_lm_head
+
+        add_fused_lm_head(model)
     if grad_ckpt:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": True})
     if lora_rank:
@@ -192,9 +196,10 @@ class SavedBytes:
 
 def measure_saved(name: str, precision: str, padded: bool, grad_ckpt: bool, lora_rank: int | None = None,
                   lora_dropout: float = 0.0, batch: int = BATCH, seq: int = SEQ,
-                  num_layers: int | None = None) -> SavedBytes:
+                  num_layers: int | None = None, fused_head: bool = False) -> SavedBytes:
     """Bytes saved for backward by one forward + loss of a tiny model (see the module docstring)."""
-    model = build_model(name, precision, lora_rank, lora_dropout, grad_ckpt, num_layers=num_layers)
+    model = build_model(name, precision, lora_rank, lora_dropout, grad_ckpt, num_layers=num_layers,
+                        fused_head=fused_head)
     weights = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
     saved: list[torch.Tensor] = []
 
@@ -204,8 +209,9 @@ def measure_saved(name: str, precision: str, padded: bool, grad_ckpt: bool, lora
 
     vocab = model.config.vocab_size
     data = make_batch(padded, batch, seq, vocab=vocab)
+    extra = {"fused_lm_head": True} if fused_head else {}
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast_for(precision):
-        out = model(**data)
+        out = model(**data, **extra)
     out.loss.backward()  # proves the graph is complete; the hooks already saw every saved tensor
     seen: dict[int, torch.Tensor] = {}
     for t in saved:
@@ -236,9 +242,11 @@ def measure_saved(name: str, precision: str, padded: bool, grad_ckpt: bool, lora
 
 
 def planner_activations(name: str, precision: str, padded: bool, grad_ckpt: bool, lora_rank: int | None = None,
-                        lora_dropout: float = 0.0, batch: int = BATCH, seq: int = SEQ) -> int:
+                        lora_dropout: float = 0.0, batch: int = BATCH, seq: int = SEQ, fused_head: bool = False) -> int:
     """The planner's activation term for one trainable copy, composed as planner/estimate.py does:
-    L x per-layer bytes (or L x checkpointed layer input) + the final norm (+ LoRA per layer)."""
+    L x per-layer bytes (or L x checkpointed layer input) + the final norm (+ LoRA per layer).
+    fused_head: TRL's fused LM head, which saves the selected hidden states (T h e, the saved part of
+    terms.fused_logits_bytes) instead of the LM head's input."""
     m = planner_spec(name)
     prec = terms.PRECISIONS[precision]
     tokens = batch * seq
@@ -249,23 +257,27 @@ def planner_activations(name: str, precision: str, padded: bool, grad_ckpt: bool
                                                      padded=padded, lora_rank=lora_rank, lora_dropout=lora_dropout,
                                                      dropout_mask_bytes=CPU_DROPOUT_MASK_BYTES)
         layers = m.num_layers * per_layer
-    total = layers + terms.final_norm_bytes(m, tokens, prec.act, prec.residual, frozen=bool(lora_rank))
+    head_saves_input = not (lora_rank or fused_head)
+    total = layers + terms.final_norm_bytes(m, tokens, prec.act, prec.residual, frozen=bool(lora_rank),
+                                            head_saves_input=head_saves_input)
+    if fused_head:
+        total += tokens * m.hidden_size * prec.act
     if prec.residual != prec.act:
-        total += planner_weight_casts(name, precision, grad_ckpt)
+        total += planner_weight_casts(name, precision, grad_ckpt, fused_head)
     return total
 
 
-def planner_weight_casts(name: str, precision: str, grad_ckpt: bool) -> int:
+def planner_weight_casts(name: str, precision: str, grad_ckpt: bool, fused_head: bool = False) -> int:
     """terms.autocast_weight_copy_bytes as the forward leaves it: with checkpointing only the LM
     head's cast is saved by the end of the forward (recomputed layers cast theirs during backward)."""
     m = planner_spec(name)
     prec = terms.PRECISIONS[precision]
     if prec.residual == prec.act:
         return 0
-    if grad_ckpt:
-        kinds = m.params_by_kind()
-        return prec.act * (kinds.get("lm_head", 0) or kinds.get("embedding", 0))
-    return terms.autocast_weight_copy_bytes(m, prec.act)
+    full = terms.autocast_weight_copy_bytes(m, prec.act, include_head=not fused_head)
+    if grad_ckpt:  # the head's cast only
+        return full - terms.autocast_weight_copy_bytes(m, prec.act, include_head=False)
+    return full
 
 
 def planner_saved_logits(name: str, batch: int = BATCH, seq: int = SEQ) -> int:

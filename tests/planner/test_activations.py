@@ -43,8 +43,9 @@ def _one_thread():
 
 
 @cache
-def saved(name, precision, padded, grad_ckpt, lora_rank=None, lora_dropout=0.0, num_layers=None):
-    return measure.measure_saved(name, precision, padded, grad_ckpt, lora_rank, lora_dropout, num_layers=num_layers)
+def saved(name, precision, padded, grad_ckpt, lora_rank=None, lora_dropout=0.0, num_layers=None, fused_head=False):
+    return measure.measure_saved(name, precision, padded, grad_ckpt, lora_rank, lora_dropout, num_layers=num_layers,
+                                 fused_head=fused_head)
 
 
 def _layer_cases():
@@ -131,3 +132,17 @@ def test_loss_saves_fp32_log_softmax(name, precision):
     got = saved(name, precision, True, False)
     assert got.logits == measure.planner_saved_logits(name)
     assert got.indices == 2 * 8 * measure.BATCH * measure.SEQ  # input ids (embedding) + shifted labels (loss)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+@pytest.mark.parametrize("lora_rank", [None, 8])
+def test_trl_fused_lm_head_saves_selected_hidden_states_not_logits(precision, lora_rank):
+    """TRL 1.16's fused LM head saves the (selected) hidden states, T h e, and no T x V tensor; the
+    final norm's output is then not saved by the head (final_norm_bytes(head_saves_input=False))."""
+    pytest.importorskip("trl")
+    got = saved("llama-gqa", precision, True, False, lora_rank, 0.0, fused_head=True)
+    assert got.logits == 0
+    want = measure.planner_activations("llama-gqa", precision, True, False, lora_rank, 0.0, fused_head=True)
+    assert want == pytest.approx(got.activations, rel=0.10)
+    if not lora_rank:
+        assert want == pytest.approx(got.activations, rel=0.01)
