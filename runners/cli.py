@@ -155,6 +155,19 @@ def spec_from_args(args: argparse.Namespace):
     return RunSpec.parse(data)
 
 
+DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+
+
+def check_local_inputs(spec) -> None:
+    """Fail before launching on a data file that is not there (the recipe would only say so after
+    its imports). A dry run skips this: planning for another machine needs no local data."""
+    path = Path(spec.dataset.path)
+    if path.suffix in DATA_SUFFIXES and not path.exists():
+        raise CliInputError(f"--dataset {spec.dataset.path}: file not found")
+    if spec.model.startswith((".", "/", "~")) and not Path(spec.model).expanduser().exists():
+        raise CliInputError(f"--model {spec.model}: directory not found")
+
+
 # --- output helpers --------------------------------------------------------------------------------
 
 
@@ -250,6 +263,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from runners.rundir import prepare
 
     spec = spec_from_args(args)
+    if not args.dry_run:
+        check_local_inputs(spec)
     run = prepare(spec)
     if args.dry_run:
         doc = {**describe(run), "launched": False}

@@ -85,6 +85,16 @@ def test_bad_input_is_one_line_and_exit_2(capsys, runs_dir, argv, message):
     assert message in err and len(err.strip().splitlines()) == 1
 
 
+def test_missing_local_inputs_fail_before_launch(capsys, runs_dir, tiny_model_dir, tmp_path):
+    code, _, err = run_cli(capsys, "run", "--method", "dpo", "--model", str(tiny_model_dir),
+                           "--dataset", str(tmp_path / "nope.jsonl"), "--devices", "cpu")
+    assert code == 2 and "nope.jsonl: file not found" in err
+    code, _, err = run_cli(capsys, "run", "--method", "dpo", "--model", str(tmp_path / "no-model"),
+                           "--dataset", "org/hub-data")
+    assert code == 2 and "no-model: directory not found" in err
+    assert Registry.for_runs_root(runs_dir).list() == []  # nothing prepared
+
+
 def test_runs_list_show_logs_stop_resume_delete(capsys, runs_dir):
     done = fake_run(runs_dir, steps=3)
     launch.launch(done.path)
