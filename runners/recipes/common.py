@@ -42,7 +42,25 @@ SPEC_OWNED = {
     "use_cpu": "devices",
 }
 
-# Shown (with the config's own fields) when an hparams key is unknown.
+# Shown first, where the config has them, when an hparams key is unknown.
+TUNED_HPARAMS = (
+    "beta",
+    "loss_type",
+    "max_length",
+    "max_completion_length",
+    "num_generations",
+    "temperature",
+    "precompute_ref_log_probs",
+    "label_smoothing",
+    "cpo_alpha",
+    "simpo_gamma",
+    "desirable_weight",
+    "undesirable_weight",
+    "packing",
+    "completion_only_loss",
+    "center_rewards_coefficient",
+)
+# Shown after them: the common training fields.
 COMMON_HPARAMS = (
     "learning_rate",
     "per_device_train_batch_size",
@@ -231,12 +249,14 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _some_fields(config_cls: type) -> list[str]:
-    """The config's own fields (those TRL adds over TrainingArguments) and the common ones."""
+    """Commonly tuned fields of this config first, then the common training ones, then its other own fields."""
     from transformers import TrainingArguments
 
+    names = [f.name for f in dataclasses.fields(config_cls)]
     base = {f.name for f in dataclasses.fields(TrainingArguments)}
-    own = [f.name for f in dataclasses.fields(config_cls) if f.name not in base]
-    return (own[:14] + [n for n in COMMON_HPARAMS if n not in own])[:22]
+    tuned = [n for n in TUNED_HPARAMS if n in names]
+    own = [n for n in names if n not in base and n not in tuned and n not in ("model_init_kwargs", "trust_remote_code")]
+    return (tuned + list(COMMON_HPARAMS) + own)[:24]
 
 
 def precision_args(precision: str, cuda: bool) -> dict[str, Any]:
