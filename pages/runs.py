@@ -23,13 +23,12 @@ def _table(records: list) -> pd.DataFrame:
     for r in records:
         last = r.last_metrics or {}
         rows.append({
-            "id": r.id, "name": r.name or "", "method": r.method, "model": _short_model(r.model), "status": r.status,
-            "created": dt.datetime.fromtimestamp(r.created_at),
-            "duration": ui.fmt_duration((r.ended_at or r.updated_at) - r.started_at) if r.started_at else "–",
+            "id": r.id, "status": r.status, "method": r.method, "model": _short_model(r.model),
             "step": last.get("step"), "loss": last.get("loss"),
             "predicted peak (GiB)": None if r.predicted_peak_bytes is None else r.predicted_peak_bytes / ui.GIB,
             "measured peak (GiB)": None if r.measured_peak_bytes is None else r.measured_peak_bytes / ui.GIB,
-            "dataset": r.dataset,
+            "duration": ui.fmt_duration((r.ended_at or r.updated_at) - r.started_at) if r.started_at else "–",
+            "created": dt.datetime.fromtimestamp(r.created_at), "name": r.name or "", "dataset": r.dataset,
         })
     return pd.DataFrame(rows)
 

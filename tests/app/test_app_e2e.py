@@ -1,5 +1,5 @@
-"""End to end in a real browser: plan a model, answer the advisor, launch the tiny demo DPO run and
-watch it succeed on the Runs page.
+"""End to end in a real browser: plan a model, answer the advisor, launch the tiny demo DPO run, close
+the tab and restart the app mid-run, and watch the run succeed on the new app's Runs page.
 
 Drives Debian's Chromium (/usr/bin/chromium, installed by `scripts/setup.sh --browser`) with
 Playwright; skipped when it is absent. Screenshots of each page go to artifacts/e2e/.
@@ -50,30 +50,47 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> Non
 
 
 @pytest.fixture
-def server(tmp_path):
-    """`streamlit run app.py` on a free port, runs in a private directory; yields the base URL."""
-    port = _free_port()
+def start_server(tmp_path):
+    """Starts `streamlit run app.py` on a free port over one private runs directory; returns
+    (base URL, stop function). Every server still running is stopped at the end."""
+    started: list[tuple[subprocess.Popen, object]] = []
     env = dict(os.environ, ALIGNPLAN_RUNS_DIR=str(tmp_path / "runs"), PYTHONPATH=str(ROOT))
     env.pop("ALIGNPLAN_TINY_MODEL", None)
-    log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.headless", "true", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc)
-        yield url
-    finally:
+    log_path = tmp_path / "streamlit.log"
+
+    def stop(proc: subprocess.Popen) -> None:
+        if proc.poll() is not None:
+            return
         try:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=20)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+            proc.wait(timeout=20)
+
+    def start():
+        port = _free_port()
+        log = open(log_path, "ab")  # noqa: SIM115 - closed at the end
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+             "--server.headless", "true", "--server.fileWatcherType", "none"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        started.append((proc, log))
+        url = f"http://127.0.0.1:{port}"
+        _wait_healthy(url, proc)
+        return url, lambda: stop(proc)
+
+    try:
+        yield start
+    finally:
+        for proc, log in started:
+            stop(proc)
+            log.close()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        (ARTIFACTS / "streamlit.log").write_bytes((tmp_path / "streamlit.log").read_bytes())
+        if log_path.exists():
+            (ARTIFACTS / "streamlit.log").write_bytes(log_path.read_bytes())
 
 
 @pytest.fixture
@@ -107,15 +124,24 @@ def _shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
+def _wait_for_charts(page, count: int) -> None:
+    """Wait until `count` plotly charts are drawn (the live monitor redraws them every refresh)."""
+    page.wait_for_function(
+        "n => [...document.querySelectorAll('.js-plotly-plot')].filter(e => e.querySelector('.main-svg')).length >= n",
+        arg=count, timeout=60_000)
+    page.wait_for_timeout(200)
+
+
 def _metric_value(page, label: str) -> str:
     metric = page.locator('[data-testid="stMetric"]').filter(has_text=label).first
     return metric.locator('[data-testid="stMetricValue"]').inner_text()
 
 
-def test_plan_advise_launch_runs_in_a_browser(server, browser_page):
+def test_plan_advise_launch_runs_in_a_browser(start_server, browser_page, tmp_path):
     from playwright.sync_api import expect
 
     expect.set_options(timeout=90_000)
+    server, stop_server = start_server()
     page = browser_page
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -178,23 +204,30 @@ def test_plan_advise_launch_runs_in_a_browser(server, browser_page):
     _settle(page)
     expect(page.get_by_text("Detected format")).to_be_visible()
     expect(page.locator('[data-testid="stMetric"]').filter(has_text="Predicted peak")).to_be_visible()
-    _shot(page, "launch")
+    _shot(page, "launch-form")
     page.get_by_role("button", name="Launch").click()
     expect(page.get_by_role("heading", name=re.compile(r"Run \d{8}-\d{6}-dpo-"))).to_be_visible(timeout=120_000)
-    # The live monitor refreshes by itself until the run ends.
-    status = page.locator('[data-testid="stMetric"]').filter(has_text="Status").locator('[data-testid="stMetricValue"]')
-    expect(status).to_have_text("succeeded", timeout=600_000)
-    page.wait_for_timeout(1500)
-    _shot(page, "launch-monitor")
+    run_id = page.get_by_role("heading", name=re.compile(r"Run \d{8}")).inner_text().split()[-1]
+    # The live monitor refreshes by itself: wait for a few steps of the loss curve.
+    step = page.locator('[data-testid="stMetric"]').filter(has_text="Step").locator('[data-testid="stMetricValue"]')
+    expect(step).to_have_text(re.compile(r"^([3-9]|1[0-2]) / 30$"), timeout=300_000)
+    _wait_for_charts(page, 3)
+    _shot(page, "launch")
 
-    # --- Runs: the registry lists the run as succeeded, with its curves.
-    page.get_by_role("link", name="Runs").click()
+    # --- The tab closes and the app stops mid-run; the run goes on, and a new app finds it.
+    page.goto("about:blank")
+    stop_server()
+    from runners.registry import Registry
+
+    assert Registry.for_runs_root(tmp_path / "runs").get(run_id).status == "running"  # outlived the app
+    server, _ = start_server()
+    page.goto(f"{server}/runs")
     expect(page.get_by_role("heading", name="Runs")).to_be_visible()
     _settle(page)
-    expect(page.locator('[data-testid="stMetric"]').filter(has_text="Status")
-           .locator('[data-testid="stMetricValue"]')).to_have_text("succeeded")
-    expect(page.locator(".js-plotly-plot").first).to_be_visible()
-    page.wait_for_timeout(1500)
+    expect(page.get_by_text(run_id).first).to_be_visible()
+    status = page.locator('[data-testid="stMetric"]').filter(has_text="Status").locator('[data-testid="stMetricValue"]')
+    expect(status).to_have_text("succeeded", timeout=600_000)  # the Runs monitor refreshes by itself too
+    _wait_for_charts(page, 3)
     _shot(page, "runs")
     assert not page.locator('[data-testid="stException"]').count()
     assert not errors, errors
