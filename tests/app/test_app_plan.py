@@ -80,3 +80,13 @@ def test_gib_display():
     from alignplan import ui
 
     assert ui.gib(None) == "–" and ui.gib(2**29) == "0.50 GiB" and ui.gib(80 * 2**30) == "80.0 GiB"
+
+
+def test_an_unknown_hub_id_says_what_to_do(app):
+    app.query_params["model"] = "someorg/unknown-model"  # as typed into the selectbox, or from a link
+    at = app.run()
+    assert not at.exception
+    assert at.sidebar.selectbox(key="model").value == "someorg/unknown-model"
+    message = at.error[0].value
+    assert "someorg/unknown-model" in message and "config.json" in message  # names the model and the way out
+    assert not at.metric or all(not m.label.endswith("peak per GPU") for m in at.metric)
