@@ -240,16 +240,28 @@ def korthikanti_layer_bytes(seq: int, batch: int, hidden: int, heads: int) -> in
     return seq * batch * hidden * 34 + 5 * heads * seq * seq * batch
 
 
-def rmsnorm_bytes(tokens: int, hidden: int, residual: int, weight_trainable: bool = True) -> int:
-    """What one Llama-style RMSNorm saves itself (its output is counted by its readers,
-    linear_input_bytes).
+def rmsnorm_bytes(tokens: int, hidden: int, residual: int, weight_trainable: bool = True,
+                  gemma: bool = False) -> int:
+    """What one RMSNorm saves itself (its output is counted by its readers, linear_input_bytes).
 
     transformers' LlamaRMSNorm: x = input.to(fp32) (pow and mul save it: 4 bytes; under fp32 it is
     the input itself), rsqrt(mean(x^2)) (4 bytes per token), y = (x * rsqrt).to(input dtype), saved
     by `weight * y` for the weight's gradient only (r bytes; nothing when the norm is frozen, LoRA):
         (4 + r) T h + 4 T    trainable,    4 T h + 4 T    frozen
+    Gemma2RMSNorm multiplies in fp32 (`normed * (1 + weight.float())`) before casting back: the
+    normalised tensor it saves is fp32 (4 instead of r).
     """
-    return (4 + (residual if weight_trainable else 0)) * tokens * hidden + 4 * tokens
+    y = (4 if gemma else residual) if weight_trainable else 0
+    return (4 + y) * tokens * hidden + 4 * tokens
+
+
+LAYERNORM_STATS_BYTES = 8  # per token: fp32 mean and rstd (CUDA keeps them in fp32; CPU in the input dtype)
+
+
+def layernorm_bytes(tokens: int, hidden: int, act: int) -> int:
+    """What one LayerNorm saves itself (GPT-2, OPT): its input (e T h; the residual stream) and the
+    per-token mean and rstd (LAYERNORM_STATS_BYTES T), with a trainable or frozen weight alike."""
+    return act * tokens * hidden + LAYERNORM_STATS_BYTES * tokens
 
 
 def sdpa_attention_bytes(model: ModelSpec, tokens: int, act: int, seq_len: int = 0, padded: bool = True) -> int:
@@ -264,6 +276,7 @@ def sdpa_attention_bytes(model: ModelSpec, tokens: int, act: int, seq_len: int =
     kernel saves: b x s x s x e = e T s per layer. Without a mask k and v keep kv_dim (enable_gqa).
         e T (q + 2 q) + e T q + 4 T a + e T s     padded
         e T (q + 2 kv) + e T q + 4 T a            unpadded
+    GPT-2 and OPT (multi-head: kv = q) use the same kernel: q, k, v, output, log-sum-exp, mask.
     """
     q = model.q_dim
     kv = q if padded and model.num_kv_heads != model.num_heads else model.kv_dim
@@ -271,6 +284,33 @@ def sdpa_attention_bytes(model: ModelSpec, tokens: int, act: int, seq_len: int =
     if padded and seq_len:
         total += act * tokens * seq_len
     return total
+
+
+def eager_attention_bytes(model: ModelSpec, tokens: int, act: int, seq_len: int, softcap: bool = True) -> int:
+    """What transformers' eager attention saves per layer (Gemma-2 needs it for logit soft-capping).
+
+    k and v are always repeated to all heads; the two matmuls save q, k, v (e T q each); per
+    token, head and key (T x a x s): the tanh output of the soft-cap (e), softmax's fp32 output (4)
+    and its cast back to e (saved by the second matmul; the same tensor under fp32). The output is
+    made contiguous for o_proj, a copy that only o_proj's input saving keeps (linear_input_bytes).
+        3 e T q + T a s (e [soft-cap] + 4 + e [e < 4])
+    """
+    per_score = (act if softcap else 0) + 4 + (act if act < 4 else 0)
+    return 3 * act * tokens * model.q_dim + tokens * model.num_heads * seq_len * per_score
+
+
+def moe_mlp_bytes(model: ModelSpec, tokens: int, act: int) -> int:
+    """What a routed MoE block saves per layer (transformers 5's Mixtral / Qwen3-MoE experts).
+
+    Router: fp32 softmax over E experts (4 T E), the top-k weights and their sum for
+    normalisation (4 T k + 4 T), the weight of each routed copy (4 T k). Each token goes to k
+    experts: its gathered input (e T k h, for the expert weights' gradient), the fused gate/up
+    output (2 e T k I_e), the activation and the product (2 e T k I_e), and the expert output
+    before weighting (e T k h, for the routing weights' gradient):
+        e T k (2 h + 4 I_e) + 4 T (E + 2 k + 1)
+    """
+    k, ei, h = model.experts_per_token, model.expert_intermediate_size, model.hidden_size
+    return act * tokens * k * (2 * h + 4 * ei) + 4 * tokens * (model.num_experts + 2 * k + 1)
 
 
 def _lora_readers(model: ModelSpec, targets: str, names: tuple[str, ...]) -> int:
@@ -281,66 +321,77 @@ def activation_bytes_per_layer(model: ModelSpec, tokens: int, act: int, residual
                                eager_seq: int | None = None, seq_len: int = 0, padded: bool = True,
                                lora_rank: int | None = None, lora_dropout: float = 0.0,
                                lora_targets: str = "all-linear", dropout_mask_bytes: int = DROPOUT_MASK_BYTES) -> int:
-    """Bytes one decoder layer saves for backward with SDPA attention, counted from the tensors
-    transformers' (and peft's) implementations keep; checked by measurement on CPU
-    (tests/planner/test_activations.py, bench/results/cpu_checks.md). Dropout off in the model
-    (TRL's default); lora_dropout applies to the LoRA branches.
+    """Bytes one decoder layer saves for backward, counted from the tensors transformers' (and
+    peft's) implementations keep; checked byte for byte on CPU (tests/planner/test_activations.py,
+    bench/results/cpu_checks.md). Dropout off in the model (TRL's trainers pass use_cache=False and
+    DPO disables dropout); lora_dropout applies to the LoRA branches.
 
-    Llama family (RMSNorm, SwiGLU), per layer, T tokens (b sequences of s), e compute bytes,
-    r residual bytes, full fine-tune without autocast:
-      2 x [(4 + r) T h + 4 T]      the two RMSNorms (rmsnorm_bytes)
+    Llama family (RMSNorm, SwiGLU; Mistral, Qwen2/3, Phi-3, Gemma-2, Mixtral), T tokens (b
+    sequences of s), e compute bytes, r residual bytes, full fine-tune without autocast:
+      2 x [(4 + r) T h + 4 T]      the two RMSNorms (rmsnorm_bytes; Gemma-2: four, fp32-normalised)
       2 x e T h                    their outputs, saved by q/k/v and by gate/up (linear_input_bytes)
       sdpa_attention_bytes         q, k, v, output (= o_proj's input), log-sum-exp; the repeated
                                    k, v and the additive mask when the batch is padded
+                                   (eager_attention_bytes with eager_seq: Gemma-2)
       (4 + e) T (q + kv) + 4 T (a + a_kv)   Qwen3's per-head q/k RMSNorm
       3 e T I + e T I              gate output, SiLU output, up output; their product (down's input)
+                                   (moe_mlp_bytes for MoE layers)
+    GPT-2: 2 LayerNorms, their outputs, q/k/v as views of c_attn's output (3 e T h), output,
+      log-sum-exp, mask; gelu_new is composed of elementwise ops that save 4 e T I, plus c_proj's
+      input e T I:  8 e T h + 5 e T I + ...
+    OPT: 2 LayerNorms, their outputs, q, k, v, output, log-sum-exp, mask; ReLU's output (= fc2's
+      input):  8 e T h + e T I + ...
     Under autocast every linear keeps its own bf16 cast of an fp32 input; under LoRA the frozen
     base saves no inputs and no norm outputs, lora_A saves its (fp32) input instead, and lora_B
     lora_A's output (lora_activation_bytes_per_layer). Korthikanti et al. 2022 (eq. 1) is the
-    reference: korthikanti_layer_bytes. GPT-2 / OPT (LayerNorm, GeLU/ReLU, biases): 9 e T h + 2 e T I,
-    not measured here.
+    reference: korthikanti_layer_bytes.
     """
     h, T, e, r = model.hidden_size, tokens, act, residual
     lora = lora_rank is not None and lora_rank > 0
+
+    def reads(width: int, names: tuple[str, ...], readers: int, input_bytes: int, saved: bool = False) -> int:
+        targeted = _lora_readers(model, lora_targets, names) if lora else None
+        return linear_input_bytes(T, width, readers, e, r, input_bytes, saved, targeted, lora_dropout,
+                                  dropout_mask_bytes)
+
     if model.family in ("gpt2", "opt"):
-        mlp = 2 * e * T * model.intermediate_size if model.family == "gpt2" else e * T * model.intermediate_size
-        total = 9 * e * T * h + mlp
-        if lora:
-            total += lora_activation_bytes_per_layer(model, T, lora_rank, lora_dropout, e, lora_targets, r)
-            a = e if r != e else LORA_ADAPTER_BYTES
-            if a != e or lora_dropout > 0:
-                drop = dropout_mask_bytes if lora_dropout > 0 else 0
-                total += sum(T * t.in_features * (a + drop) * t.count for t in lora_target_tensors(model, lora_targets)
-                             ) // max(model.num_layers, 1)
+        gpt2 = model.family == "gpt2"
+        I = model.intermediate_size  # noqa: E741
+        total = 2 * layernorm_bytes(T, h, r)
+        total += sdpa_attention_bytes(model, T, e, seq_len, padded)
+        if gpt2:
+            total += reads(h, ("c_attn",), 1, r) + reads(h, ("attn_c_proj",), 1, e, saved=True)
+            total += reads(h, ("c_fc",), 1, r) + 4 * e * T * I + reads(I, ("mlp_c_proj",), 1, e)
+        else:
+            total += reads(h, ("q_proj", "k_proj", "v_proj"), 3, r) + reads(h, ("out_proj",), 1, e, saved=True)
+            total += reads(h, ("fc1",), 1, r) + e * T * I + reads(I, ("fc2",), 1, e, saved=True)
     else:
         fused = model.model_type == "phi3"  # one qkv_proj and one gate_up_proj read each norm
-
-        def reads(width: int, names: tuple[str, ...], readers: int, input_bytes: int, saved: bool = False) -> int:
-            targeted = _lora_readers(model, lora_targets, names) if lora else None
-            return linear_input_bytes(T, width, readers, e, r, input_bytes, saved, targeted, lora_dropout,
-                                      dropout_mask_bytes)
-
-        total = 2 * rmsnorm_bytes(T, h, r, weight_trainable=not lora)
-        if model.model_type == "gemma2":
-            total += 2 * rmsnorm_bytes(T, h, r, weight_trainable=not lora)  # post-norms feed the residual
+        gemma = model.model_type == "gemma2"
+        total = (4 if gemma else 2) * rmsnorm_bytes(T, h, r, weight_trainable=not lora, gemma=gemma)
         total += reads(h, ("q_proj", "k_proj", "v_proj", "qkv_proj"), 1 if fused else 3, r)
-        total += sdpa_attention_bytes(model, T, e, seq_len, padded and not eager_seq)
-        total += reads(model.q_dim, ("o_proj",), 1, e, saved=True)
+        if eager_seq:
+            total += eager_attention_bytes(model, T, e, eager_seq, softcap=gemma)
+            total += reads(model.q_dim, ("o_proj",), 1, e)
+        else:
+            total += sdpa_attention_bytes(model, T, e, seq_len, padded)
+            if fused:
+                # Phi-3's RoPE concatenates, so q is laid out (b, heads, s, d), SDPA's output follows
+                # it and o_proj's input is a copy; unpadded, v is a view that keeps the whole qkv
+                # output alive (q + 2 kv wide instead of kv).
+                total += 0 if padded else e * T * (model.q_dim + model.kv_dim)
+            total += reads(model.q_dim, ("o_proj",), 1, e, saved=not fused)
         if model.model_type in ("qwen3", "qwen3_moe"):
             total += (4 + (0 if lora else e)) * T * (model.q_dim + model.kv_dim)
             total += 4 * T * (model.num_heads + model.num_kv_heads)
-        total += reads(h, ("gate_proj", "up_proj", "gate_up_proj"), 1 if fused else 2, r)
         if model.is_moe:
-            k, ei = model.experts_per_token, model.expert_intermediate_size
-            total += e * T * k * (h + 4 * ei) + 4 * T * model.num_experts  # routed copies + router softmax
+            total += moe_mlp_bytes(model, T, e) + reads(h, ("router",), 1, r)
         else:
+            total += reads(h, ("gate_proj", "up_proj", "gate_up_proj"), 1 if fused else 2, r)
             total += 3 * e * T * model.intermediate_size
             total += reads(model.intermediate_size, ("down_proj",), 1, e)
-        if lora:
-            total += lora_activation_bytes_per_layer(model, T, lora_rank, lora_dropout, e, lora_targets, r)
-    if eager_seq:
-        # eager attention (Gemma-2's soft-capping): scores, softmax output: 2 x a x s^2 per sequence
-        total += 2 * e * model.num_heads * eager_seq * T
+    if lora:
+        total += lora_activation_bytes_per_layer(model, T, lora_rank, lora_dropout, e, lora_targets, r)
     return total
 
 

@@ -76,7 +76,8 @@ def hf_config(name: str, num_layers: int | None = None):
         kw["num_hidden_layers"] = num_layers
     model_type = kw.pop("model_type")
     cfg = AutoConfig.for_model(model_type, **kw)
-    cfg._attn_implementation = "sdpa"
+    # Gemma-2's logit soft-capping needs eager attention (transformers refuses SDPA for it)
+    cfg._attn_implementation = "eager" if cfg.model_type == "gemma2" else "sdpa"
     return cfg
 
 
@@ -156,7 +157,7 @@ def measure_model_states(name: str, precision: str, lora_rank: int | None = None
     opt = torch.optim.AdamW(trainable, lr=1e-4)
     batch = make_batch(padded=False)
     with autocast_for(precision):
-        loss = model(**batch).loss
+        loss = model(**batch, use_cache=False).loss
     loss.backward()
     opt.step()
     grads = [p.grad for p in trainable if p.grad is not None]
@@ -210,6 +211,7 @@ def measure_saved(name: str, precision: str, padded: bool, grad_ckpt: bool, lora
     vocab = model.config.vocab_size
     data = make_batch(padded, batch, seq, vocab=vocab)
     extra = {"fused_lm_head": True} if fused_head else {}
+    extra["use_cache"] = False  # TRL's trainers pass it (GPT-2 would otherwise build a KV cache)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast_for(precision):
         out = model(**data, **extra)
     out.loss.backward()  # proves the graph is complete; the hooks already saw every saved tensor
@@ -220,8 +222,8 @@ def measure_saved(name: str, precision: str, padded: bool, grad_ckpt: bool, lora
             seen[ptr] = t
     # A saved 2-D tensor shaped like a weight (or its transpose) but not a weight storage is
     # autocast's cast of it: no activation of the tiny configs has a weight's shape (T = 128).
-    weight_shapes = {tuple(p.shape) for p in model.parameters() if p.dim() == 2}
-    weight_shapes |= {s[::-1] for s in weight_shapes}
+    weight_shapes = {tuple(p.shape) for p in model.parameters() if p.dim() >= 2}
+    weight_shapes |= {s[::-1] for s in weight_shapes} | {s[:-2] + s[-2:][::-1] for s in weight_shapes}
     if batch * seq in {d for shape in weight_shapes for d in shape}:
         raise ValueError(f"batch x seq = {batch * seq} equals a weight dimension of {name}: pick another seq")
     parts = {"activations": 0, "logits": 0, "indices": 0, "weight_casts": 0}
