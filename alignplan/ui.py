@@ -53,7 +53,10 @@ ENGINES = ("deepspeed", "fsdp")
 OPTIMIZERS = ("adamw", "adamw-8bit", "adafactor", "sgd")
 ZERO_STAGES = (0, 1, 2, 3)
 
-_INT_LIMITS = {"rank": (1, 1024), "seq": (1, 1_048_576), "batch": (1, 4096), "nodes": (1, 1024), GPUS_KEY: (1, 1024)}
+# The same ranges as the widgets' (a value outside a widget's range would fail the widget).
+MAX_GPUS_PER_NODE = 64
+_INT_LIMITS = {"rank": (1, 1024), "seq": (1, 1_048_576), "batch": (1, 4096), "nodes": (1, 1024),
+               GPUS_KEY: (1, MAX_GPUS_PER_NODE)}
 
 
 # --- query parameters <-> inputs -----------------------------------------------------------------
@@ -257,10 +260,16 @@ def save_upload(data: bytes, name: str = "config.json") -> Path:
     root.mkdir(mode=0o700, exist_ok=True)
     folder = root / digest
     folder.mkdir(exist_ok=True)
-    path = folder / Path(name).name
+    path = folder / upload_name(name, "config.json")
     if not path.exists():
         path.write_bytes(data)
     return path
+
+
+def upload_name(name: str, fallback: str) -> str:
+    """The base name of an uploaded file, safe to join to a folder ("../x" -> "x", ".." -> fallback)."""
+    base = Path(str(name).replace("\\", "/")).name
+    return base if base not in ("", ".", "..") else fallback
 
 
 def gib(n: int | float | None) -> str:
@@ -317,7 +326,7 @@ def sidebar_choices() -> None:
         format_func=lambda g: f"{g}  ({gpus.value[g]['memory_bytes'] / GIB:.0f} GiB)",
     )
     st.session_state.setdefault(GPUS_KEY, 1)
-    st.number_input("GPUs per node", min_value=1, max_value=64, step=1, key=GPUS_KEY)
+    st.number_input("GPUs per node", min_value=1, max_value=MAX_GPUS_PER_NODE, step=1, key=GPUS_KEY)
 
 
 def shared_choices() -> tuple[str, str, int]:
@@ -456,7 +465,7 @@ def use_app_navigation() -> None:
     """
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory:
+    if getattr(PagesManager, "uses_pages_directory", False):
         PagesManager.uses_pages_directory = False
         st.rerun()
 
@@ -571,7 +580,7 @@ def save_dataset_upload(data: bytes, name: str) -> Path:
     so it must outlive the temporary directory. Only the base name of the upload is kept."""
     import hashlib
 
-    safe = Path(name).name or "data.jsonl"
+    safe = upload_name(name, "data.jsonl")
     folder = runs_dir() / "uploads" / hashlib.sha256(data).hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / safe

@@ -119,7 +119,7 @@ def _carry(rec, answers: dict) -> None:
     if hardware.get("gpu"):
         st.session_state[ui.GPU_KEY] = hardware["gpu"]
     if answers.get("gpus"):
-        st.session_state[ui.GPUS_KEY] = min(64, int(answers["gpus"]))
+        st.session_state[ui.GPUS_KEY] = min(ui.MAX_GPUS_PER_NODE, int(answers["gpus"]))
     import planner
 
     methods = [m for m in dict.fromkeys([rec.method, rec.runner_up]) if m in planner.METHODS]

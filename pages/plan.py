@@ -96,6 +96,7 @@ def _model_choice() -> str | None:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         st.error(f"{upload.name}: not a valid JSON file ({exc}). Upload the model's config.json.")
         return None
+    st.caption(f"Planning the uploaded {upload.name}; a shared link cannot carry an upload.")
     return str(ui.save_upload(data, "config.json"))
 
 

@@ -105,3 +105,12 @@ def test_errors_reach_the_page_as_messages_not_tracebacks():
     assert "failed unexpectedly (RuntimeError)" in at.error[0].value
     assert at.expander[0].label == "Error details" and "kaboom" in at.expander[0].code[0].value
     assert at.error[1].value.startswith("Reading the count: invalid literal")  # a ValueError: its message
+
+
+def test_upload_names_cannot_leave_their_folder(tmp_path, monkeypatch):
+    assert ui.upload_name("../../etc/passwd", "x") == "passwd"
+    assert ui.upload_name("..", "x") == "x" and ui.upload_name("", "x") == "x"
+    assert ui.upload_name("C:\\Users\\me\\prefs.jsonl", "x") == "prefs.jsonl"
+    monkeypatch.setenv("ALIGNPLAN_RUNS_DIR", str(tmp_path / "runs"))
+    path = ui.save_dataset_upload(b'{"prompt": "p"}\n', "..")
+    assert path.parent.parent == (tmp_path / "runs" / "uploads").resolve() and path.name == "data.jsonl"
