@@ -52,3 +52,12 @@ def test_delete_asks_first(app, two_runs, runs_dir):
     assert not at.exception
     assert list(at.dataframe[0].value["id"]) == [two_runs[1]]
     assert not (runs_dir / two_runs[0]).exists()
+
+
+def test_compare_tab_lists_both_runs(app, two_runs):
+    at = _runs_page(app)
+    assert at.selectbox(key="runs_cmp_a").value == two_runs[1]  # newest first
+    assert at.selectbox(key="runs_cmp_b").value == two_runs[0]
+    assert at.selectbox(key="runs_cmp_metric").value == "loss"
+    at.selectbox(key="runs_cmp_b").set_value(two_runs[1]).run()  # the same run twice: one curve set
+    assert not at.exception and not at.error
