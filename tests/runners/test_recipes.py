@@ -470,3 +470,84 @@ def test_qlora_dpo_on_gpu(tiny_model_dir, demo_data, make_run_dir) -> None:
                                            lora={"r": 4, "quant": "nf4"}))
     assert run_recipe("dpo", spec_path) == 0
     assert (Path(read_result(spec_path.parent)["final_model"]) / "adapter_config.json").is_file()
+
+
+# --- callbacks and policy units (no training) -------------------------------------------------------
+
+
+def fake_state(step: int = 3, world_zero: bool = True) -> Any:
+    from transformers import TrainerState
+
+    state = TrainerState()
+    state.global_step, state.max_steps, state.epoch = step, 10, 0.3
+    state.is_world_process_zero = world_zero
+    return state
+
+
+def test_monitor_writes_contract_fields_and_trl_metrics(tmp_path: Path) -> None:
+    from transformers import TrainerControl
+
+    from runners.callbacks import PeakMemory, RunMonitor
+
+    monitor = RunMonitor(tmp_path, PeakMemory(cuda=False))
+    control = TrainerControl()
+    monitor.on_train_begin(None, fake_state(0), control)
+    monitor.on_log(None, fake_state(1), control, logs={"loss": 0.7, "learning_rate": 1e-3, "num_tokens": 100.0,
+                                                       "rewards/accuracies": 0.5, "epoch": 0.1})
+    time.sleep(0.05)
+    monitor.on_log(None, fake_state(2), control, logs={"loss": 0.5, "learning_rate": 1e-3, "num_tokens": 300.0})
+    monitor.on_log(None, fake_state(2), control, logs={"train_runtime": 1.0, "train_loss": 0.6})
+    records = read_metrics(tmp_path)
+    assert [r["step"] for r in records] == [1, 2]  # the end-of-training summary is not a step
+    assert CONTRACT_FIELDS <= set(records[0])
+    assert records[0]["rewards/accuracies"] == 0.5 and records[0]["epoch"] == 0.3
+    seconds = records[1]["time"] - records[0]["time"]
+    assert records[1]["tokens_per_second"] == pytest.approx(200 / seconds, rel=0.05)
+    assert monitor.summary == {"train_runtime": 1.0, "train_loss": 0.6}
+
+
+def test_only_the_main_process_writes_metrics(tmp_path: Path) -> None:
+    from transformers import TrainerControl
+
+    from runners.callbacks import PeakMemory, RunMonitor
+
+    monitor = RunMonitor(tmp_path, PeakMemory(cuda=False))
+    monitor.on_log(None, fake_state(1, world_zero=False), TrainerControl(), logs={"loss": 1.0})
+    assert not (tmp_path / "metrics.jsonl").exists()
+    assert monitor.last_metrics["loss"] == 1.0  # every process keeps its view for result.json
+
+
+def test_stop_file_asks_the_trainer_to_save_and_stop(tmp_path: Path) -> None:
+    from transformers import TrainerControl
+
+    from runners.callbacks import PeakMemory, RunMonitor
+
+    monitor = RunMonitor(tmp_path, PeakMemory(cuda=False))
+    control = monitor.on_step_end(None, fake_state(1), TrainerControl())
+    assert not (control.should_save or control.should_training_stop or monitor.stopped)
+    (tmp_path / "STOP").touch()
+    control = monitor.on_step_end(None, fake_state(2), TrainerControl())
+    assert control.should_save and control.should_training_stop and monitor.stopped
+
+
+def test_peak_memory_uses_cuda_max_allocated_on_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from runners.callbacks import PeakMemory
+
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a, **k: 123456789)
+    memory = PeakMemory(cuda=True)
+    assert (memory.kind, memory.sample()) == ("cuda_max_allocated", 123456789)
+    cpu = PeakMemory(cuda=False)
+    assert cpu.kind == "cpu_rss" and cpu.sample() > 10 * 2**20
+
+
+def test_precision_default_follows_the_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from runners.recipes.common import resolve_precision
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_precision(None, cuda=True) == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # e.g. a T4
+    assert resolve_precision(None, cuda=True) == "fp32"
