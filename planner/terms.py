@@ -121,18 +121,28 @@ LORA_TARGETS = {
 
 
 def lora_target_tensors(model: ModelSpec, targets: str = "all-linear"):
+    """The tensors PEFT puts adapters on. "all-linear" (peft 0.21 with transformers 5): every
+    nn.Linear but the output head, including an MoE router, and the fused MoE expert parameters
+    (E x out x in), which peft wraps with ParamWrapper."""
     wanted = LORA_TARGETS.get(targets)
     for t in model.tensors():
-        if t.kind != "linear":
-            continue  # fused MoE experts are parameters, not nn.Linear: PEFT's all-linear skips them
+        if t.kind not in ("linear", "router", "expert"):
+            continue
         if wanted is None or t.name in wanted:
             yield t
 
 
+def _lora_rank_multiplier(t) -> int:
+    # peft's ParamWrapper gives the fused gate/up expert parameter rank 2 r per expert (gate and up)
+    return 2 if t.name == "expert_gate_up" else 1
+
+
 def lora_params(model: ModelSpec, rank: int, targets: str = "all-linear") -> int:
     """LoRA adapter parameters: r x (in + out) per targeted matrix (Hu et al. 2021): A is r x in,
-    B is out x r."""
-    return sum(rank * (t.in_features + t.out_features) * t.count for t in lora_target_tensors(model, targets))
+    B is out x r. MoE experts (ParamWrapper): r E (in + out) per expert parameter, 2 r E (in + out)
+    for the fused gate/up one (measured: tests/planner/test_model_states.py)."""
+    return sum(rank * _lora_rank_multiplier(t) * (t.in_features + t.out_features) * t.count
+               for t in lora_target_tensors(model, targets))
 
 
 LORA_ADAPTER_BYTES = 4  # PEFT upcasts bf16/fp16 adapters to fp32 (autocast_adapter_dtype=True)
@@ -179,8 +189,22 @@ def lora_activation_bytes_per_layer(model: ModelSpec, tokens: int, rank: int, dr
     saves are counted where the layer reads them (linear_input_bytes), since with a frozen base
     they replace what the base linears would save."""
     a = act if residual is not None and residual != act else LORA_ADAPTER_BYTES
-    per_layer = sum(t.count for t in lora_target_tensors(model, targets)) // max(model.num_layers, 1)
-    return per_layer * tokens * rank * a
+    matrices = sum(t.count for t in lora_target_tensors(model, targets) if t.kind == "linear")
+    return matrices // max(model.num_layers, 1) * tokens * rank * a
+
+
+def lora_expert_delta_bytes(model: ModelSpec, rank: int, act: int, targets: str = "all-linear") -> int:
+    """peft's ParamWrapper cannot apply LoRA to an expert parameter as x -> B(A(x)): it builds the
+    delta weight B A (E x out x in) in the compute dtype on every forward, and the expert matmuls
+    save it for backward, together with the e-byte casts of A and B (when e is not the adapters'
+    fp32). Per layer, a full copy of the expert weights: e x (expert params [+ their LoRA params]) / L. transformers 5's MoE router is a
+    parameter module too, wrapped the same way (E x h). (peft also refuses lora_dropout > 0 there.)
+    Measured on CPU (tests/planner/test_activations.py)."""
+    experts = [t for t in lora_target_tensors(model, targets) if t.kind != "linear"]
+    cast_ab = act != LORA_ADAPTER_BYTES  # A and B are cast to the compute dtype (and saved) only when it differs
+    total = sum(t.total + (rank * _lora_rank_multiplier(t) * (t.in_features + t.out_features) * t.count
+                           if t.kind == "expert" and cast_ab else 0) for t in experts)
+    return act * total // max(model.num_layers, 1)
 
 
 # --- gradients and optimizer states ---------------------------------------------------------------
@@ -385,7 +409,10 @@ def activation_bytes_per_layer(model: ModelSpec, tokens: int, act: int, residual
             total += (4 + (0 if lora else e)) * T * (model.q_dim + model.kv_dim)
             total += 4 * T * (model.num_heads + model.num_kv_heads)
         if model.is_moe:
-            total += moe_mlp_bytes(model, T, e) + reads(h, ("router",), 1, r)
+            # the router saves its input also under LoRA: peft's wrapped router weight needs a gradient
+            total += moe_mlp_bytes(model, T, e) + linear_input_bytes(T, h, 1, e, r, r)
+            if lora:
+                total += lora_expert_delta_bytes(model, lora_rank, e, lora_targets)
         else:
             total += reads(h, ("gate_proj", "up_proj", "gate_up_proj"), 1 if fused else 2, r)
             total += 3 * e * T * model.intermediate_size

@@ -51,6 +51,26 @@ TINY_CONFIGS: dict[str, dict] = {
 # it multiplies by a noise tensor in the input's dtype and saves that. LoRA's dropout input is fp32.
 CPU_DROPOUT_MASK_BYTES = 4
 
+# The other layouts the planner knows, per-layer checks only (test_activations.py). Dropout off,
+# as the planner assumes. Their weight dimensions include 128 (Phi-3's fused qkv), so they are
+# measured at OTHER_SEQ.
+OTHER_LAYOUTS: dict[str, dict] = {
+    "gpt2": dict(model_type="gpt2", n_embd=64, n_layer=2, n_head=4, vocab_size=VOCAB, n_positions=256,
+                 resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0),
+    "opt": dict(model_type="opt", hidden_size=64, num_hidden_layers=2, num_attention_heads=4, ffn_dim=176,
+                vocab_size=VOCAB, max_position_embeddings=256, word_embed_proj_dim=64, dropout=0.0,
+                attention_dropout=0.0, activation_dropout=0.0),
+    "gemma2-eager": dict(model_type="gemma2", hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, head_dim=16, intermediate_size=176, vocab_size=VOCAB),
+    "mixtral-moe": dict(model_type="mixtral", hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                        num_key_value_heads=2, intermediate_size=96, vocab_size=VOCAB, num_local_experts=4,
+                        num_experts_per_tok=2),
+    "phi3-fused": dict(model_type="phi3", hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, intermediate_size=176, vocab_size=VOCAB, pad_token_id=0,
+                       bos_token_id=0, eos_token_id=0),
+}
+OTHER_SEQ = 72
+
 # Real layouts at reduced depth (bench/calibrate_cpu.py only: heavier than the tests need).
 CATALOGUE_AT_DEPTH: dict[str, tuple[str, int]] = {
     "SmolLM2-135M@2L": ("HuggingFaceTB/SmolLM2-135M", 2),
@@ -71,9 +91,9 @@ def hf_config(name: str, num_layers: int | None = None):
         kw["num_hidden_layers"] = depth
         kw.pop("layer_types", None)  # per-layer lists follow the depth
     else:
-        kw = dict(TINY_CONFIGS[name])
+        kw = dict(TINY_CONFIGS[name] if name in TINY_CONFIGS else OTHER_LAYOUTS[name])
     if num_layers:
-        kw["num_hidden_layers"] = num_layers
+        kw["n_layer" if kw["model_type"] == "gpt2" else "num_hidden_layers"] = num_layers
     model_type = kw.pop("model_type")
     cfg = AutoConfig.for_model(model_type, **kw)
     # Gemma-2's logit soft-capping needs eager attention (transformers refuses SDPA for it)
@@ -291,6 +311,8 @@ def planner_layer_bytes(name: str, precision: str, padded: bool, lora_rank: int 
                         lora_dropout: float = 0.0, batch: int = BATCH, seq: int = SEQ) -> int:
     """terms.activation_bytes_per_layer for one decoder layer, with CPU dropout masks."""
     prec = terms.PRECISIONS[precision]
-    return terms.activation_bytes_per_layer(planner_spec(name), batch * seq, prec.act, prec.residual, seq_len=seq,
+    spec = planner_spec(name)
+    eager = seq if spec.model_type == "gemma2" else None  # as planner/estimate.py passes it
+    return terms.activation_bytes_per_layer(spec, batch * seq, prec.act, prec.residual, eager, seq_len=seq,
                                             padded=padded, lora_rank=lora_rank, lora_dropout=lora_dropout,
                                             dropout_mask_bytes=CPU_DROPOUT_MASK_BYTES)

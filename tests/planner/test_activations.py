@@ -43,9 +43,10 @@ def _one_thread():
 
 
 @cache
-def saved(name, precision, padded, grad_ckpt, lora_rank=None, lora_dropout=0.0, num_layers=None, fused_head=False):
+def saved(name, precision, padded, grad_ckpt, lora_rank=None, lora_dropout=0.0, num_layers=None, fused_head=False,
+          seq=measure.SEQ):
     return measure.measure_saved(name, precision, padded, grad_ckpt, lora_rank, lora_dropout, num_layers=num_layers,
-                                 fused_head=fused_head)
+                                 fused_head=fused_head, seq=seq)
 
 
 def _layer_cases():
@@ -146,3 +147,30 @@ def test_trl_fused_lm_head_saves_selected_hidden_states_not_logits(precision, lo
     assert want == pytest.approx(got.activations, rel=0.10)
     if not lora_rank:
         assert want == pytest.approx(got.activations, rel=0.01)
+
+
+def _other_cases():
+    for name in measure.OTHER_LAYOUTS:
+        for precision in ("bf16", "fp32"):
+            for padded in (False, True):
+                yield name, precision, padded, None, 0.0
+            # peft refuses dropout on MoE expert parameters (ParamWrapper)
+            yield name, precision, True, 8, 0.0 if name == "mixtral-moe" else 0.05
+
+
+@pytest.mark.parametrize("name,precision,padded,lora_rank,lora_dropout", list(_other_cases()))
+def test_other_layouts_one_layer(name, precision, padded, lora_rank, lora_dropout):
+    """GPT-2, OPT, Gemma-2 (eager attention, soft-capping), Mixtral (routed experts; with LoRA the
+    per-layer delta weights of peft's ParamWrapper), Phi-3 (fused qkv): one layer against
+    activation_bytes_per_layer. Exact in fp32; in bf16 CPU's LayerNorm keeps
+    its mean/rstd in bf16 where the planner counts CUDA's fp32 (GPT-2, OPT), and Gemma-2's norms save
+    their (1 + weight) fp32 vectors (h per norm), which the planner leaves out."""
+    seq = measure.OTHER_SEQ
+    two = saved(name, precision, padded, False, lora_rank, lora_dropout, num_layers=2, seq=seq)
+    three = saved(name, precision, padded, False, lora_rank, lora_dropout, num_layers=3, seq=seq)
+    # LoRA on MoE experts: the delta weights peft builds have the experts' shapes (weight_casts)
+    layer = three.activations - two.activations + three.weight_casts - two.weight_casts
+    want = measure.planner_layer_bytes(name, precision, padded, lora_rank, lora_dropout, seq=seq)
+    assert want == pytest.approx(layer, rel=0.01)
+    if precision == "fp32" and name in ("gpt2", "opt", "mixtral-moe", "phi3-fused"):
+        assert want == layer

@@ -21,6 +21,8 @@ from planner import terms  # noqa: E402
 
 CASES = [(name, prec, lora) for name in measure.TINY_CONFIGS for prec in ("bf16", "fp32", "amp-bf16")
          for lora in (None, 8)]
+# MoE: peft 0.21's all-linear also wraps the router and the fused expert parameters
+CASES += [("mixtral-moe", prec, lora) for prec in ("bf16", "fp32") for lora in (None, 8)]
 
 
 @pytest.fixture(autouse=True)
