@@ -224,7 +224,7 @@ def test_plan_advise_launch_runs_in_a_browser(start_server, browser_page, tmp_pa
     page.goto(f"{server}/runs")
     expect(page.get_by_role("heading", name="Runs")).to_be_visible()
     _settle(page)
-    expect(page.get_by_text(run_id).first).to_be_visible()
+    expect(page.locator('[data-testid="stMain"]')).to_contain_text(run_id)
     status = page.locator('[data-testid="stMetric"]').filter(has_text="Status").locator('[data-testid="stMetricValue"]')
     expect(status).to_have_text("succeeded", timeout=600_000)  # the Runs monitor refreshes by itself too
     _wait_for_charts(page, 3)
