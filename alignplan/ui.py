@@ -16,6 +16,9 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
+import planner as _planner  # pure Python, never imports torch
+from planner import terms as _planner_terms
+
 T = TypeVar("T")
 
 GIB = 2**30
@@ -47,10 +50,10 @@ PLAN_DEFAULTS: dict[str, Any] = {
 SHARED_DEFAULTS: dict[str, Any] = {MODEL_KEY: DEFAULT_MODEL, GPU_KEY: DEFAULT_GPU, GPUS_KEY: 1}
 
 ADAPTERS = ("full", "lora", "qlora")
-PRECISIONS = ("bf16", "amp-bf16", "fp32")
-OFFLOADS = ("none", "optimizer", "params")
+PRECISIONS = tuple(_planner.PRECISIONS)  # the planner's ids, shared with the runners
+OPTIMIZERS = tuple(_planner_terms.OPTIMIZERS)
+OFFLOADS = ("none", "optimizer", "params")  # "none" stands for the planner's offload=None
 ENGINES = ("deepspeed", "fsdp")
-OPTIMIZERS = ("adamw", "adamw-8bit", "adafactor", "sgd")
 ZERO_STAGES = (0, 1, 2, 3)
 
 # The same ranges as the widgets' (a value outside a widget's range would fail the widget).

@@ -114,3 +114,20 @@ def test_upload_names_cannot_leave_their_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("ALIGNPLAN_RUNS_DIR", str(tmp_path / "runs"))
     path = ui.save_dataset_upload(b'{"prompt": "p"}\n', "..")
     assert path.parent.parent == (tmp_path / "runs" / "uploads").resolve() and path.name == "data.jsonl"
+
+
+def test_every_choice_the_plan_page_offers_is_accepted_by_the_planner():
+    import planner
+
+    for offload in ui.OFFLOADS:
+        for engine in ui.ENGINES:
+            for adapter in ui.ADAPTERS:
+                values = {**ui.PLAN_DEFAULTS, "offload": offload, "engine": engine, "zero": 3, "adapter": adapter}
+                kw = ui.request_kwargs(values, "Qwen/Qwen2.5-0.5B", "A10G-24GB", 2)
+                plan = planner.estimate(planner.PlanRequest(method="dpo", **kw))
+                assert plan.peak_bytes_per_gpu > 0
+    for precision in ui.PRECISIONS:
+        for optimizer in ui.OPTIMIZERS:
+            kw = ui.request_kwargs({**ui.PLAN_DEFAULTS, "precision": precision, "optimizer": optimizer},
+                                   "Qwen/Qwen2.5-0.5B", "A10G-24GB", 1)
+            assert planner.estimate(planner.PlanRequest(method="sft", **kw)).peak_bytes_per_gpu > 0
