@@ -499,8 +499,11 @@ TRL_CONFIGS = {"sft": "SFTConfig", "rm": "RewardConfig", "dpo": "DPOConfig", "ip
                "kto": "KTOConfig", "orpo": "orpo", "simpo": "cpo", "grpo": "GRPOConfig", "rloo": "RLOOConfig"}
 
 
+# The tiny model's settings for the online methods (GRPO, RLOO): a 2-layer random model generates
+# noise, so short completions and small groups keep the CPU demo under a minute (as the runners' tests do).
+TINY_ONLINE = {"max_completion_length": 16, "num_generations": 4, "per_device_train_batch_size": 4}
 TINY_KEEPS = frozenset({"learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length",
-                        "lr_scheduler_type", "warmup_steps"})
+                        "lr_scheduler_type", "warmup_steps", "max_completion_length", "num_generations"})
 
 
 def form_hparams(method: str, tiny: bool, preset: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -514,7 +517,8 @@ def form_hparams(method: str, tiny: bool, preset: Mapping[str, Any] | None = Non
     if tiny:
         from runners import tiny as tiny_model
 
-        for key, value in tiny_model.DEMO_HPARAMS.items():
+        online = TINY_ONLINE if "num_generations" in fields else {}
+        for key, value in {**tiny_model.DEMO_HPARAMS, **online}.items():
             if key in fields:
                 fields[key] = value
             elif key in ("lr_scheduler_type", "warmup_steps"):

@@ -145,3 +145,28 @@ def test_a_run_that_will_not_fit_warns_with_fixes(app, monkeypatch):
         assert fixes.count("\n- ") >= 1 and "GiB per GPU" in fixes  # each fix with its planned peak
     finally:
         ui.devices_found.clear()
+
+
+def test_every_recipe_method_gets_a_valid_demo_form(app):
+    from runners.spec import RECIPE_METHODS
+
+    at = _launch_page(app)
+    for method in RECIPE_METHODS:
+        at.selectbox(key="launch_method").set_value(method).run()
+        assert not at.exception, (method, at.exception)
+        assert not at.error, (method, [e.value for e in at.error])
+        spec = yaml.safe_load(next(c.value for c in at.code if c.value.startswith(f"method: {method}")))
+        assert spec["dataset"]["path"].endswith(".jsonl") and spec["max_steps"] == tiny.DEMO_MAX_STEPS
+        if method in ("grpo", "rloo"):
+            assert spec["reward"]["function"].startswith("runners.recipes.rewards")
+        assert not at.button(key="launch_go").disabled
+
+
+def test_advice_without_a_recipe_says_so(app):
+    at = app.run()
+    at.session_state["launch_prefill"] = {"from": "RLHF with PPO", "method": "ppo", "model": None, "hparams": {},
+                                          "note": "runners has no PPO recipe yet"}
+    at.switch_page("pages/launch.py").run()
+    assert not at.exception
+    banner = next(i.value for i in at.info if "RLHF with PPO" in i.value)
+    assert "no runnable recipe" in banner and "dpo" in banner

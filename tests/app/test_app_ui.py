@@ -74,9 +74,13 @@ def test_form_hparams_layers_defaults_demo_and_preset():
     fields, extras = ui.form_hparams("dpo", tiny=True, preset={"beta": 0.3, "learning_rate": 1e-6})
     assert fields["learning_rate"] == tiny.DEMO_HPARAMS["learning_rate"] and fields["beta"] == 0.3
     assert fields["max_length"] == tiny.DEMO_HPARAMS["max_length"]
+    assert fields["per_device_train_batch_size"] == tiny.DEMO_HPARAMS["per_device_train_batch_size"]
     assert extras["lr_scheduler_type"] == tiny.DEMO_HPARAMS["lr_scheduler_type"]
     fields, _ = ui.form_hparams("grpo", tiny=False)
     assert fields["num_generations"] == 8 and "max_length" not in fields
+    fields, _ = ui.form_hparams("grpo", tiny=True, preset={"num_generations": 8})
+    assert fields["num_generations"] == 4 and fields["max_completion_length"] == 16  # the CPU demo's
+    assert fields["per_device_train_batch_size"] % fields["num_generations"] == 0
 
 
 def test_metric_keys_pick_the_method_metrics():
