@@ -4,7 +4,9 @@
     python bench/gpu_check.py --dry-run               # planner side only, any machine, no torch
     python bench/gpu_check.py --smoke                 # the training code on CPU with 2-layer, narrow copies
 
-For catalogue layouts with random weights (bf16, SDPA, padded batches, gradient checkpointing on
+First, the per-layer saved-tensor check of tests/planner/test_activations.py on the GPU's kernels
+(layer_checks; planner ratios should be 1.0 where CUDA saves what CPU saves). Then, for catalogue
+layouts with random weights (bf16, SDPA, padded batches, gradient checkpointing on
 unless a run says otherwise), 3 training steps each:
   sft     TRL 1.16's fused LM head (trl.trainer.utils.add_fused_lm_head), next-token loss;
   dpo     chosen + rejected concatenated (2 x sequences) through the policy with the fused head,
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import sys
 import time
@@ -216,6 +219,39 @@ def measure_run(run: Run, cfg: dict, device: str, steps: int = 3) -> dict:
     return out
 
 
+def layer_checks(device: str) -> list[dict]:
+    """The CPU byte-exact per-layer check (tests/planner/test_activations.py) on the GPU's own kernels:
+    flash attention unpadded, memory-efficient attention with a padding mask (does it save the
+    additive mask, padded to a multiple of 16?), CUDA's fused dropout (1-byte masks), CUDA autocast."""
+    sys.path.insert(0, str(ROOT / "tests" / "planner"))
+    import measure
+
+    rows = []
+    cases = [(name, seq) for name in measure.TINY_CONFIGS for seq in (measure.SEQ, measure.OTHER_SEQ)]
+    cases += [(name, measure.OTHER_SEQ) for name in ("gpt2", "mixtral-moe", "phi3-fused", "gemma2-eager")]
+    for (name, seq), precision, padded in itertools.product(cases, ("bf16", "fp32", "amp-bf16"), (False, True)):
+        moe = name == "mixtral-moe"
+        for lora, drop in ((None, 0.0), (8, 0.0 if moe else 0.05)):
+            row = {"config": name, "seq": seq, "precision": precision, "padded": padded, "lora": lora,
+                   "lora_dropout": drop}
+            try:
+                two = measure.measure_saved(name, precision, padded, False, lora, drop, seq=seq, num_layers=2,
+                                            device=device)
+                three = measure.measure_saved(name, precision, padded, False, lora, drop, seq=seq, num_layers=3,
+                                              device=device)
+                casts = three.weight_casts - two.weight_casts
+                row["measured_bytes"] = three.activations - two.activations + (casts if moe and lora else 0)
+                row["weight_casts_bytes"] = casts
+                row["planner_bytes"] = measure.planner_layer_bytes(name, precision, padded, lora, drop, seq=seq,
+                                                                   mask_bytes=terms.DROPOUT_MASK_BYTES)
+                row["ratio"] = round(row["planner_bytes"] / row["measured_bytes"], 4)
+                row["saved_shapes_3_layers"] = three.by_shape[:80]
+            except Exception as exc:  # a kernel or dtype a GPU refuses: record it, go on
+                row["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+            rows.append(row)
+    return rows
+
+
 def cuda_context_bytes() -> dict:
     """Device memory in use that PyTorch's allocator does not own (context, cuBLAS workspace)."""
     import torch
@@ -239,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="run the steps on CPU with 2-layer, narrow copies")
     ap.add_argument("--only", default="", help="comma-separated substrings of run labels to keep")
     ap.add_argument("--budget-s", type=float, default=420, help="start no new run after this many seconds")
+    ap.add_argument("--skip-layers", action="store_true", help="skip the per-layer saved-tensor checks")
     args = ap.parse_args(argv)
     runs = [r for r in RUNS if not args.only or any(s in r.label for s in args.only.split(","))]
     if args.smoke:  # exercise the code paths, not the sizes
@@ -258,6 +295,13 @@ def main(argv: list[str] | None = None) -> int:
         doc["device"] = cuda_context_bytes()
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "gpu_check.json"
+    if not args.dry_run and not args.skip_layers:
+        t0 = time.time()
+        doc["layers"] = layer_checks(device)
+        ok = [r["ratio"] for r in doc["layers"] if "ratio" in r]
+        print(f"per-layer checks: {len(ok)} rows, ratio {min(ok, default=0):.4f}..{max(ok, default=0):.4f}, "
+              f"{sum('error' in r for r in doc['layers'])} errors, {time.time() - t0:.0f} s", flush=True)
+        path.write_text(json.dumps(doc, indent=1))
     for run in runs:
         if time.time() - start > args.budget_s:
             doc["runs"].append({"label": run.label, "skipped": "time budget"})

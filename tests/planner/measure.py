@@ -107,13 +107,14 @@ def planner_spec(name: str, num_layers: int | None = None) -> ModelSpec:
 
 
 def build_model(name: str, precision: str, lora_rank: int | None = None, lora_dropout: float = 0.0,
-                grad_ckpt: bool = False, seed: int = 0, num_layers: int | None = None, fused_head: bool = False):
+                grad_ckpt: bool = False, seed: int = 0, num_layers: int | None = None, fused_head: bool = False,
+                device: str = "cpu"):
     """A randomly initialised CausalLM in train mode, loaded the way the runners load it:
     bf16 -> weights in bf16; fp32 and amp-bf16 -> weights in fp32. LoRA via peft (all-linear)."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(hf_config(name, num_layers), dtype=DTYPES[precision])
+    model = AutoModelForCausalLM.from_config(hf_config(name, num_layers), dtype=DTYPES[precision]).to(device)
     if fused_head:  # TRL 1.16's fused LM head (SFT/DPO/KTO/GRPO/RLOO trainers), added before PEFT as TRL does
         from trl.trainer.utils import add_fused_lm_head
 
@@ -144,9 +145,9 @@ def make_batch(padded: bool, batch: int = BATCH, seq: int = SEQ, seed: int = 1,
     return out
 
 
-def autocast_for(precision: str):
+def autocast_for(precision: str, device: str = "cpu"):
     if precision == "amp-bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -217,10 +218,10 @@ class SavedBytes:
 
 def measure_saved(name: str, precision: str, padded: bool, grad_ckpt: bool, lora_rank: int | None = None,
                   lora_dropout: float = 0.0, batch: int = BATCH, seq: int = SEQ,
-                  num_layers: int | None = None, fused_head: bool = False) -> SavedBytes:
+                  num_layers: int | None = None, fused_head: bool = False, device: str = "cpu") -> SavedBytes:
     """Bytes saved for backward by one forward + loss of a tiny model (see the module docstring)."""
     model = build_model(name, precision, lora_rank, lora_dropout, grad_ckpt, num_layers=num_layers,
-                        fused_head=fused_head)
+                        fused_head=fused_head, device=device)
     weights = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
     saved: list[torch.Tensor] = []
 
@@ -229,10 +230,10 @@ def measure_saved(name: str, precision: str, padded: bool, grad_ckpt: bool, lora
         return t
 
     vocab = model.config.vocab_size
-    data = make_batch(padded, batch, seq, vocab=vocab)
+    data = {k: v.to(device) for k, v in make_batch(padded, batch, seq, vocab=vocab).items()}
     extra = {"fused_lm_head": True} if fused_head else {}
     extra["use_cache"] = False  # TRL's trainers pass it (GPT-2 would otherwise build a KV cache)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast_for(precision):
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast_for(precision, device):
         out = model(**data, **extra)
     out.loss.backward()  # proves the graph is complete; the hooks already saw every saved tensor
     seen: dict[int, torch.Tensor] = {}
@@ -308,11 +309,12 @@ def planner_saved_logits(name: str, batch: int = BATCH, seq: int = SEQ) -> int:
 
 
 def planner_layer_bytes(name: str, precision: str, padded: bool, lora_rank: int | None = None,
-                        lora_dropout: float = 0.0, batch: int = BATCH, seq: int = SEQ) -> int:
-    """terms.activation_bytes_per_layer for one decoder layer, with CPU dropout masks."""
+                        lora_dropout: float = 0.0, batch: int = BATCH, seq: int = SEQ,
+                        mask_bytes: int = CPU_DROPOUT_MASK_BYTES) -> int:
+    """terms.activation_bytes_per_layer for one decoder layer (CPU dropout masks unless told)."""
     prec = terms.PRECISIONS[precision]
     spec = planner_spec(name)
     eager = seq if spec.model_type == "gemma2" else None  # as planner/estimate.py passes it
     return terms.activation_bytes_per_layer(spec, batch * seq, prec.act, prec.residual, eager, seq_len=seq,
                                             padded=padded, lora_rank=lora_rank, lora_dropout=lora_dropout,
-                                            dropout_mask_bytes=CPU_DROPOUT_MASK_BYTES)
+                                            dropout_mask_bytes=mask_bytes)
