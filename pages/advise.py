@@ -96,7 +96,8 @@ def _ask(step, answers: dict) -> None:
         _answer_widget(q, answers)
         if st.session_state.get(ERROR):
             st.error(st.session_state[ERROR])
-        c1, c2, c3, c4, _ = st.columns([1, 1, 1, 1, 3])
+        bar = st.container(horizontal=True)
+        c1 = c2 = c3 = c4 = bar
         c1.button("Next", type="primary", key="advise_next", on_click=_on_next, args=(q.key,),
                   icon=":material/arrow_forward:")
         if q.optional:
@@ -183,7 +184,8 @@ def _card(answers: dict) -> None:
             st.code(rec.preset["command"], language="bash")
         if rec.preset.get("note"):
             st.info(rec.preset["note"])
-        c1, c2, c3, _ = st.columns([1, 1, 1, 2])
+        bar = st.container(horizontal=True)
+        c1 = c2 = c3 = bar
         if c1.button("Plan it", type="primary", key="advise_to_plan", icon=":material/stacked_bar_chart:",
                      on_click=_carry, args=(rec, answers)):
             st.switch_page("pages/plan.py")
@@ -191,7 +193,7 @@ def _card(answers: dict) -> None:
                      on_click=_carry, args=(rec, answers)):
             st.switch_page("pages/launch.py")
         c3.button("Back", key="advise_back_done", on_click=_on_back, icon=":material/arrow_back:")
-        st.button("Start over", key="advise_restart_done", on_click=_on_restart, icon=":material/restart_alt:")
+        bar.button("Start over", key="advise_restart_done", on_click=_on_restart, icon=":material/restart_alt:")
 
 
 def _tree(answers: dict) -> None:

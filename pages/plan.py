@@ -177,7 +177,7 @@ def _results(plans: dict, model: str, gpu: str, gpus: int) -> None:
     frames = [p.to_frame().assign(method=m) for m, p in plans.items()]
     csv = pd.concat(frames, ignore_index=True).to_csv(index=False)
     doc = json.dumps({m: p.to_dict() for m, p in plans.items()}, indent=2, default=str)
-    d1, d2, _ = st.columns([1, 1, 4])
+    d1 = d2 = st.container(horizontal=True)
     d1.download_button("Download CSV", csv, file_name="alignplan-plan.csv", mime="text/csv",
                        icon=":material/download:", on_click="ignore")
     d2.download_button("Download JSON", doc, file_name="alignplan-plan.json", mime="application/json",

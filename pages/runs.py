@@ -72,7 +72,7 @@ def _confirm_delete(run_id: str) -> None:
     with st.container(border=True):
         st.warning(f"Delete **{run_id}**? Its registry entry and its run directory (checkpoints included) "
                    "will be removed.", icon=":material/delete:")
-        c1, c2, _ = st.columns([1, 1, 4])
+        c1 = c2 = st.container(horizontal=True)
         if c1.button("Delete", type="primary", key="runs_delete_yes"):
             from runners import launch
 
