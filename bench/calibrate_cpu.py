@@ -92,6 +92,42 @@ def activation_rows(names, seq: int) -> tuple[list[dict], list[dict], list[dict]
     return whole, layers, logits
 
 
+def other_layout_rows() -> list[dict]:
+    """One layer of GPT-2, OPT, Gemma-2 (eager), Mixtral (MoE) and Phi-3 (fused qkv) layouts."""
+    rows = []
+    seq = measure.OTHER_SEQ
+    for name, precision, padded in itertools.product(measure.OTHER_LAYOUTS, PRECISIONS, (False, True)):
+        moe = name == "mixtral-moe"
+        for lora, drop in ((None, 0.0), (8, 0.0 if moe else 0.05)):
+            if lora and not padded:
+                continue
+            two = measure.measure_saved(name, precision, padded, False, lora, drop, seq=seq, num_layers=2)
+            three = measure.measure_saved(name, precision, padded, False, lora, drop, seq=seq, num_layers=3)
+            casts = three.weight_casts - two.weight_casts
+            # under amp-bf16 the weight casts are autocast's (compared in the whole-model table); with
+            # LoRA on MoE experts they are peft's per-layer delta weights, part of the layer term
+            layer = three.activations - two.activations + (casts if moe and lora else 0)
+            want = measure.planner_layer_bytes(name, precision, padded, lora, drop, seq=seq)
+            rows.append({"config": name, "precision": precision, "padded": padded, "lora": lora or "-",
+                         "lora_dropout": drop, "measured_bytes": layer, "planner_bytes": want,
+                         "ratio": _ratio(want, layer)})
+    return rows
+
+
+def fused_head_rows() -> list[dict]:
+    """TRL 1.16's fused LM head (SFT/DPO/KTO/GRPO/RLOO): what the whole model saves, vs the planner's
+    activation term with the fused head's saved hidden states (T h e)."""
+    rows = []
+    for precision, lora, ckpt in itertools.product(PRECISIONS, (None, 8), (False, True)):
+        got = measure.measure_saved("llama-gqa", precision, True, ckpt, lora, 0.0, fused_head=True)
+        measured = got.activations + got.weight_casts
+        want = measure.planner_activations("llama-gqa", precision, True, ckpt, lora, 0.0, fused_head=True)
+        rows.append({"config": "llama-gqa", "precision": precision, "lora": lora or "-", "grad_ckpt": ckpt,
+                     "measured_bytes": measured, "planner_bytes": want, "ratio": _ratio(want, measured),
+                     "saved_logits_bytes": got.logits})
+    return rows
+
+
 def full_depth_rows(whole: list[dict], layers: list[dict]) -> list[dict]:
     """Catalogue layouts at their real depth: measured(2 layers) + (L - 2) x measured layer, against
     the planner at L layers (the checkpointing-free case, where depth matters)."""
@@ -138,7 +174,8 @@ FINDINGS = """\
 ## What the measurements showed (and what changed in planner/terms.py)
 
 * SDPA's output is laid out (b, s, heads, d), so transformers' `transpose(1, 2).contiguous()` is a
-  no-op and `o_proj` saves the same storage: one e T q, not two.
+  no-op and `o_proj` saves the same storage: one e T q, not two (Phi-3, whose RoPE concatenates,
+  and eager attention do copy).
 * With a padding mask transformers does not use SDPA's `enable_gqa` (`use_gqa_in_sdpa` needs
   mask None): k and v are repeated to all heads (e T q each), and torch converts the boolean mask to
   an additive one in the compute dtype on every call, which the kernel saves: e T s per layer.
@@ -151,6 +188,16 @@ FINDINGS = """\
 * amp-bf16: each linear saves its own bf16 cast of an fp32 input (3 for q/k/v, 2 for gate/up), and
   autocast's bf16 copies of the weights are saved for backward: 2 bytes per matmul weight
   (`autocast_weight_copy_bytes`; with checkpointing only the LM head's and one layer's).
+* GPT-2 (gelu_new is built from elementwise ops: 4 saved tensors) is 8 e T h + 5 e T I per layer,
+  OPT 8 e T h + e T I (the planner had 9 e T h + 2 e T I / + e T I). Gemma-2 runs eager attention:
+  T a s (e + 4 + e) for the soft-capped scores and fp32 softmax (the planner had 2 e T a s), and its
+  norms save fp32. MoE layers also save each expert's output before weighting (e T k h).
+* peft 0.21's all-linear on transformers 5 MoE models also wraps the router and the fused expert
+  parameters (rank 2 r per expert for gate/up); these build their delta weights on every forward
+  and save them: a full bf16 copy of each layer's expert weights (`lora_expert_delta_bytes`), and
+  refuse lora_dropout > 0.
+* TRL's fused LM head saves the hidden states it scores instead of the final norm's output
+  (`final_norm_bytes(head_saves_input=False)`) and no weight cast.
 * Dropout masks: CUDA's fused dropout saves a 1-byte bool mask (planner default); CPU's unfused
   dropout saves a noise tensor in the input dtype, so these CPU checks use 4 bytes.
 * Logits: the loss saves only its fp32 log-softmax output (4 T V); the e T V logits stay alive in
@@ -172,6 +219,13 @@ def summary_rows(data: dict) -> list[dict]:
         ("whole model, LoRA, no checkpointing (2 layers)", data["activations"],
          lambda r: r["lora"] != "-" and not r["grad_ckpt"]),
         ("catalogue layouts at full depth", data.get("full_depth", []), lambda r: True),
+        ("other layouts, one layer (bf16/fp32)", data["other_layouts"], lambda r: r["precision"] != "amp-bf16"),
+        ("other layouts, one layer, amp-bf16 (no MoE)", data["other_layouts"],
+         lambda r: r["precision"] == "amp-bf16" and r["config"] != "mixtral-moe"),
+        ("Mixtral layer under amp-bf16", data["other_layouts"],
+         lambda r: r["precision"] == "amp-bf16" and r["config"] == "mixtral-moe"),
+        ("TRL fused LM head, whole model (bf16/fp32)", data["fused_head"], lambda r: r["precision"] != "amp-bf16"),
+        ("TRL fused LM head, whole model, amp-bf16", data["fused_head"], lambda r: r["precision"] == "amp-bf16"),
         ("loss: saved logits vs 4 T V", data["logits"], lambda r: True),
     ]
     out = []
@@ -229,6 +283,26 @@ def write_markdown(path: Path, data: dict) -> None:
             "",
         ]
     parts += [
+        "## Other layouts: one decoder layer vs `activation_bytes_per_layer`",
+        "",
+        f"hidden 64, 4 heads, batch {measure.BATCH} x {measure.OTHER_SEQ} tokens. GPT-2 / OPT in bf16: CPU's "
+        "LayerNorm keeps mean/rstd in bf16, the planner counts CUDA's fp32. Gemma-2: its norms' (1 + weight) fp32 "
+        "vectors are left out. Mixtral under amp-bf16: CPU autocast runs the experts in fp32 (the planner "
+        "assumes bf16 as for every matmul; unverified on CUDA).",
+        "",
+        _table(data["other_layouts"], ["config", "precision", "padded", "lora", "lora_dropout", "measured_bytes",
+                                       "planner_bytes", "ratio"]),
+        "",
+        "## TRL's fused LM head (whole model, padded batch)",
+        "",
+        "No T x V tensor is saved. The head saves the hidden states it scores (T h, in their own dtype: fp32 "
+        "under amp-bf16, where `fused_logits_bytes` counts e), not the final norm's output, and casts its "
+        "weight tile by tile. The checkpointed amp-bf16 rows read low because the planner's fused term "
+        "counts the hidden states at e bytes.",
+        "",
+        _table(data["fused_head"], ["config", "precision", "lora", "grad_ckpt", "measured_bytes", "planner_bytes",
+                                    "ratio", "saved_logits_bytes"]),
+        "",
         "## Logits",
         "",
         "Saved by the loss: the fp32 log-softmax output, 4 T V. The e T V logits are held by the model "
@@ -265,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         "layer": layers,
         "activations": whole,
         "full_depth": full,
+        "other_layouts": other_layout_rows(),
+        "fused_head": fused_head_rows(),
         "logits": logits,
     }
     data["seconds"] = time.time() - start
