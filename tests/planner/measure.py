@@ -71,6 +71,11 @@ OTHER_LAYOUTS: dict[str, dict] = {
 }
 OTHER_SEQ = 72
 
+# A vocabulary large enough for the loss to dominate a whole training step (measure_step_peak).
+STEP_CONFIGS: dict[str, dict] = {
+    "llama-v32k": dict(TINY_CONFIGS["llama-gqa"], vocab_size=32000, num_hidden_layers=4),
+}
+
 # Real layouts at reduced depth (bench/calibrate_cpu.py only: heavier than the tests need).
 CATALOGUE_AT_DEPTH: dict[str, tuple[str, int]] = {
     "SmolLM2-135M@2L": ("HuggingFaceTB/SmolLM2-135M", 2),
@@ -91,7 +96,7 @@ def hf_config(name: str, num_layers: int | None = None):
         kw["num_hidden_layers"] = depth
         kw.pop("layer_types", None)  # per-layer lists follow the depth
     else:
-        kw = dict(TINY_CONFIGS[name] if name in TINY_CONFIGS else OTHER_LAYOUTS[name])
+        kw = dict({**TINY_CONFIGS, **OTHER_LAYOUTS, **STEP_CONFIGS}[name])
     if num_layers:
         kw["n_layer" if kw["model_type"] == "gpt2" else "num_hidden_layers"] = num_layers
     model_type = kw.pop("model_type")
@@ -318,3 +323,40 @@ def planner_layer_bytes(name: str, precision: str, padded: bool, lora_rank: int 
     return terms.activation_bytes_per_layer(spec, batch * seq, prec.act, prec.residual, eager, seq_len=seq,
                                             padded=padded, lora_rank=lora_rank, lora_dropout=lora_dropout,
                                             dropout_mask_bytes=mask_bytes)
+
+
+def measure_step_peak(name: str, precision: str, grad_ckpt: bool, batch: int = BATCH, seq: int = SEQ) -> dict[str, int]:
+    """Peak memory of a whole training step (forward, plain HF loss, backward, AdamW), the second
+    of two (Adam moments exist), tracked by torch.distributed._tools.mem_tracker.MemTracker, which
+    follows every storage's lifetime on CPU. Categories: PARAM, GRAD, ACT (saved for backward),
+    TEMP (backward temporaries), OPT, Total. Full fine-tune only (MemTracker hooks every parameter)."""
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    model = build_model(name, precision, grad_ckpt=grad_ckpt)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=False)
+    data = make_batch(True, batch, seq, vocab=model.config.vocab_size)
+    tracker = MemTracker()
+    tracker.track_external(model, opt)
+    with tracker, autocast_for(precision):
+        for step in range(2):
+            loss = model(**data, use_cache=False).loss  # the outputs (and their logits) are dropped, as trainers do
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if step == 0:
+                tracker.reset_mod_stats()
+    snap = tracker.get_tracker_snapshot("peak")[torch.device("cpu")]
+    return {str(k).rsplit(".", 1)[-1]: int(v) for k, v in snap.items()}
+
+
+def planner_step_phases(name: str, precision: str, grad_ckpt: bool, batch: int = BATCH, seq: int = SEQ,
+                        method: str = "simpo") -> dict[str, dict[str, int]]:
+    """planner.estimate's phases without the overhead term, for `batch` sequences through the policy
+    with a materialised-logits loss (method simpo: policy only, 2 sequences per example, no fused head)."""
+    from planner import PlanRequest, estimate
+
+    per_example = 2 if method == "simpo" else 1
+    req = PlanRequest(model=planner_spec(name), method=method, seq_len=seq, batch_size=batch // per_example,
+                      precision=precision, grad_ckpt=grad_ckpt)
+    return {ph["name"]: {k: v for k, v in ph["components"].items() if k != "overhead"}
+            for ph in estimate(req, with_min_gpus=False).phases}
