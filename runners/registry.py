@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -116,12 +117,26 @@ class Registry:
     def __init__(self, path: str | Path | None = None, *, reconcile: bool = True) -> None:
         self.path = Path(path) if path is not None else default_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute(_SCHEMA)
-            self._add_missing_columns(con)
+        self._create()
         if reconcile:
             self.reconcile()
+
+    def _create(self) -> None:
+        """WAL mode and the table. Switching a new file to WAL takes a lock that SQLite's busy
+        handler does not wait for, so processes opening a fresh registry together retry here."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                with self._connect() as con:
+                    if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                        con.execute("PRAGMA journal_mode=WAL")
+                    con.execute(_SCHEMA)
+                    self._add_missing_columns(con)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02 + random.random() * 0.05)
 
     @classmethod
     def for_runs_root(cls, runs_root: str | Path | None = None, **kw: Any) -> Registry:

@@ -66,3 +66,17 @@ def processes_in_group(pgid: int) -> list[psutil.Process]:
             continue
     return out
 
+
+
+def stop_leftovers(root: Path) -> None:
+    """Kill runs a failed test left running under ``root`` (each registry.db found), so no process
+    outlives its test."""
+    from runners import launch
+    from runners.registry import Registry
+
+    for db in root.rglob("registry.db"):
+        for rec in Registry(db).list(status="running"):
+            try:
+                launch.stop(rec.id, grace=0, term_grace=1, runs=db.parent)
+            except Exception:  # best effort: the test itself reports the failure
+                pass

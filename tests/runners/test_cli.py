@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from launch_helpers import fake_run, processes_in_group, wait_until
+from launch_helpers import fake_run, processes_in_group, stop_leftovers, wait_until
 
 from alignplan.cli import main
 from runners import launch
@@ -23,6 +23,12 @@ def runs_dir(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv(RUNS_DIR_ENV, str(root))
     monkeypatch.delenv("ALIGNPLAN_FAKE_GPUS", raising=False)
     return root
+
+
+@pytest.fixture(autouse=True)
+def _no_run_outlives_its_test(tmp_path):
+    yield
+    stop_leftovers(tmp_path)
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:

@@ -11,11 +11,17 @@ from pathlib import Path
 
 import psutil
 import pytest
-from launch_helpers import fake_run, processes_in_group, spec, wait_until
+from launch_helpers import fake_run, processes_in_group, spec, stop_leftovers, wait_until
 
 from runners import launch, rundir
 from runners.registry import Registry
 from runners.rundir import REPO_ROOT, RunDir
+
+
+@pytest.fixture(autouse=True)
+def _no_run_outlives_its_test(tmp_path):
+    yield
+    stop_leftovers(tmp_path)
 
 
 def registry(root) -> Registry:

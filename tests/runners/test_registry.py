@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -199,3 +200,23 @@ def test_older_registry_gains_new_columns(tmp_path):
     assert old.status == "succeeded" and old.launches == 0 and old.last_metrics is None
     rec = add(reg, tmp_path)
     assert reg.transition(rec.id, "running", launches=1).launches == 1
+
+
+def test_processes_opening_a_fresh_registry_together(tmp_path):
+    """Switching a new file to WAL takes a lock SQLite's busy handler does not wait for: opening retries."""
+    path = tmp_path / "fresh" / "registry.db"
+    code = (
+        "import sys, time\n"
+        "from runners.registry import Registry\n"
+        "start = float(sys.argv[1])\n"
+        "while time.time() < start: pass\n"
+        f"reg = Registry({str(path)!r})\n"
+        "reg.add(run_id=sys.argv[2], method='dpo', model='m', dataset='d', run_dir='/x/' + sys.argv[2])\n"
+    )
+    start = time.time() + 2.0
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(start), f"run-{i}"], stderr=subprocess.PIPE,
+                              text=True, env=env) for i in range(6)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, [e[-500:] for e in errors if e]
+    assert sorted(r.id for r in Registry(path).list()) == [f"run-{i}" for i in range(6)]
