@@ -219,12 +219,19 @@ OPTIMIZERS = ("adamw", "adamw-8bit", "adafactor", "sgd")
 
 
 def adafactor_state_elems(model: ModelSpec) -> int:
-    """Adafactor (Shazeer & Stern 2018) with beta1=None: a row and a column second-moment vector per
-    matrix, the full second moment for vectors. Kept in fp32 by transformers' Adafactor."""
+    """Adafactor (Shazeer & Stern 2018) with beta1=None, as transformers.optimization.Adafactor keeps
+    it: a row and a column second-moment vector for every 2-D (or 3-D expert) parameter, embeddings
+    included, the full second moment for vectors; fp32 whatever the parameter dtype (measured in
+    tests/planner/test_model_states.py)."""
     total = 0
     for t in model.tensors():
         if t.in_features and t.out_features:
             total += (t.in_features + t.out_features) * t.count
+        elif t.kind in ("embedding", "position"):
+            width = model.hidden_size
+            if t.name == "embed_tokens" and model.family == "opt":
+                width = model.config.get("word_embed_proj_dim") or model.hidden_size
+            total += (t.numel // width + width) * t.count
         else:
             total += t.total
     return total

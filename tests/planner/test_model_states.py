@@ -61,3 +61,21 @@ def test_bf16_full_finetune_keeps_bf16_adam_moments():
     assert got.weights == 2 * params
     assert got.gradients == 2 * params
     assert got.optimizer_states - got.step_counters == 4 * params
+
+
+@pytest.mark.parametrize("name", ["llama-gqa", "qwen3-qknorm", "gpt2", "opt", "mixtral-moe"])
+def test_adafactor_states_match_planner(name):
+    """transformers' Adafactor (beta1=None) factors every matrix, embeddings included, in fp32."""
+    from transformers.optimization import Adafactor
+
+    torch.set_num_threads(1)
+    model = measure.build_model(name, "bf16")
+    opt = Adafactor(model.parameters(), lr=1e-3, relative_step=False, scale_parameter=False, warmup_init=False)
+    model(**measure.make_batch(False, seq=measure.OTHER_SEQ), use_cache=False).loss.backward()
+    opt.step()
+    states = [t for s in opt.state.values() for t in s.values() if torch.is_tensor(t)]
+    factored = sum(t.untyped_storage().nbytes() for t in states if t.dim())  # 0-dim: the per-tensor RMS scalars
+    spec = measure.planner_spec(name)
+    want = terms.optimizer_state_bytes(spec.params_total, "adafactor", 4, adafactor_elems=terms.adafactor_state_elems(spec))
+    assert factored == want
+    assert {t.dtype for t in states} == {torch.float32}
