@@ -195,11 +195,12 @@ def lora_activation_bytes_per_layer(model: ModelSpec, tokens: int, rank: int, dr
 
 def lora_expert_delta_bytes(model: ModelSpec, rank: int, act: int, targets: str = "all-linear") -> int:
     """peft's ParamWrapper cannot apply LoRA to an expert parameter as x -> B(A(x)): it builds the
-    delta weight B A (E x out x in) in the compute dtype on every forward, and the expert matmuls
-    save it for backward, together with the e-byte casts of A and B (when e is not the adapters'
-    fp32). Per layer, a full copy of the expert weights: e x (expert params [+ their LoRA params]) / L. transformers 5's MoE router is a
-    parameter module too, wrapped the same way (E x h). (peft also refuses lora_dropout > 0 there.)
-    Measured on CPU (tests/planner/test_activations.py)."""
+    weight plus delta B A (E x out x in) in the compute dtype on every forward, and the expert
+    matmuls save it for backward, with the e-byte casts of A and B (when e is not the adapters'
+    fp32). Per layer a full copy of the expert weights:
+        e x (expert params [+ their LoRA params]) / L
+    transformers 5's MoE router is a parameter module too, wrapped the same way (E x h). peft also
+    refuses lora_dropout > 0 there. Measured on CPU (tests/planner/test_activations.py)."""
     experts = [t for t in lora_target_tensors(model, targets) if t.kind != "linear"]
     cast_ab = act != LORA_ADAPTER_BYTES  # A and B are cast to the compute dtype (and saved) only when it differs
     total = sum(t.total + (rank * _lora_rank_multiplier(t) * (t.in_features + t.out_features) * t.count
