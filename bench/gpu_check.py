@@ -1,6 +1,6 @@
 """Measured GPU memory of real training steps next to the planner's estimate (run on a CUDA GPU).
 
-    python bench/gpu_check.py --out "$OUT"            # on an H100: about 3-5 minutes
+    python bench/gpu_check.py --out "$OUT"            # on an H100: about 5 minutes (timeout_s 600)
     python bench/gpu_check.py --dry-run               # planner side only, any machine, no torch
     python bench/gpu_check.py --smoke                 # the training code on CPU with 2-layer, narrow copies
 
@@ -27,6 +27,7 @@ import argparse
 import copy
 import itertools
 import json
+import os
 import sys
 import time
 import traceback
@@ -270,7 +271,8 @@ def cuda_context_bytes() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("."), help="directory for gpu_check.json")
+    ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")),
+                    help="directory for gpu_check.json (default: $OUT, else the current directory)")
     ap.add_argument("--dry-run", action="store_true", help="planner side only (no torch, no GPU)")
     ap.add_argument("--smoke", action="store_true", help="run the steps on CPU with 2-layer, narrow copies")
     ap.add_argument("--only", default="", help="comma-separated substrings of run labels to keep")
