@@ -339,12 +339,13 @@ def _stage_phases(req: PlanRequest, profile: MethodProfile, base: ModelSpec, not
             if c.scalar_head:
                 pass
             elif fused:
-                logits += terms.fused_logits_bytes(t_train, m.vocab_size, m.hidden_size, e, not req.lora_rank)
+                logits += terms.fused_logits_bytes(t_train, m.vocab_size, m.hidden_size, e, not req.lora_rank, r)
             else:
                 logits += terms.logits_bytes(t_train, m.vocab_size, e)
-            if not req.lora_rank:
-                # Backward reaches the LM head (or tied embedding) first: its gradient exists
-                # while every activation is still held.
+            if fused and not c.scalar_head and not req.lora_rank:
+                # The fused head's backward hands the LM head (or tied embedding) its gradient
+                # first, while every activation is still held. (A materialised loss frees its
+                # 12 T V bytes before the head's gradient is formed.)
                 head = m.lm_head_params or m.params_by_kind().get("embedding", 0)
                 head_grads += share(head * prec.grad, z >= 2)
         start = acts + recompute + logits + head_grads  # backward begins: everything saved is live

@@ -473,26 +473,31 @@ LOSS_CHUNK_VOCAB = 32768  # TRL's fused LM head: vocabulary columns per tile (tr
 
 
 def logits_bytes(tokens: int, vocab: int, act: int) -> int:
-    """Materialised logits and loss for training: T x V x (e + 4 + 4) bytes.
+    """Materialised logits and loss for training, at their peak in the loss's backward: 12 T V bytes.
 
-    The logits in the compute dtype (e), the fp32 upcast the loss makes (4; its log-softmax output
-    is what backward keeps), and the fp32 gradient of that in backward (4). This is what a plain
-    HF causal-LM loss, TRL's experimental ORPO/CPO trainers and our PPO keep.
+    The loss upcasts the logits to fp32 and keeps the fp32 log-softmax output for backward (4);
+    backward then holds that, its fp32 gradient (4) and the gradient of the fp32 upcast (4), while
+    the e-byte logits themselves are already gone (measured by MemTracker over a whole step on CPU,
+    bench/results/cpu_checks.md). This is what a plain HF causal-LM loss, TRL's experimental
+    ORPO/CPO trainers and our PPO keep; `act` is accepted for symmetry and does not change it.
     """
-    return tokens * vocab * (act + 8)
+    return tokens * vocab * 12
 
 
-def fused_logits_bytes(tokens: int, vocab: int, hidden: int, act: int, head_trainable: bool) -> int:
+def fused_logits_bytes(tokens: int, vocab: int, hidden: int, act: int, head_trainable: bool,
+                       hidden_bytes: int | None = None) -> int:
     """TRL 1.16's fused LM head (SFT, DPO, KTO, GRPO, RLOO trainers) never materialises T x V logits.
 
     It projects tiles of LOSS_CHUNK_TOKENS x LOSS_CHUNK_VOCAB in the compute dtype and keeps
     running log-sum-exp statistics. Backward recomputes the tiles and accumulates in fp32: the
     hidden-state gradient (T x h x 4), and the LM-head weight gradient (V x h x 4) when the head
-    trains. The selected hidden states are kept for backward (T x h x e).
-        T h (e + 4) + [head trains] V h 4 + min(T, 4096) min(V, 32768) e
+    trains. The selected hidden states are kept for backward in the residual dtype (hidden_bytes:
+    e under pure bf16, 4 under autocast).
+        T h (r + 4) + [head trains] V h 4 + min(T, 4096) min(V, 32768) e
     """
+    saved = act if hidden_bytes is None else hidden_bytes
     tile = min(tokens, LOSS_CHUNK_TOKENS) * min(vocab, LOSS_CHUNK_VOCAB) * act
-    return tokens * hidden * (act + 4) + (vocab * hidden * 4 if head_trainable else 0) + tile
+    return tokens * hidden * (saved + 4) + (vocab * hidden * 4 if head_trainable else 0) + tile
 
 
 def inference_logits_bytes(tokens: int, vocab: int, hidden: int, act: int, fused: bool) -> int:

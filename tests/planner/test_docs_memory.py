@@ -16,7 +16,7 @@ def _peak(method, **kw):
 
 @pytest.mark.parametrize("method, lora, figure", [
     ("sft", None, "**65.0 GiB**"), ("dpo", None, "**82.5 GiB"), ("ppo", None, "**154.1 GiB**"),
-    ("sft", 16, "SFT **22.8 GiB**"), ("dpo", 16, "DPO **28.7 GiB**"), ("ppo", 16, "PPO **64.8 GiB**"),
+    ("sft", 16, "SFT **22.2 GiB**"), ("dpo", 16, "DPO **27.4 GiB**"), ("ppo", 16, "PPO **66.2 GiB**"),
 ])
 def test_worked_example_figures(method, lora, figure):
     gib = _peak(method, lora_rank=lora).peak_bytes_per_gpu / GIB
@@ -26,8 +26,16 @@ def test_worked_example_figures(method, lora, figure):
 
 def test_worked_example_fit_verdicts():
     assert _peak("sft").fits and not _peak("dpo").fits and not _peak("ppo").fits
-    assert estimate(PlanRequest(L8B, method="ppo", gpu="H100-80GB")).min_gpus["H100-80GB"] == 4
-    assert "4 × H100 with ZeRO-3" in DOC
+    assert estimate(PlanRequest(L8B, method="ppo", gpu="H100-80GB")).min_gpus["H100-80GB"] == 5
+    assert "5 × H100 with ZeRO-3" in DOC
+    assert estimate(PlanRequest(L8B, method="dpo", gpu="H100-80GB")).min_gpus["H100-80GB"] == 2
+    assert "2 × H100 with ZeRO-3" in DOC
+
+
+def test_orpo_vs_dpo_figures():
+    orpo = estimate(PlanRequest(L8B, method="orpo"), with_min_gpus=False)
+    assert f"ORPO {orpo.peak_gib:.1f} GiB" in DOC
+    assert f"{orpo.components['logits'] / GIB:.1f} GiB for the loss" in DOC
 
 
 def test_lora_param_count_in_doc():
@@ -42,3 +50,9 @@ def test_article_comparison_figures(method, precision, figure):
     p = estimate(PlanRequest("meta-llama/Llama-2-7b-hf", method=method, precision=precision), with_min_gpus=False)
     assert f"**{p.peak_bytes_per_gpu / 1e9:.1f} GB**" == figure
     assert figure in DOC
+
+
+def test_ppo_over_four_h100_figure():
+    p = estimate(PlanRequest(L8B, method="ppo", gpu="H100-80GB", zero=3, gpus=4), with_min_gpus=False)
+    assert not p.fits
+    assert f"each holds {p.peak_gib:.1f} GiB" in DOC
