@@ -189,3 +189,12 @@ def memory_section(
         if not section["suggestions"]:
             notes.append("no single change tried (LoRA, QLoRA, ZeRO-3 over more GPUs, a larger GPU) fits")
     return section
+
+
+def fixes_for(req: Any, fallbacks: tuple[str, ...] = ("orpo", "simpo")) -> list[dict[str, Any]]:
+    """Changes that make a planner.PlanRequest fit (each checked with the planner), with the
+    framework's defaults: the public entry for UIs (the Launch page's "will not fit" advice)."""
+    import planner
+    from advisor.framework import framework
+
+    return suggestions_to_fit(framework(), planner, req, list(fallbacks))

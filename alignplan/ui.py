@@ -499,9 +499,6 @@ TRL_CONFIGS = {"sft": "SFTConfig", "rm": "RewardConfig", "dpo": "DPOConfig", "ip
                "kto": "KTOConfig", "orpo": "orpo", "simpo": "cpo", "grpo": "GRPOConfig", "rloo": "RLOOConfig"}
 
 
-# The tiny model's settings for the online methods (GRPO, RLOO): a 2-layer random model generates
-# noise, so short completions and small groups keep the CPU demo under a minute (as the runners' tests do).
-TINY_ONLINE = {"max_completion_length": 16, "num_generations": 4, "per_device_train_batch_size": 4}
 TINY_KEEPS = frozenset({"learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length",
                         "lr_scheduler_type", "warmup_steps", "max_completion_length", "num_generations"})
 
@@ -517,7 +514,7 @@ def form_hparams(method: str, tiny: bool, preset: Mapping[str, Any] | None = Non
     if tiny:
         from runners import tiny as tiny_model
 
-        online = TINY_ONLINE if "num_generations" in fields else {}
+        online = tiny_model.DEMO_ONLINE_HPARAMS if "num_generations" in fields else {}
         for key, value in {**tiny_model.DEMO_HPARAMS, **online}.items():
             if key in fields:
                 fields[key] = value
@@ -626,3 +623,21 @@ def run_page(main: Callable[[], None], what: str = "This page") -> None:
         main()
     except Exception as exc:  # the last line of defence; pages catch the errors they expect
         show_error(what, exc)
+
+
+def fixes_to_fit(request: dict[str, Any], on_gpu: bool) -> list[str]:
+    """Changes that make a run fit: the advisor's planner-checked suggestions on a GPU, plain levers on a CPU."""
+    if not request:
+        return []
+    if not on_gpu:
+        return ["turn on LoRA adapters (the frozen base needs no gradients or optimizer states)",
+                "lower the batch per device or the max length (activations and logits shrink with both)",
+                "use a machine with a GPU (see the Plan page for which)"]
+    try:
+        import advisor
+        import planner
+
+        found = advisor.fixes_for(planner.PlanRequest(**{k: v for k, v in request.items() if k != "model_id"}))
+    except Exception:  # the fix list is a help, never a reason to fail the page
+        return []
+    return [f"{s['change']}: {s['peak_gib']:.1f} GiB per GPU" for s in found]

@@ -210,7 +210,7 @@ def _fit_section(spec, dev) -> Any:
     if decision.fits is False:
         st.warning(f"**This run will not fit**: {decision.reason}. It would run out of memory.",
                    icon=":material/warning:")
-        fixes = _fixes(planned.get("request") or {}, bool(decision.gpu_ids))
+        fixes = ui.fixes_to_fit(planned.get("request") or {}, bool(decision.gpu_ids))
         if fixes:
             st.markdown("Suggested fixes (each checked with the planner):\n" + "\n".join(f"- {f}" for f in fixes))
     elif decision.fits is None:
@@ -220,26 +220,6 @@ def _fit_section(spec, dev) -> Any:
     for note in decision.notes if decision.fits is not None else []:
         st.caption(note)
     return decision
-
-
-def _fixes(request: dict[str, Any], on_gpu: bool) -> list[str]:
-    """Changes that make the run fit: the advisor's memory suggestions on a GPU, plain levers on a CPU."""
-    if not request:
-        return []
-    if not on_gpu:
-        return ["turn on LoRA adapters (the frozen base needs no gradients or optimizer states)",
-                "lower the batch per device or the max length (activations and logits shrink with both)",
-                "use a machine with a GPU (see the Plan page for which)"]
-    try:
-        import advisor
-        import planner
-        from advisor.memory import suggestions_to_fit
-
-        req = planner.PlanRequest(**{k: v for k, v in request.items() if k != "model_id"})
-        found = suggestions_to_fit(advisor.framework(), planner, req, ["orpo", "simpo"])
-    except Exception:  # the fix list is a help, never a reason to fail the page
-        return []
-    return [f"{s['change']}: {s['peak_gib']:.1f} GiB per GPU" for s in found]
 
 
 def _preview(spec, decision) -> None:

@@ -60,6 +60,9 @@ DEMO_HPARAMS: dict[str, Any] = {
     "beta": 0.1,
     "max_length": 128,
 }
+# The online methods (GRPO, RLOO) on the tiny model: a 2-layer random model generates noise, so short
+# completions and small groups keep the CPU demo under a minute.
+DEMO_ONLINE_HPARAMS: dict[str, Any] = {"max_completion_length": 16, "num_generations": 4, "per_device_train_batch_size": 4}
 
 
 def default_tiny_model_dir() -> Path:

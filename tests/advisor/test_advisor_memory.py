@@ -119,3 +119,14 @@ def test_qlora_is_suggested_only_when_lora_alone_does_not_fit():
     qlora = next(s for s in rec.memory["suggestions"] if s["change"].startswith("QLoRA"))
     assert qlora["request"]["quant"] == "nf4" and qlora["request"]["lora_rank"] == 16
     assert planner.estimate(planner.PlanRequest(**qlora["request"])).fits is True
+
+
+def test_public_fixes_for_returns_only_changes_that_fit():
+    import advisor
+    import planner
+
+    req = planner.PlanRequest("meta-llama/Llama-3.1-8B", method="dpo", gpu="A100-40GB")
+    assert not planner.estimate(req, with_min_gpus=False).fits
+    fixes = advisor.fixes_for(req)
+    assert fixes and all(f["fits"] for f in fixes)
+    assert all(f["peak_gib"] * planner.GIB <= planner.GPUS["A100-40GB"].memory_bytes or f.get("gpu") for f in fixes)
