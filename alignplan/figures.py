@@ -280,11 +280,15 @@ def tree_layout(ids: Sequence[str], edges: Sequence[tuple[str, str]], sweeps: in
     return pos
 
 
-def progress_eta(step: int | None, max_steps: int | None, elapsed_s: float | None) -> tuple[float, float | None]:
-    """(fraction done in [0, 1], seconds left or None) from the last logged step and the elapsed time."""
+def progress_eta(step: int | None, max_steps: int | None, elapsed_s: float | None,
+                 start_step: int = 0) -> tuple[float, float | None]:
+    """(fraction done in [0, 1], seconds left or None) from the last logged step and the time this
+    process has run; start_step is where it started (a resumed run continues the step count, so its
+    rate is (step - start_step) / elapsed)."""
     if not step or not max_steps or max_steps <= 0:
         return 0.0, None
     fraction = min(1.0, max(0.0, step / max_steps))
-    if not elapsed_s or fraction <= 0:
+    done = step - start_step
+    if not elapsed_s or done <= 0:
         return fraction, None
-    return fraction, elapsed_s * (1 - fraction) / fraction
+    return fraction, elapsed_s * max(0, max_steps - step) / done

@@ -410,7 +410,10 @@ def render_run(run_id: str, *, key: str, capacity_bytes: int | None = None) -> s
         elapsed = None
         if rec.started_at:
             elapsed = (rec.ended_at or _time.time()) - rec.started_at
-        fraction, eta = figures.progress_eta(step, max_steps, elapsed)
+        # steps logged before this (re)start: a resumed run's rate counts only its own steps
+        start_step = max((r.get("step") or 0 for r in rows if rec.started_at and (r.get("time") or 0) < rec.started_at),
+                         default=0)
+        fraction, eta = figures.progress_eta(step, max_steps, elapsed, start_step)
         if rec.status == "succeeded":
             fraction, eta = 1.0, 0.0
         c1, c2, c3, c4 = st.columns(4)

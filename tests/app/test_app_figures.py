@@ -110,3 +110,10 @@ def test_progress_eta():
     frac, eta = figures.progress_eta(10, 40, 20.0)
     assert frac == 0.25 and eta == pytest.approx(60.0)
     assert figures.progress_eta(50, 40, 20.0) == (1.0, 0.0)
+
+
+def test_progress_eta_after_resume_counts_only_the_new_steps():
+    # resumed at step 20, 5 steps in 10 s since: 2 s/step, 15 steps left
+    frac, eta = figures.progress_eta(25, 40, 10.0, start_step=20)
+    assert frac == pytest.approx(0.625) and eta == pytest.approx(30.0)
+    assert figures.progress_eta(20, 40, 3.0, start_step=20) == (0.5, None)  # no new step yet
