@@ -557,6 +557,24 @@ def with_absolute_paths(spec: RunSpec) -> RunSpec:
     return spec.model_copy(update=changes) if changes else spec
 
 
+def check_lora_fits_model(spec: RunSpec) -> None:
+    """peft 0.21 wraps MoE expert weights as parameters and refuses dropout on them: say so before
+    a run is made, not as a crash after the model has loaded."""
+    if not spec.lora or spec.lora.dropout == 0:
+        return
+    try:
+        import planner
+
+        model = planner.load_model(spec.model)
+    except (ImportError, ValueError):
+        return  # the plan step reports an unreadable model
+    if model.is_moe:
+        raise SpecError(
+            f"lora.dropout: {spec.model} is a mixture-of-experts model and peft cannot apply dropout to "
+            "its expert weights; set lora.dropout to 0"
+        )
+
+
 def prepare(
     spec: RunSpec,
     runs_root: str | Path | None = None,
@@ -567,6 +585,7 @@ def prepare(
 ) -> RunDir:
     """Write runs/<id>/ (spec.yaml, accelerate.yaml, command.sh + command.json, plan.json) and register it."""
     spec = with_absolute_paths(spec)
+    check_lora_fits_model(spec)
     devices = devices if devices is not None else dev.discover()
     decision, planned = decide(spec, devices, estimate)
     root = _resolve_root(runs_root)

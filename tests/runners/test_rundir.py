@@ -247,3 +247,23 @@ def test_accelerate_reads_every_generated_config(tmp_path, devices, over, dist, 
     run = rundir.prepare(spec(**over), tmp_path, devices=devices())
     cfg = load_config_from_file(str(run.accelerate_path))
     assert (str(cfg.distributed_type).split(".")[-1], cfg.num_processes) == (dist, n)
+
+
+def test_lora_dropout_on_a_moe_model_is_refused_before_a_run_exists(tmp_path):
+    import json
+
+    import planner
+    from runners.rundir import prepare
+    from runners.spec import RunSpec, SpecError
+
+    model_dir = tmp_path / "mixtral"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(json.dumps(planner.load_model("mistralai/Mixtral-8x7B-v0.1").config))
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "a", "chosen": "b", "rejected": "c"}\n')
+    spec = RunSpec.parse({"method": "dpo", "model": str(model_dir), "dataset": {"path": str(data)},
+                          "lora": {"r": 8, "dropout": 0.05}})
+    runs = tmp_path / "runs"
+    with pytest.raises(SpecError, match="lora.dropout"):
+        prepare(spec, runs)
+    assert not runs.exists() or not any(p.is_dir() for p in runs.iterdir())
