@@ -219,8 +219,14 @@ class Decision:
 Estimator = Callable[..., tuple[dict[str, Any], dict[str, Any]]]
 
 
+# TRL/transformers `optim` names -> the planner's optimizer ids (anything else is planned as AdamW).
+_PLANNER_OPTIMIZERS = {"adamw_8bit": "adamw-8bit", "paged_adamw_8bit": "adamw-8bit", "adamw_bnb_8bit": "adamw-8bit",
+                       "adafactor": "adafactor", "sgd": "sgd"}
+
+
 def plan_request(spec: RunSpec, *, precision: str, zero: int, gpus: int, gpu: str | None) -> dict[str, Any]:
-    """The planner request that describes this spec (kwargs of planner.PlanRequest)."""
+    """The planner request that describes this spec (kwargs of planner.PlanRequest): the planner
+    models what the recipe will do, so every knob the recipe reads that changes memory is passed."""
     hp = spec.hparams
     req: dict[str, Any] = {
         "model": spec.model,
@@ -231,10 +237,25 @@ def plan_request(spec: RunSpec, *, precision: str, zero: int, gpus: int, gpu: st
         "lora_rank": spec.lora.r if spec.lora else None,
         "quant": spec.lora.quant if spec.lora else None,
         "grad_ckpt": spec.gradient_checkpointing,
+        "optimizer": _PLANNER_OPTIMIZERS.get(str(hp.get("optim", "")).lower(), "adamw"),
         "zero": zero,
         "gpus": gpus,
         "nodes": 1,
+        "precompute_ref": bool(hp.get("precompute_ref_log_probs", False)),
     }
+    if spec.lora:
+        req["lora_dropout"] = spec.lora.dropout
+        if spec.lora.target_modules != "all-linear":
+            req["lora_targets"] = "attention"  # the planner knows all-linear and attention-only
+    if spec.method in ("grpo", "rloo"):
+        if hp.get("beta") is not None:
+            req["beta"] = float(hp["beta"])
+        if hp.get("num_generations"):
+            req["num_generations"] = int(hp["num_generations"])
+        if hp.get("max_completion_length"):
+            req["completion_len"] = min(int(hp["max_completion_length"]), req["seq_len"])
+        if spec.reward and spec.reward.function:
+            req["reward_model"] = "rule"
     if gpu is not None:
         req["gpu"] = gpu
     return req

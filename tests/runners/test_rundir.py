@@ -217,7 +217,8 @@ def test_plan_request_carries_the_spec_setup():
     req = rundir.plan_request(s, precision="bf16", zero=2, gpus=4, gpu="A10G-24GB")
     assert req == {"model": "meta-llama/Llama-3.1-8B", "method": "dpo", "seq_len": 512, "batch_size": 2,
                    "precision": "bf16", "lora_rank": 8, "quant": "nf4", "grad_ckpt": False, "zero": 2, "gpus": 4,
-                   "nodes": 1, "gpu": "A10G-24GB"}
+                   "nodes": 1, "gpu": "A10G-24GB", "optimizer": "adamw", "precompute_ref": False,
+                   "lora_dropout": 0.05}
     # TRL's defaults when hparams leave them out
     req = rundir.plan_request(spec(), precision="fp32", zero=0, gpus=1, gpu=None)
     assert (req["seq_len"], req["batch_size"], req["lora_rank"], "gpu" in req) == (1024, 8, None, False)
@@ -267,3 +268,17 @@ def test_lora_dropout_on_a_moe_model_is_refused_before_a_run_exists(tmp_path):
     with pytest.raises(SpecError, match="lora.dropout"):
         prepare(spec, runs)
     assert not runs.exists() or not any(p.is_dir() for p in runs.iterdir())
+
+
+def test_plan_request_carries_what_changes_the_copies_and_states():
+    """Every spec knob the recipe reads that changes memory reaches the planner."""
+    s = spec(method="grpo", reward={"function": "runners.recipes.rewards:marker_reward"},
+             hparams={"beta": 0.04, "num_generations": 4, "max_completion_length": 64, "optim": "adamw_8bit"})
+    req = rundir.plan_request(s, precision="bf16", zero=0, gpus=1, gpu=None)
+    assert (req["optimizer"], req["beta"], req["num_generations"], req["completion_len"], req["reward_model"]) == (
+        "adamw-8bit", 0.04, 4, 64, "rule")
+    roles = [c["role"] for c in planner.estimate(planner.PlanRequest(**req), with_min_gpus=False).copies]
+    assert roles == ["policy", "reference"]  # beta > 0 keeps the reference, a reward function needs no model
+    dpo = rundir.plan_request(spec(hparams={"precompute_ref_log_probs": True}), precision="bf16", zero=0, gpus=1,
+                              gpu=None)
+    assert [c["role"] for c in planner.estimate(planner.PlanRequest(**dpo), with_min_gpus=False).copies] == ["policy"]
