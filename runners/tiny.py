@@ -96,6 +96,25 @@ def is_built(out_dir: str | Path) -> bool:
         return False
 
 
+class TinyModelDirError(ValueError):
+    """The tiny model's folder is taken by something that is not a tiny-model build."""
+
+
+def check_replaceable(out: Path) -> None:
+    """Refuse a target that a (re)build would destroy: a file, or a folder with other contents.
+
+    Only a missing folder, an empty one or one holding the tiny-model marker (any version) may be
+    replaced; anything else could be the user's data.
+    """
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise TinyModelDirError(f"{out}: exists and is a file, not a tiny-model build; choose an empty or new folder")
+    if (out / MARKER_FILE).is_file() or not any(out.iterdir()):
+        return
+    raise TinyModelDirError(f"{out}: exists and is not a tiny-model build; choose an empty or new folder")
+
+
 def build_tiny_model(out_dir: str | Path | None = None, seed: int = 0) -> Path:
     """Build the tiny model and tokenizer into out_dir (default: default_tiny_model_dir()).
 
@@ -106,6 +125,7 @@ def build_tiny_model(out_dir: str | Path | None = None, seed: int = 0) -> Path:
     out = Path(out_dir) if out_dir is not None else default_tiny_model_dir()
     if is_built(out):
         return out
+    check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tiny-build-", dir=out.parent))
     try:
@@ -119,6 +139,7 @@ def build_tiny_model(out_dir: str | Path | None = None, seed: int = 0) -> Path:
         if out.exists():
             if is_built(out):  # another process won the race
                 return out
+            check_replaceable(out)
             shutil.rmtree(out)
         try:
             staging.rename(out)

@@ -113,3 +113,28 @@ def test_demo_hparams_are_dpo_config_fields() -> None:
     fields = {f.name for f in dataclasses.fields(DPOConfig)}
     assert set(tiny.DEMO_HPARAMS) <= fields
     assert 20 <= tiny.DEMO_MAX_STEPS <= 40
+
+
+def test_a_folder_with_other_contents_is_refused_and_left_alone(tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    with pytest.raises(tiny.TinyModelDirError, match="exists and is not a tiny-model build"):
+        tiny.build_tiny_model(out)
+    assert (out / "thesis.tex").read_text() == "precious"
+    assert [p.name for p in tmp_path.iterdir()] == ["mine"]  # no staging folder left behind
+
+
+def test_a_file_as_target_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "notes.txt"
+    target.write_text("keep")
+    with pytest.raises(ValueError, match="notes.txt: exists and is a file"):
+        tiny.build_tiny_model(target)
+    assert target.read_text() == "keep"
+
+
+def test_an_empty_folder_is_built_into(tmp_path: Path) -> None:
+    out = tmp_path / "empty"
+    out.mkdir()
+    assert tiny.build_tiny_model(out) == out
+    assert tiny.is_built(out)
