@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sqlite3
 import sys
 
 # (module, function that adds subparsers). Modules are imported lazily so `alignplan plan` never
@@ -43,9 +44,17 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, FileNotFoundError, CliError) as exc:
+    except (ValueError, CliError) as exc:
         # planner/advisor/runners errors are ValueError subclasses that name the field.
         print(f"alignplan {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path that is a folder, unreadable, missing: name the file
+        where = exc.filename if exc.filename is not None else ""
+        print(f"alignplan {args.command}: error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as exc:
+        print(f"alignplan {args.command}: error: the run registry (runs/registry.db) cannot be read: {exc}",
+              file=sys.stderr)
         return 2
 
 

@@ -13,7 +13,7 @@ import sys
 from planner.errors import PlannerError
 from planner.estimate import COMPONENTS, PlanRequest, compare, estimate
 from planner.hardware import GIB, GPUS
-from planner.methods import METHOD_IDS, METHODS
+from planner.methods import METHOD_IDS, get_profile
 from planner.models import catalogue
 
 
@@ -72,7 +72,7 @@ def _gib(b: int | None) -> str:
 def format_plan(plan) -> str:
     r = plan.request
     lines = [
-        f"{METHODS[plan.method].name} on {plan.model['id']} ({plan.params_total:,} params)",
+        f"{get_profile(plan.method).name} on {plan.model['id']} ({plan.params_total:,} params)",
         f"  seq_len {r['seq_len']}, micro-batch {r['batch_size']}, precision {r['precision']}"
         + (f", LoRA r={r['lora_rank']}" if r["lora_rank"] else "")
         + (f", {r['quant']}" if r["quant"] else "")

@@ -243,7 +243,29 @@ def _opt_tensors(m: ModelSpec) -> list[Tensor]:
 def _require(cfg: dict, key: str, source: str) -> Any:
     if key not in cfg or cfg[key] is None:
         raise PlannerError("model", f"{source}: config.json has no '{key}'")
-    return cfg[key]
+    return _positive_int(cfg, key, source)
+
+
+def _positive_int(cfg: dict, key: str, source: str) -> int:
+    value = cfg[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise PlannerError("model", f"{source}: config.json '{key}' must be a positive integer, got {value!r}")
+    return value
+
+
+def _optional_int(cfg: dict, key: str, source: str) -> int | None:
+    return None if cfg.get(key) is None else _positive_int(cfg, key, source)
+
+
+def _check_heads(spec: ModelSpec, source: str) -> ModelSpec:
+    """Shapes transformers itself would reject (or silently mis-build) are errors here too."""
+    if "head_dim" not in spec.config and spec.hidden_size % spec.num_heads:
+        raise PlannerError("model", f"{source}: hidden size {spec.hidden_size} is not divisible by "
+                                    f"{spec.num_heads} attention heads")
+    if spec.num_heads % spec.num_kv_heads:
+        raise PlannerError("model", f"{source}: {spec.num_heads} attention heads are not divisible by "
+                                    f"{spec.num_kv_heads} key/value heads")
+    return spec
 
 
 def spec_from_config(cfg: dict[str, Any], model_id: str = "custom") -> ModelSpec:
@@ -259,47 +281,48 @@ def spec_from_config(cfg: dict[str, Any], model_id: str = "custom") -> ModelSpec
     if mt == "gpt2":
         h = _require(cfg, "n_embd", src)
         heads = _require(cfg, "n_head", src)
-        return ModelSpec(
+        return _check_heads(ModelSpec(
             id=model_id, model_type=mt, hidden_size=h, num_layers=_require(cfg, "n_layer", src),
             num_heads=heads, num_kv_heads=heads, head_dim=h // heads,
-            intermediate_size=cfg.get("n_inner") or 4 * h, vocab_size=_require(cfg, "vocab_size", src),
+            intermediate_size=_optional_int(cfg, "n_inner", src) or 4 * h, vocab_size=_require(cfg, "vocab_size", src),
             tie_word_embeddings=cfg.get("tie_word_embeddings", True),
-            max_position_embeddings=cfg.get("n_positions", 1024), config=cfg,
-        )
+            max_position_embeddings=_optional_int(cfg, "n_positions", src) or 1024, config=cfg,
+        ), src)
     h = _require(cfg, "hidden_size", src)
     heads = _require(cfg, "num_attention_heads", src)
     if mt == "opt":
-        return ModelSpec(
+        return _check_heads(ModelSpec(
             id=model_id, model_type=mt, hidden_size=h, num_layers=_require(cfg, "num_hidden_layers", src),
             num_heads=heads, num_kv_heads=heads, head_dim=h // heads,
             intermediate_size=_require(cfg, "ffn_dim", src), vocab_size=_require(cfg, "vocab_size", src),
             tie_word_embeddings=cfg.get("tie_word_embeddings", True),
-            max_position_embeddings=cfg.get("max_position_embeddings", 2048), config=cfg,
-        )
+            max_position_embeddings=_optional_int(cfg, "max_position_embeddings", src) or 2048, config=cfg,
+        ), src)
     # Gemma-2 ties by default; the others default to untied when the key is absent... except that
     # transformers' PretrainedConfig default is True. Each model's config class sets its own default.
     tie_default = {"gemma2": True, "qwen2": False, "qwen3": True, "mistral": False, "mixtral": False,
                    "llama": False, "phi3": False, "qwen3_moe": False}[mt]
-    num_experts = cfg.get("num_local_experts") or cfg.get("num_experts") or 0
+    num_experts = _optional_int(cfg, "num_local_experts", src) or _optional_int(cfg, "num_experts", src) or 0
     if mt == "qwen3_moe" and cfg.get("mlp_only_layers"):
         raise PlannerError("model", f"{model_id}: qwen3_moe with dense mlp_only_layers is not supported")
-    return ModelSpec(
+    return _check_heads(ModelSpec(
         id=model_id,
         model_type=mt,
         hidden_size=h,
         num_layers=_require(cfg, "num_hidden_layers", src),
         num_heads=heads,
-        num_kv_heads=cfg.get("num_key_value_heads") or heads,
-        head_dim=cfg.get("head_dim") or h // heads,
+        num_kv_heads=_optional_int(cfg, "num_key_value_heads", src) or heads,
+        head_dim=_optional_int(cfg, "head_dim", src) or h // heads,
         intermediate_size=_require(cfg, "intermediate_size", src),
         vocab_size=_require(cfg, "vocab_size", src),
         tie_word_embeddings=cfg.get("tie_word_embeddings", tie_default),
         max_position_embeddings=cfg.get("max_position_embeddings", 0),
         num_experts=num_experts,
-        experts_per_token=cfg.get("num_experts_per_tok", 0) if num_experts else 0,
-        expert_intermediate_size=(cfg.get("moe_intermediate_size") or cfg["intermediate_size"]) if num_experts else 0,
+        experts_per_token=_require(cfg, "num_experts_per_tok", src) if num_experts else 0,
+        expert_intermediate_size=(_optional_int(cfg, "moe_intermediate_size", src) or cfg["intermediate_size"])
+        if num_experts else 0,
         config=cfg,
-    )
+    ), src)
 
 
 @lru_cache(maxsize=1)

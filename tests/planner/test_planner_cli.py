@@ -67,3 +67,27 @@ def test_models_and_gpus_lists(capsys):
     gpus = {g["id"] for g in json.loads(capsys.readouterr().out)}
     assert {"T4-16GB", "A10G-24GB", "L4-24GB", "RTX4090-24GB", "L40S-48GB", "A100-40GB", "A100-80GB", "H100-80GB",
             "H200-141GB", "B200-192GB", "MI300X-192GB"} <= gpus
+
+
+@pytest.mark.parametrize("stage", ["rlaif-label", "cai-generate"])
+def test_stage_ids_print_a_table(stage, capsys):
+    assert main(["plan", "--model", "gpt2", "--method", stage]) == 0
+    assert "peak per GPU" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"hidden_size": "abc"}, "'hidden_size' must be a positive integer"),
+    ({"num_attention_heads": 0}, "'num_attention_heads' must be a positive integer"),
+    ({"hidden_size": 0}, "'hidden_size' must be a positive integer"),
+    ({"num_hidden_layers": -2}, "'num_hidden_layers' must be a positive integer"),
+    ({"vocab_size": 1.5}, "'vocab_size' must be a positive integer"),
+    ({"num_key_value_heads": 3}, "not divisible by 3 key/value heads"),
+])
+def test_malformed_config_values_are_one_line_errors(tmp_path, change, message):
+    import planner
+
+    cfg = dict(planner.load_model("meta-llama/Llama-3.2-1B").config, **change)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    r = run("plan", "--model", str(tmp_path))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
