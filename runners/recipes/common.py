@@ -259,9 +259,15 @@ def _some_fields(config_cls: type) -> list[str]:
     return (tuned + list(COMMON_HPARAMS) + own)[:24]
 
 
-def precision_args(precision: str, cuda: bool) -> dict[str, Any]:
-    """bf16: weights already bf16, no autocast; amp-bf16: fp32 weights + bf16 autocast; fp32: neither."""
-    args: dict[str, Any] = {"bf16": precision == "amp-bf16", "fp16": False}
+def precision_args(precision: str, cuda: bool, deepspeed: bool | None = None) -> dict[str, Any]:
+    """bf16: weights already bf16, no autocast; amp-bf16: fp32 weights + bf16 autocast; fp32: neither.
+
+    Under DeepSpeed (accelerate sets ACCELERATE_USE_DEEPSPEED) a bf16 run is DeepSpeed's bf16 mode
+    (fp32 master weights and moments, what the planner models): accelerate.yaml turns it on, and
+    transformers refuses a TrainingArguments.bf16 that disagrees with the DeepSpeed config."""
+    if deepspeed is None:
+        deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    args: dict[str, Any] = {"bf16": precision == "amp-bf16" or (deepspeed and precision == "bf16"), "fp16": False}
     if not cuda:
         args["use_cpu"] = True
     return args

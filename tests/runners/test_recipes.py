@@ -285,6 +285,8 @@ def test_precision_policy() -> None:
     assert precision_args("bf16", cuda=True) == {"bf16": False, "fp16": False}  # weights bf16, no autocast
     assert precision_args("amp-bf16", cuda=True) == {"bf16": True, "fp16": False}  # fp32 weights + autocast
     assert precision_args("fp32", cuda=False) == {"bf16": False, "fp16": False, "use_cpu": True}
+    # DeepSpeed's bf16 mode is on in accelerate.yaml for a bf16 run; TrainingArguments must agree
+    assert precision_args("bf16", cuda=True, deepspeed=True) == {"bf16": True, "fp16": False}
 
 
 def test_bf16_precision_loads_bf16_weights(tiny_model_dir, demo_data, make_run_dir) -> None:
