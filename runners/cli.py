@@ -155,17 +155,14 @@ def spec_from_args(args: argparse.Namespace):
     return RunSpec.parse(data)
 
 
-DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
-
-
 def check_local_inputs(spec) -> None:
-    """Fail before launching on a data file that is not there (the recipe would only say so after
-    its imports). A dry run skips this: planning for another machine needs no local data."""
-    path = Path(spec.dataset.path)
-    if path.suffix in DATA_SUFFIXES and not path.exists():
-        raise CliInputError(f"--dataset {spec.dataset.path}: file not found")
-    if spec.model.startswith((".", "/", "~")) and not Path(spec.model).expanduser().exists():
-        raise CliInputError(f"--model {spec.model}: directory not found")
+    """Fail before preparing or launching on inputs the recipe would reject: a missing or
+    incomplete model folder, an unreachable hub, unknown hparams, data that does not load or does
+    not suit the method (runners.preflight). A dry run skips this: planning for another machine
+    needs no local data."""
+    from runners.preflight import check_run_inputs
+
+    check_run_inputs(spec)
 
 
 # --- output helpers --------------------------------------------------------------------------------
@@ -331,8 +328,24 @@ def print_outcome(rec) -> None:
     if m:
         print("final: " + progress_line(m))
     print(f"peak memory: predicted {gib(rec.predicted_peak_bytes)}, measured {gib(rec.measured_peak_bytes)}")
-    if rec.status == "failed" and rec.error:
-        print(rec.error, file=sys.stderr)
+    if rec.status == "failed":
+        line = failure_line(rec)
+        if line:
+            print(f"error: {line}", file=sys.stderr)
+        print(f"full log: alignplan runs logs {rec.id}", file=sys.stderr)
+
+
+def failure_line(rec) -> str | None:
+    """The recipe's one-line error (result.json), else the first line of the registry's error text."""
+    from runners.rundir import RunDir
+
+    try:
+        error = (RunDir(Path(rec.run_dir)).result() or {}).get("error")
+    except (OSError, ValueError):
+        error = None
+    text = error or rec.error or ""
+    lines = [line for line in str(text).splitlines() if line.strip()]
+    return lines[0].strip() if lines else None
 
 
 def _records():
@@ -482,6 +495,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if rec.status == "succeeded":
             where = "held-out pairs" if eval_acc is not None else "last training batch"
             print(f"final reward accuracy: {_num(accuracy)} ({where}); last training batch {_num(train_acc)}")
-        elif rec.error:
-            print(rec.error, file=sys.stderr)
+        elif failure_line(rec):
+            print(f"error: {failure_line(rec)}", file=sys.stderr)
     return 0 if rec.status == "succeeded" else 1

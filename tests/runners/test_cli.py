@@ -200,3 +200,84 @@ def test_demo_reaches_reward_accuracy_above_half(capsys, runs_dir, tiny_model_di
     assert doc["eval_reward_accuracy"] is not None  # held-out pairs, not the training batch
     assert "step 30/30" in err
     print(f"demo wall time {wall:.1f}s, reward accuracy {doc['reward_accuracy']}", file=sys.stderr)
+
+
+def _bad_data(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(b'{"prompt": "caf\xe9", "chosen": "a", "rejected": "b"}\n')
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": \n')
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    sft = tmp_path / "sft.jsonl"
+    sft.write_text('{"text": "just text"}\n')
+    return {
+        "empty": (empty, "the file is empty"),
+        "latin": (latin, "not valid UTF-8"),
+        "broken": (broken, "line 2 is not valid JSON"),
+        "folder": (folder, "is a directory"),
+        "txt": (text, "unsupported file type '.txt'"),
+        "format": (sft, "does not suit method 'dpo'"),
+    }
+
+
+@pytest.mark.parametrize("case", ["empty", "latin", "broken", "folder", "txt", "format"])
+def test_bad_data_fails_before_any_run_exists(capsys, runs_dir, tiny_model_dir, tmp_path, case):
+    path, message = _bad_data(tmp_path)[case]
+    code, out, err = run_cli(capsys, "run", "--method", "dpo", "--model", str(tiny_model_dir),
+                             "--dataset", str(path), "--devices", "cpu")
+    assert code == 2 and out == ""
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not runs_dir.exists() or not any(p.is_dir() for p in runs_dir.iterdir())
+    assert Registry.for_runs_root(runs_dir).list() == []
+
+
+def test_model_folder_without_config_or_tokenizer_is_refused(capsys, runs_dir, tiny_model_dir, demo_data, tmp_path):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "model.safetensors").write_bytes(b"x")
+    code, _, err = run_cli(capsys, "run", "--method", "dpo", "--model", str(bare),
+                           "--dataset", str(demo_data["preference"]), "--devices", "cpu")
+    assert code == 2 and "no config.json" in err and len(err.strip().splitlines()) == 1
+    (bare / "config.json").write_text((tiny_model_dir / "config.json").read_text())
+    code, _, err = run_cli(capsys, "run", "--method", "dpo", "--model", str(bare),
+                           "--dataset", str(demo_data["preference"]), "--devices", "cpu")
+    assert code == 2 and "no tokenizer files" in err
+    assert Registry.for_runs_root(runs_dir).list() == []
+
+
+def test_hub_model_offline_fails_fast_with_local_hint(capsys, runs_dir, demo_data, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.time()
+    code, _, err = run_cli(capsys, "run", "--method", "dpo", "--model", "someone/not-cached-model",
+                           "--dataset", str(demo_data["preference"]), "--devices", "cpu")
+    assert code == 2 and "cannot be reached" in err and "local path" in err
+    assert time.time() - t0 < 10
+    assert Registry.for_runs_root(runs_dir).list() == []
+
+
+def test_unknown_hparam_is_refused_before_launch(capsys, runs_dir, tiny_model_dir, demo_data):
+    code, _, err = run_cli(capsys, "run", "--method", "dpo", "--model", str(tiny_model_dir),
+                           "--dataset", str(demo_data["preference"]), "--devices", "cpu",
+                           "--hparam", "learning_rat=1e-3")
+    assert code == 2 and "hparams.learning_rat: not a DPOConfig field" in err and "learning_rate" in err
+    assert len(err.strip().splitlines()) == 1
+    assert Registry.for_runs_root(runs_dir).list() == []
+
+
+def test_failed_run_prints_the_recipes_one_line_error(capsys, runs_dir):
+    from runners.cli import print_outcome
+
+    run = fake_run(runs_dir, steps=3)
+    (run.path / "stdout.log").write_text("Traceback (most recent call last):\n  File x\nBoom: deep\n")
+    (run.path / "result.json").write_text(json.dumps({"status": "failed", "error": "hparams.beta: must be > 0"}))
+    rec = Registry.for_runs_root(runs_dir).get(run.id)
+    rec.status, rec.exit_code = "failed", 2
+    rec.error = "hparams.beta: must be > 0\n--- log tail ---\nTraceback (most recent call last)"
+    print_outcome(rec)
+    _, err = capsys.readouterr()
+    assert "error: hparams.beta: must be > 0" in err and "Traceback" not in err

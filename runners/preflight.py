@@ -1,0 +1,127 @@
+"""Checks `alignplan run` makes before it prepares or launches anything.
+
+The recipe would find the same problems, but only after its imports, a run directory and a registry
+row exist; here they are one-line ValueErrors (exit 2) and nothing is created. A dry run skips these
+checks: planning for another machine needs neither the data nor the model on this one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from runners.spec import RunSpec, SpecError
+
+LOCAL_HINT = "download it elsewhere and pass a local path"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+class PreflightError(ValueError):
+    """A run input that would make the recipe fail."""
+
+
+def looks_local(path: str) -> bool:
+    return path.startswith((".", "/", "~")) or Path(path).expanduser().exists()
+
+
+def check_model(spec: RunSpec) -> None:
+    """A local model folder must hold config.json and tokenizer files; a hub id needs the hub (or a
+    cached copy) when the hub cannot be reached."""
+    model = spec.model
+    if looks_local(model):
+        path = Path(model).expanduser()
+        if not path.exists():
+            raise PreflightError(f"--model {model}: directory not found")
+        if not path.is_dir():
+            raise PreflightError(f"--model {model}: not a directory; give a model folder (config.json, weights, tokenizer)")
+        if not (path / "config.json").is_file():
+            raise PreflightError(f"--model {model}: no config.json in the folder; give a save_pretrained model folder")
+        if not any((path / name).is_file() for name in TOKENIZER_FILES):
+            raise PreflightError(
+                f"--model {model}: no tokenizer files ({', '.join(TOKENIZER_FILES)}) in the folder; "
+                "save the tokenizer with the model"
+            )
+        return
+    hub_id = _hub_id(model)
+    if _cached(hub_id):
+        return
+    from planner.models import _hub_reachable
+
+    if not _hub_reachable():
+        raise PreflightError(
+            f"--model {model}: the Hugging Face hub cannot be reached and the model is not cached; {LOCAL_HINT} "
+            "(--model path/to/model-folder)"
+        )
+
+
+def _hub_id(model: str) -> str:
+    from runners.rundir import catalogue_hub_id
+
+    return model if "/" in model else (catalogue_hub_id(model) or model)
+
+
+def _cached(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # an id the hub client rejects is not cached
+        return False
+    return isinstance(found, str)
+
+
+def check_dataset(spec: RunSpec) -> None:
+    """Load and detect the data as the recipe will (empty file, bad encoding, bad JSON line, a format
+    the method cannot use); a hub data set needs the hub."""
+    from runners.data import DataError, load_and_normalize
+
+    path = spec.dataset.path
+    if not looks_local(path) and Path(path).suffix.lower() not in (".jsonl", ".json", ".csv", ".parquet", ".txt"):
+        from planner.models import _hub_reachable
+
+        if not _hub_reachable():
+            raise DataError(
+                f"{path}: no such local file, and the Hugging Face hub cannot be reached to load it as a hub "
+                "data set; give a local .jsonl/.json/.csv/.parquet file instead, e.g. runners/data/demo_preferences.jsonl"
+            )
+        return  # downloading a hub data set twice is the recipe's job, not a check's
+    dataset = spec.dataset.model_copy(update={"path": str(Path(path).expanduser())})
+    load_and_normalize(dataset, spec.method)
+
+
+def config_class(method: str) -> tuple[type, dict[str, Any]]:
+    """The TRL config class the method's recipe builds, and the settings the recipe fixes."""
+    if method in ("dpo", "ipo"):
+        from trl import DPOConfig
+
+        return DPOConfig, ({"loss_type": ["ipo"]} if method == "ipo" else {})
+    if method == "simpo":
+        from runners import trl_compat
+
+        return trl_compat.cpo()[0], {"loss_type": "simpo"}
+    if method == "orpo":
+        from runners import trl_compat
+
+        return trl_compat.orpo()[0], {}
+    import trl
+
+    names = {"sft": "SFTConfig", "rm": "RewardConfig", "kto": "KTOConfig", "grpo": "GRPOConfig", "rloo": "RLOOConfig"}
+    if method not in names:
+        raise SpecError(f"method: no recipe for {method!r}")
+    return getattr(trl, names[method]), {}
+
+
+def check_hparams(spec: RunSpec) -> None:
+    """spec.hparams keys against the recipe's TRL config (the recipe's own check)."""
+    if not spec.hparams:
+        return
+    from runners.recipes.common import check_hparams as recipe_check
+
+    config_cls, forced = config_class(spec.method)
+    recipe_check(dict(spec.hparams), config_cls, forced)
+
+
+def check_run_inputs(spec: RunSpec) -> None:
+    check_model(spec)
+    check_hparams(spec)
+    check_dataset(spec)
