@@ -53,8 +53,10 @@ def test_a_recommendation_that_does_not_fit_comes_with_changes_that_fit_when_fed
     # the smallest such count: one GPU fewer does not fit
     fewer = zero["gpus_total"] - 1
     if fewer > 1:
-        req = planner.PlanRequest(**{**zero["request"], "gpus": min(fewer, 8)})
-        assert planner.estimate(req).fits is False
+        nodes = -(-fewer // 8)  # the planner's own layout: 8 per node beyond 8
+        req = planner.PlanRequest(**{**zero["request"], "gpus": min(fewer, 8), "nodes": nodes})
+        if nodes == 1 or fewer % 8 == 0:
+            assert planner.estimate(req).fits is False
 
 
 def test_reference_free_fallbacks_are_offered_for_dpo_when_they_fit():

@@ -228,12 +228,16 @@ requests = st.builds(
 
 
 @settings(max_examples=150, deadline=None)
-@given(requests, st.integers(2, 8))
-def test_more_gpus_under_zero3_never_raise_memory(req, more):
+@given(requests, st.integers(1, 7), st.integers(0, 64))
+def test_more_gpus_under_zero3_never_raise_memory(req, more_gpus, more_nodes):
+    """Across GPUs per node and across nodes: a bigger world never raises the per-GPU peak."""
     req = req.replace(zero=3)
     a = estimate(req, with_min_gpus=False).peak_bytes_per_gpu
-    b = estimate(req.replace(gpus=min(8, req.gpus * more)), with_min_gpus=False).peak_bytes_per_gpu
-    assert b <= a
+    wider = req.replace(gpus=min(8, req.gpus + more_gpus), nodes=req.nodes + more_nodes)
+    if wider.gpus * wider.nodes == req.gpus * req.nodes:  # 8 per node already: grow by a node
+        wider = wider.replace(nodes=wider.nodes + 1)
+    assert wider.gpus * wider.nodes > req.gpus * req.nodes
+    assert estimate(wider, with_min_gpus=False).peak_bytes_per_gpu <= a
 
 
 @settings(max_examples=150, deadline=None)
