@@ -16,8 +16,10 @@ def _wrap(text: str, indent: str = "  ", bullet: str = "- ") -> str:
     )
 
 
-def _gib(x: float | None) -> str:
-    return "?" if x is None else f"{x:,.1f} GiB"
+def _gib(n_bytes: int | None) -> str:
+    # from bytes, rounded once (peak_gib is already rounded to 2 places: rounding it again can differ
+    # from `alignplan plan` in the last digit)
+    return "?" if n_bytes is None else f"{n_bytes / 2**30:,.1f} GiB"
 
 
 def render_memory(memory: dict[str, Any]) -> list[str]:
@@ -33,11 +35,11 @@ def render_memory(memory: dict[str, Any]) -> list[str]:
         extra = ""
         if e["fits"] is False and e.get("min_gpus_of_this_type"):
             extra = f" (needs {e['min_gpus_of_this_type']} x {memory['gpu']} with sharding)"
-        lines.append(f"  {e['role']:<12} {e['method']:<6} peak {_gib(e['peak_gib'])} per GPU: {verdict}{extra}")
+        lines.append(f"  {e['role']:<12} {e['method']:<6} peak {_gib(e['peak_bytes_per_gpu'])} per GPU: {verdict}{extra}")
     if memory.get("suggestions"):
         lines.append("  To make the recommendation fit (each checked with the planner):")
         for s in memory["suggestions"]:
-            lines.append(_wrap(f"{s['change']}: peak {_gib(s['peak_gib'])} per GPU", indent="    "))
+            lines.append(_wrap(f"{s['change']}: peak {_gib(s['peak_bytes_per_gpu'])} per GPU", indent="    "))
     for n in memory.get("notes", []):
         lines.append(_wrap(n, indent="  ", bullet="note: "))
     return lines

@@ -643,4 +643,4 @@ def fixes_to_fit(request: dict[str, Any], on_gpu: bool) -> list[str]:
         found = advisor.fixes_for(planner.PlanRequest(**{k: v for k, v in request.items() if k != "model_id"}))
     except Exception:  # the fix list is a help, never a reason to fail the page
         return []
-    return [f"{s['change']}: {s['peak_gib']:.1f} GiB per GPU" for s in found]
+    return [f"{s['change']}: {s['peak_bytes_per_gpu'] / 2**30:.1f} GiB per GPU" for s in found]
