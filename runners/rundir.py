@@ -224,6 +224,53 @@ _PLANNER_OPTIMIZERS = {"adamw_8bit": "adamw-8bit", "paged_adamw_8bit": "adamw-8b
                        "adafactor": "adafactor", "sgd": "sgd"}
 
 
+def hparam_int(hp: dict[str, Any], key: str, default: int | None = None, *, minimum: int = 1) -> int | None:
+    """An integer hparam (None when unset -> default); a list, text, fraction or a value below minimum
+    is a SpecError naming hparams.<key>. 0 is not "unset": TRL would fail on it later."""
+    value = hp.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise SpecError(f"hparams.{key}: expected an integer >= {minimum}, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise SpecError(f"hparams.{key}: expected an integer >= {minimum}, got {value!r}") from None
+    if not number.is_integer() or number < minimum:
+        raise SpecError(f"hparams.{key}: expected an integer >= {minimum}, got {value!r}")
+    return int(number)
+
+
+def hparam_float(hp: dict[str, Any], key: str) -> float | None:
+    value = hp.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise SpecError(f"hparams.{key}: expected a number, got {value!r}")
+    try:
+        return float(value)
+    except ValueError:
+        raise SpecError(f"hparams.{key}: expected a number, got {value!r}") from None
+
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def hparam_bool(hp: dict[str, Any], key: str, default: bool = False) -> bool:
+    """true/false (also yes/no, on/off, 1/0); anything else is a SpecError, not a truthy guess."""
+    value = hp.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, (str, int)) else None
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise SpecError(f"hparams.{key}: expected true or false, got {value!r}")
+
+
 def plan_request(spec: RunSpec, *, precision: str, zero: int, gpus: int, gpu: str | None) -> dict[str, Any]:
     """The planner request that describes this spec (kwargs of planner.PlanRequest): the planner
     models what the recipe will do, so every knob the recipe reads that changes memory is passed."""
@@ -231,8 +278,8 @@ def plan_request(spec: RunSpec, *, precision: str, zero: int, gpus: int, gpu: st
     req: dict[str, Any] = {
         "model": spec.model,
         "method": spec.method,
-        "seq_len": int(hp.get("max_length") or DEFAULT_MAX_LENGTH),
-        "batch_size": int(hp.get("per_device_train_batch_size") or DEFAULT_BATCH_SIZE),
+        "seq_len": hparam_int(hp, "max_length", DEFAULT_MAX_LENGTH),
+        "batch_size": hparam_int(hp, "per_device_train_batch_size", DEFAULT_BATCH_SIZE),
         "precision": precision,
         "lora_rank": spec.lora.r if spec.lora else None,
         "quant": spec.lora.quant if spec.lora else None,
@@ -241,19 +288,22 @@ def plan_request(spec: RunSpec, *, precision: str, zero: int, gpus: int, gpu: st
         "zero": zero,
         "gpus": gpus,
         "nodes": 1,
-        "precompute_ref": bool(hp.get("precompute_ref_log_probs", False)),
+        "precompute_ref": hparam_bool(hp, "precompute_ref_log_probs"),
     }
     if spec.lora:
         req["lora_dropout"] = spec.lora.dropout
         if spec.lora.target_modules != "all-linear":
             req["lora_targets"] = "attention"  # the planner knows all-linear and attention-only
     if spec.method in ("grpo", "rloo"):
-        if hp.get("beta") is not None:
-            req["beta"] = float(hp["beta"])
-        if hp.get("num_generations"):
-            req["num_generations"] = int(hp["num_generations"])
-        if hp.get("max_completion_length"):
-            req["completion_len"] = min(int(hp["max_completion_length"]), req["seq_len"])
+        beta = hparam_float(hp, "beta")
+        if beta is not None:
+            req["beta"] = beta
+        generations = hparam_int(hp, "num_generations")
+        if generations is not None:
+            req["num_generations"] = generations
+        completion = hparam_int(hp, "max_completion_length")
+        if completion is not None:
+            req["completion_len"] = min(completion, req["seq_len"])
         if spec.reward and spec.reward.function:
             req["reward_model"] = "rule"
     if gpu is not None:

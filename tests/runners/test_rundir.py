@@ -282,3 +282,37 @@ def test_plan_request_carries_what_changes_the_copies_and_states():
     dpo = rundir.plan_request(spec(hparams={"precompute_ref_log_probs": True}), precision="bf16", zero=0, gpus=1,
                               gpu=None)
     assert [c["role"] for c in planner.estimate(planner.PlanRequest(**dpo), with_min_gpus=False).copies] == ["policy"]
+
+
+@pytest.mark.parametrize(
+    ("hparams", "message"),
+    [
+        ({"max_length": [1, 2]}, "hparams.max_length: expected an integer"),
+        ({"max_length": "abc"}, "hparams.max_length: expected an integer"),
+        ({"max_length": 0}, "hparams.max_length: expected an integer >= 1"),
+        ({"per_device_train_batch_size": 0}, "hparams.per_device_train_batch_size: expected an integer >= 1"),
+        ({"per_device_train_batch_size": -4}, "hparams.per_device_train_batch_size"),
+        ({"per_device_train_batch_size": 2.5}, "hparams.per_device_train_batch_size"),
+        ({"precompute_ref_log_probs": "maybe"}, "hparams.precompute_ref_log_probs: expected true or false"),
+    ],
+)
+def test_plan_request_rejects_malformed_hparams_naming_the_key(hparams, message):
+    with pytest.raises(SpecError, match=message.replace("[", r"\[")):
+        rundir.plan_request(spec(hparams=hparams), precision="bf16", zero=0, gpus=1, gpu=None)
+
+
+def test_plan_request_reads_valid_hparams_strictly():
+    req = rundir.plan_request(spec(hparams={"max_length": "256", "per_device_train_batch_size": 3,
+                                            "precompute_ref_log_probs": "false"}),
+                              precision="bf16", zero=0, gpus=1, gpu=None)
+    assert (req["seq_len"], req["batch_size"], req["precompute_ref"]) == (256, 3, False)
+    with pytest.raises(SpecError, match="hparams.num_generations"):
+        rundir.plan_request(spec(method="grpo", reward={"function": "runners.recipes.rewards:marker_reward"},
+                                 hparams={"num_generations": 0}), precision="bf16", zero=0, gpus=1,
+                            gpu=None)
+
+
+def test_prepare_with_a_bad_hparam_is_a_spec_error_and_creates_nothing(tmp_path):
+    with pytest.raises(SpecError, match="hparams.max_length"):
+        rundir.prepare(spec(hparams={"max_length": [1, 2]}), tmp_path / "runs", devices=cpu_devices())
+    assert not (tmp_path / "runs").exists() or not any(p.is_dir() for p in (tmp_path / "runs").iterdir())
