@@ -142,8 +142,11 @@ def validate(req: PlanRequest) -> ModelSpec:
         raise PlannerError("offload", "optimizer offload needs zero 1, 2 or 3 (DeepSpeed ZeRO-Offload)")
     if req.gpu is not None:
         get_gpu(req.gpu)
-    if req.beta is not None and (not isinstance(req.beta, (int, float)) or req.beta < 0):
-        raise PlannerError("beta", f"must be >= 0, got {req.beta!r}")
+    if req.beta is not None and (not isinstance(req.beta, (int, float)) or not math.isfinite(req.beta) or req.beta < 0):
+        raise PlannerError("beta", f"must be a finite number >= 0, got {req.beta!r}")
+    if req.engine == "fsdp" and req.zero == 1:
+        raise PlannerError("zero", "FSDP shards gradients and states together (zero 2: SHARD_GRAD_OP) or "
+                                   "everything (zero 3: FULL_SHARD); accepted with engine fsdp: 0, 2, 3")
     if req.num_generations is not None:
         _check_int("num_generations", req.num_generations, 1, 1024)
     if req.completion_len is not None:

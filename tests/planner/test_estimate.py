@@ -299,3 +299,14 @@ def test_to_frame_matches_phases():
     assert peak == p.peak_bytes_per_gpu
     assert set(df.component) == set(planner.COMPONENTS)
     assert df.groupby("phase").bytes.sum().max() / GIB == pytest.approx(p.peak_gib)
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"beta": float("nan"), "method": "grpo"}, "beta"),
+    ({"beta": float("inf"), "method": "grpo"}, "beta"),
+    ({"engine": "fsdp", "zero": 1, "gpus": 2}, "zero"),
+])
+def test_more_invalid_requests(changes, field):
+    with pytest.raises(PlannerError) as exc:
+        estimate(PlanRequest(L8B, **changes), with_min_gpus=False)
+    assert exc.value.field == field
