@@ -614,18 +614,30 @@ def with_absolute_paths(spec: RunSpec) -> RunSpec:
     command.sh must work from any directory. A planner alias becomes its hub id, which the recipe
     can load; other hub ids are left alone."""
     changes: dict[str, Any] = {}
-    if not Path(spec.model).is_absolute() and Path(spec.model).exists():
-        changes["model"] = str(Path(spec.model).resolve())
+    model = _local(spec.model)
+    if model is not None:
+        changes["model"] = model
     elif not Path(spec.model).exists() and "/" not in spec.model:
         hub_id = catalogue_hub_id(spec.model)
         if hub_id:
             changes["model"] = hub_id
-    data = spec.dataset.path
-    if not Path(data).is_absolute() and Path(data).exists():
-        changes["dataset"] = spec.dataset.model_copy(update={"path": str(Path(data).resolve())})
-    if spec.reward and spec.reward.model and not Path(spec.reward.model).is_absolute() and Path(spec.reward.model).exists():
-        changes["reward"] = spec.reward.model_copy(update={"model": str(Path(spec.reward.model).resolve())})
+    data = _local(spec.dataset.path)
+    if data is not None:
+        changes["dataset"] = spec.dataset.model_copy(update={"path": data})
+    reward_model = _local(spec.reward.model) if spec.reward and spec.reward.model else None
+    if reward_model is not None:
+        changes["reward"] = spec.reward.model_copy(update={"model": reward_model})
     return spec.model_copy(update=changes) if changes else spec
+
+
+def _local(path: str) -> str | None:
+    """The absolute form of a local path ("~" expanded) when it differs from path, else None.
+    A path starting with "~" is always local, so it is expanded even before it exists."""
+    expanded = Path(path).expanduser()
+    if path.startswith("~") or (not expanded.is_absolute() and expanded.exists()):
+        absolute = str(expanded.resolve())
+        return absolute if absolute != path else None
+    return None
 
 
 def check_lora_fits_model(spec: RunSpec) -> None:

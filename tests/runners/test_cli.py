@@ -281,3 +281,15 @@ def test_failed_run_prints_the_recipes_one_line_error(capsys, runs_dir):
     print_outcome(rec)
     _, err = capsys.readouterr()
     assert "error: hparams.beta: must be > 0" in err and "Traceback" not in err
+
+
+def test_tilde_paths_pass_the_local_input_checks(tmp_path, monkeypatch, tiny_model_dir, demo_data):
+    from runners.cli import check_local_inputs
+    from runners.spec import RunSpec
+
+    (tmp_path / "tiny").symlink_to(tiny_model_dir)
+    (tmp_path / "prefs.jsonl").write_text(demo_data["preference"].read_text())
+    monkeypatch.setenv("HOME", str(tmp_path))
+    check_local_inputs(RunSpec.parse({"method": "dpo", "model": "~/tiny", "dataset": {"path": "~/prefs.jsonl"}}))
+    with pytest.raises(ValueError, match="nope.jsonl: file not found"):
+        check_local_inputs(RunSpec.parse({"method": "dpo", "model": "~/tiny", "dataset": {"path": "~/nope.jsonl"}}))

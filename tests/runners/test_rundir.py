@@ -316,3 +316,13 @@ def test_prepare_with_a_bad_hparam_is_a_spec_error_and_creates_nothing(tmp_path)
     with pytest.raises(SpecError, match="hparams.max_length"):
         rundir.prepare(spec(hparams={"max_length": [1, 2]}), tmp_path / "runs", devices=cpu_devices())
     assert not (tmp_path / "runs").exists() or not any(p.is_dir() for p in (tmp_path / "runs").iterdir())
+
+
+def test_tilde_paths_are_expanded(tmp_path, monkeypatch):
+    (tmp_path / "models" / "m").mkdir(parents=True)
+    (tmp_path / "prefs.jsonl").write_text("{}\n")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    run = rundir.prepare(spec(model="~/models/m", dataset={"path": "~/prefs.jsonl"}), tmp_path / "runs",
+                         devices=cpu_devices(), estimate=no_estimate)
+    saved = run.spec()
+    assert saved.model == str(tmp_path / "models" / "m") and saved.dataset.path == str(tmp_path / "prefs.jsonl")
