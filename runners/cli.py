@@ -1,7 +1,7 @@
 """`alignplan run`, `alignplan runs ...`, `alignplan tiny-model`, `alignplan demo`: runs from the shell.
 
     alignplan run --method dpo --model DIR --dataset prefs.jsonl --max-steps 30 --dry-run --json
-    alignplan runs list | show ID | logs ID | stop ID | resume ID | delete ID   [--json]
+    alignplan runs list | show ID | logs ID | start ID | stop ID | resume ID | delete ID   [--json]
 
 Runs live under $ALIGNPLAN_RUNS_DIR (default ./runs); see docs/runners.md.
 """
@@ -48,7 +48,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=cmd_run)
 
-    runs = sub.add_parser("runs", help="list, inspect, stop, resume or delete runs")
+    runs = sub.add_parser("runs", help="list, inspect, start, stop, resume or delete runs")
     rsub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
     r = rsub.add_parser("list", help="all runs with status, step and memory")
     r.add_argument("--status", help="only runs with this status")
@@ -63,6 +63,12 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("-n", "--lines", type=int, default=40, help="lines from the end (default 40)")
     r.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
     r.set_defaults(func=cmd_logs)
+    r = rsub.add_parser("start", help="launch a prepared run (one made with run --dry-run)")
+    r.add_argument("id")
+    r.add_argument("--detach", action="store_true", help="launch and return at once")
+    r.add_argument("--stop-grace", type=float, default=60.0)
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_start)
     r = rsub.add_parser("stop", help="stop a running run (checkpoint, then exit)")
     r.add_argument("id")
     r.add_argument("--grace", type=float, default=60.0, help="seconds to wait before SIGTERM (default 60)")
@@ -273,7 +279,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def launch_and_follow(run_id: str, run_path: Path, *, detach: bool, as_json: bool, grace: float,
-                      resume_run: bool = False) -> int:
+                      resume_run: bool = False, start_run: bool = False) -> int:
     from runners import launch
     from runners.registry import Registry
     from runners.rundir import RunDir
@@ -281,7 +287,12 @@ def launch_and_follow(run_id: str, run_path: Path, *, detach: bool, as_json: boo
     out = sys.stderr if as_json else sys.stdout
     interrupted = False
     try:
-        pid = launch.resume(run_id) if resume_run else launch.launch(run_path)
+        if resume_run:
+            pid = launch.resume(run_id)
+        elif start_run:
+            pid = launch.start(run_id)
+        else:
+            pid = launch.launch(run_path)
         print(f"launched run {run_id} (pid {pid}); log: {Path(run_path) / 'stdout.log'}", file=out, flush=True)
         if detach:
             if as_json:
@@ -430,6 +441,18 @@ def cmd_resume(args: argparse.Namespace) -> int:
     rec = _records().resolve(args.id)
     return launch_and_follow(rec.id, Path(rec.run_dir), detach=args.detach, as_json=args.json,
                              grace=args.stop_grace, resume_run=True)
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from runners import launch
+    from runners.rundir import RunDir
+
+    rec = _records().resolve(args.id)
+    if rec.status not in launch.STARTABLE_STATUSES:
+        launch.start(rec.id)  # raises the LaunchError that says why
+    check_local_inputs(RunDir(Path(rec.run_dir)).spec())  # a dry run may have been made for another machine
+    return launch_and_follow(rec.id, Path(rec.run_dir), detach=args.detach, as_json=args.json,
+                             grace=args.stop_grace, start_run=True)
 
 
 def cmd_delete(args: argparse.Namespace) -> int:

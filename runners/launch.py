@@ -36,6 +36,11 @@ TERM_GRACE_S = 10.0
 START_TIMEOUT_S = 60.0
 
 
+# Which statuses each action accepts: the app's buttons and the CLI ask these, not their own lists.
+RESUMABLE_STATUSES = ("stopped", "failed")
+STARTABLE_STATUSES = ("prepared",)
+
+
 class LaunchError(ValueError):
     """A launch, stop, resume or delete that cannot be done now; the message says why."""
 
@@ -251,10 +256,23 @@ def resume(run_id: str, runs: str | Path | None = None) -> int:
     """
     reg = _open(runs)
     rec = reg.resolve(run_id)
-    if rec.status not in ("stopped", "failed"):
+    if rec.status in STARTABLE_STATUSES:
+        raise LaunchError(f"run {rec.id}: status is {rec.status} (never started); start it with "
+                          f"alignplan runs start {rec.id}")
+    if rec.status not in RESUMABLE_STATUSES:
         raise LaunchError(f"run {rec.id}: status is {rec.status}; only a stopped or failed run can be resumed")
     run = RunDir(Path(rec.run_dir))
     return launch(run.path, resume=has_checkpoint(run), registry=reg)
+
+
+def start(run_id: str, runs: str | Path | None = None) -> int:
+    """Launch a prepared run (a dry run's directory) through the supervisor; returns the new pid."""
+    reg = _open(runs)
+    rec = reg.resolve(run_id)
+    if rec.status not in STARTABLE_STATUSES:
+        hint = f"; resume it with alignplan runs resume {rec.id}" if rec.status in RESUMABLE_STATUSES else ""
+        raise LaunchError(f"run {rec.id}: status is {rec.status}; only a prepared run can be started{hint}")
+    return launch(Path(rec.run_dir), registry=reg)
 
 
 def delete(run_id: str, runs: str | Path | None = None) -> str:

@@ -293,3 +293,23 @@ def test_tilde_paths_pass_the_local_input_checks(tmp_path, monkeypatch, tiny_mod
     check_local_inputs(RunSpec.parse({"method": "dpo", "model": "~/tiny", "dataset": {"path": "~/prefs.jsonl"}}))
     with pytest.raises(ValueError, match="nope.jsonl: file not found"):
         check_local_inputs(RunSpec.parse({"method": "dpo", "model": "~/tiny", "dataset": {"path": "~/nope.jsonl"}}))
+
+
+def test_a_prepared_run_can_be_started_and_only_a_prepared_one(capsys, runs_dir, monkeypatch):
+    import runners.cli
+
+    prepared = fake_run(runs_dir, steps=3)
+    assert Registry.for_runs_root(runs_dir).get(prepared.id).status == "prepared"
+    with pytest.raises(launch.LaunchError, match="runs start"):
+        launch.resume(prepared.id)
+    code, _, err = run_cli(capsys, "runs", "start", prepared.id)  # the fake spec's hub model: offline here
+    assert code == 2 and "cannot be reached" in err
+    assert Registry.for_runs_root(runs_dir).get(prepared.id).status == "prepared"
+    monkeypatch.setattr(runners.cli, "check_local_inputs", lambda spec: None)  # the fake recipe needs no model
+    code, out, err = run_cli(capsys, "runs", "start", prepared.id, "--detach", "--json")
+    assert code == 0, err
+    assert json.loads(out)["status"] == "running"
+    assert launch.wait(prepared.id, timeout=60).status == "succeeded"
+    assert len(prepared.metrics()) >= 3
+    code, _, err = run_cli(capsys, "runs", "start", prepared.id)
+    assert code == 2 and "only a prepared run can be started" in err and len(err.strip().splitlines()) == 1
