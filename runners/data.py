@@ -299,6 +299,15 @@ def _plain(value: Any) -> Any:
 
 
 def _load_hub(path: str, split: str) -> list[dict[str, Any]]:
+    from planner.models import _hub_reachable
+
+    # Offline, the datasets client retries for about half a minute before it gives up; answer now.
+    if not _hub_reachable():
+        raise DataError(
+            f"{path}: no such local file, and the Hugging Face hub cannot be reached to load it as a hub data set; "
+            "download the data elsewhere and give a local .jsonl/.json/.csv/.parquet file instead, "
+            "e.g. runners/data/demo_preferences.jsonl"
+        )
     try:
         from datasets import load_dataset
 

@@ -325,3 +325,16 @@ def test_message_lists_without_any_prompt(tmp_path: Path) -> None:
     row = {"chosen": msgs(("assistant", "Blue.")), "rejected": msgs(("assistant", "Green."))}
     message = error_for(tmp_path, json.dumps(row) + "\n")
     assert "row 1" in message and "no prompt" in message
+
+
+def test_unreachable_hub_fails_at_once_without_calling_the_datasets_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    import planner.models
+
+    calls: list[str] = []
+    monkeypatch.setattr(planner.models, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append(a[0]))  # would retry ~24 s
+    with pytest.raises(DataError, match="hub cannot be reached") as info:
+        load_and_normalize("someorg/some-preference-set", "dpo")
+    assert calls == [] and "local .jsonl" in str(info.value)
