@@ -126,12 +126,15 @@ def _number(text: str) -> Any:
 
 
 def parse_devices(value: str) -> str | list[int]:
-    if value in ("cpu", "auto"):
-        return value
+    if value.strip() in ("cpu", "auto"):
+        return value.strip()
     try:
-        return [int(x) for x in value.split(",") if x.strip()]
+        indices = [int(x) for x in value.split(",") if x.strip()]
     except ValueError:
-        raise CliInputError(f"--devices {value!r}: expected cpu, auto or GPU indices such as 0,1") from None
+        indices = []
+    if not indices or any(i < 0 for i in indices):
+        raise CliInputError(f"--devices {value!r}: expected cpu, auto or GPU indices such as 0,1")
+    return indices
 
 
 def spec_from_args(args: argparse.Namespace):
@@ -399,21 +402,27 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    from runners.registry import FINAL_STATUSES
     from runners.rundir import RunDir
 
+    if args.lines < 1:
+        raise CliInputError(f"-n/--lines {args.lines}: expected a number of lines >= 1")
     reg = _records()
     rec = reg.resolve(args.id)
     run = RunDir(Path(rec.run_dir))
+    if not run.stdout_log.exists() and rec.status != "running":
+        hint = f"; start it with alignplan runs start {rec.id}" if rec.status == "prepared" else ""
+        raise CliInputError(f"run {rec.id}: no log yet (status {rec.status}){hint}")
     print(run.log_tail(lines=args.lines, max_chars=10**7))
     if not args.follow:
         return 0
-    from runners.registry import FINAL_STATUSES
-
-    try:
-        pos = run.stdout_log.stat().st_size
-    except FileNotFoundError:
-        pos = 0
+    pos = run.stdout_log.stat().st_size if run.stdout_log.exists() else 0
     while True:
+        if not run.stdout_log.exists():  # the launcher creates it a moment after marking the run running
+            if reg.get(rec.id).status in FINAL_STATUSES:
+                return 0
+            time.sleep(0.5)
+            continue
         with open(run.stdout_log, "rb") as fh:
             fh.seek(pos)
             chunk = fh.read()
@@ -478,6 +487,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from runners.spec import RunSpec
     from runners.tiny import DEMO_HPARAMS, DEMO_MAX_STEPS, build_tiny_model, demo_dataset_path
 
+    if args.steps is not None and args.steps < 1:
+        raise CliInputError(f"--steps {args.steps}: expected a number of optimizer steps >= 1")
     out = sys.stderr if args.json else sys.stdout
     t0 = time.time()
     steps = args.steps or DEMO_MAX_STEPS

@@ -186,6 +186,9 @@ class Registry:
 
     def resolve(self, ref: str) -> RunRecord:
         """A run by its id, a unique prefix or suffix of it, or its unique name."""
+        ref = ref.strip()
+        if not ref:  # an empty prefix would match every run
+            raise RegistryError("run '': give a run id, a unique part of one, or a run name (see `alignplan runs list`)")
         with self._connect() as con:
             rows = con.execute(
                 "SELECT * FROM runs WHERE id = ? OR id LIKE ? ESCAPE '\\' OR id LIKE ? ESCAPE '\\' OR name = ? "
@@ -204,6 +207,8 @@ class Registry:
 
     def list(self, status: str | None = None) -> list[RunRecord]:
         query, args = "SELECT * FROM runs", ()
+        if status is not None and status not in STATUSES:
+            raise RegistryError(f"status {status!r}: not a run status; accepted: {', '.join(STATUSES)}")
         if status is not None:
             query, args = query + " WHERE status = ?", (status,)
         with self._connect() as con:

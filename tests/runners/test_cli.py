@@ -313,3 +313,27 @@ def test_a_prepared_run_can_be_started_and_only_a_prepared_one(capsys, runs_dir,
     assert len(prepared.metrics()) >= 3
     code, _, err = run_cli(capsys, "runs", "start", prepared.id)
     assert code == 2 and "only a prepared run can be started" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["runs", "list", "--status", "bogus"], "status 'bogus': not a run status; accepted: prepared, running"),
+        (["runs", "logs", "RUN", "-n", "0"], "-n/--lines 0: expected a number of lines >= 1"),
+        (["runs", "logs", "RUN", "-n", "-5"], "-n/--lines -5"),
+        (["runs", "logs", "RUN", "-f"], "no log yet (status prepared); start it with alignplan runs start"),
+        (["runs", "show", ""], "run '': give a run id"),
+        (["runs", "show", "  "], "run '': give a run id"),
+        (["demo", "--steps", "0"], "--steps 0: expected a number of optimizer steps >= 1"),
+        (["demo", "--steps", "-3"], "--steps -3"),
+        (["run", "--method", "dpo", "--model", "m", "--dataset", "d", "--devices", "", "--dry-run"], "--devices ''"),
+        (["run", "--method", "dpo", "--model", "m", "--dataset", "d", "--devices", ",", "--dry-run"], "--devices ','"),
+    ],
+)
+def test_bad_runs_arguments_are_one_line_errors(capsys, runs_dir, argv, message):
+    run = fake_run(runs_dir, steps=3)
+    argv = [run.id if a == "RUN" else a for a in argv]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and out == ""
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert [r.id for r in Registry.for_runs_root(runs_dir).list()] == [run.id]  # nothing made, nothing started
