@@ -172,7 +172,7 @@ def _spec_dict(method: str, model: str, trust: bool, data_path: str, v: dict[str
         "num_train_epochs": v["num_train_epochs"], "trust_remote_code": trust, "name": v["name"],
     }
     if v["lora"]:
-        spec["lora"] = {"r": v["lora_r"], "alpha": 2 * v["lora_r"]}
+        spec["lora"] = {"r": v["lora_r"]}  # alpha unset: RunSpec makes it 2 * r
     if v.get("reward"):
         spec["reward"] = v["reward"]
     return spec

@@ -39,7 +39,9 @@ class LoraSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     r: int = Field(16, ge=1, le=1024, description="LoRA rank; higher increases adapter memory and capacity.")
-    alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    alpha: int | None = Field(
+        None, ge=1, description="LoRA scaling numerator (scale = alpha / r); unset means 2 * r (scale 2)."
+    )
     dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
     target_modules: str | list[str] = Field(
         "all-linear", description="'all-linear' or a list of module names (q_proj, v_proj, ...)."
@@ -47,6 +49,14 @@ class LoraSpec(BaseModel):
     quant: Literal["nf4", "int8"] | None = Field(
         None, description="Load the frozen base in 4-bit NF4 (QLoRA) or 8-bit; needs bitsandbytes and a GPU."
     )
+
+
+    @model_validator(mode="after")
+    def _default_alpha(self) -> LoraSpec:
+        # Resolved here so every consumer (the recipes' peft config, plan.json) sees an int.
+        if self.alpha is None:
+            self.alpha = 2 * self.r
+        return self
 
 
 class RewardSpec(BaseModel):

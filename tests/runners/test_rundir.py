@@ -326,3 +326,13 @@ def test_tilde_paths_are_expanded(tmp_path, monkeypatch):
                          devices=cpu_devices(), estimate=no_estimate)
     saved = run.spec()
     assert saved.model == str(tmp_path / "models" / "m") and saved.dataset.path == str(tmp_path / "prefs.jsonl")
+
+
+def test_lora_alpha_defaults_to_twice_the_rank_and_survives_the_spec_file(tmp_path):
+    s = spec(lora={"r": 8})
+    assert s.lora.alpha == 16
+    assert spec(lora={"r": 8, "alpha": 4}).lora.alpha == 4
+    s.dump(tmp_path / "spec.yaml")
+    assert RunSpec.load(tmp_path / "spec.yaml").lora.alpha == 16
+    with pytest.raises(SpecError):
+        spec(lora={"r": 8, "alpha": 0})
