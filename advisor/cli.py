@@ -111,6 +111,18 @@ def ask_interactively(out: TextIO = sys.stdout) -> dict[str, Any]:
             print(f"  {exc}", file=out)
 
 
+def check_has_recipe(method: str, spec_file: str) -> None:
+    """A spec file is only useful to `alignplan run`, which has recipes for RECIPE_METHODS only."""
+    from runners.spec import RECIPE_METHODS
+
+    if method not in RECIPE_METHODS:
+        raise AdvisorError(
+            f"--write-spec {spec_file}: the recommended method {method!r} has no runner recipe, so no spec file "
+            f"was written; runners train {', '.join(RECIPE_METHODS)}",
+            field="write_spec",
+        )
+
+
 def run_advise(args: argparse.Namespace) -> int:
     if args.answers:
         answers = load_answers(args.answers)
@@ -120,6 +132,7 @@ def run_advise(args: argparse.Namespace) -> int:
     rec = advise(answers, spec_file=args.write_spec)
     if args.write_spec:
         spec = rec.preset["run_spec"]
+        check_has_recipe(spec["method"], args.write_spec)
         Path(args.write_spec).write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
         print(f"wrote {args.write_spec} (runner preset for `alignplan run --spec {args.write_spec}`)", file=sys.stderr)
     if args.json:

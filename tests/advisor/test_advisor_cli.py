@@ -176,3 +176,14 @@ def test_the_preset_command_prepares_a_runner_run_directory(tmp_path, monkeypatc
     spec = spec_mod.RunSpec.load(run_dir / "spec.yaml")
     assert spec.method == "dpo" and spec.model == str(tiny_model_dir)
     assert spec.hparams == {"beta": 0.1, "learning_rate": 1e-6}
+
+
+def test_write_spec_refuses_a_method_without_a_runner_recipe(tmp_path, capsys):
+    pytest.importorskip("runners.spec")
+    answers = tmp_path / "answers.yaml"
+    answers.write_text("reward_signal: episode\n")  # -> RLHF with PPO, which the runners cannot train
+    out = tmp_path / "spec.yaml"
+    assert main(["advise", "--answers", str(answers), "--json", "--write-spec", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and not out.exists()
+    assert "'ppo' has no runner recipe" in captured.err and len(captured.err.strip().splitlines()) == 1
