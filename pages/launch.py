@@ -21,9 +21,6 @@ OTHER = "Hub id or local model directory"
 DEMO_DATA = "Bundled demo data"
 UPLOAD = "Upload a file"
 PATH = "Local path or hub dataset id"
-DEMO_DATA_KIND = {"dpo": "preference", "ipo": "preference", "orpo": "preference", "simpo": "preference",
-                  "rm": "preference", "kto": "kto", "grpo": "prompts", "rloo": "prompts", "sft": "sft"}
-DEMO_REWARD = "runners.recipes.rewards:marker_reward"
 
 
 def _apply_prefill(methods: tuple[str, ...]) -> None:
@@ -79,7 +76,7 @@ def _data_section(method: str) -> tuple[str | None, bool]:
     source = st.radio("Data", (DEMO_DATA, UPLOAD, PATH), key="launch_data_source", horizontal=True)
     path: str | None = None
     if source == DEMO_DATA:
-        path = str(tiny.demo_data_paths()[DEMO_DATA_KIND.get(method, "preference")])
+        path = str(tiny.demo_data_paths()[tiny.DEMO_DATA_KIND.get(method, "preference")])
         st.caption(f"`{Path(path).name}`, bundled with alignplan.")
     elif source == UPLOAD:
         up = st.file_uploader("Data file (.jsonl, .json, .csv, .parquet)", type=["jsonl", "json", "csv", "parquet"],
@@ -142,7 +139,7 @@ def _hparams_section(method: str, tiny: bool) -> dict[str, Any] | None:
         c1, c2 = st.columns([1, 3])
         kind = c1.radio("Reward from", ("function", "model"), key=f"launch_reward_kind_{method}",
                         index=1 if reward.get("model") else 0)
-        default = reward.get(kind) or (DEMO_REWARD if kind == "function" else "")
+        default = reward.get(kind) or (tiny_model.DEMO_REWARD if kind == "function" else "")
         values["reward"] = {kind: c2.text_input("Reward function (module:function)" if kind == "function" else
                                                 "Reward model (hub id or directory)", value=default,
                                                 key=f"launch_reward_{method}_{kind}").strip() or None}

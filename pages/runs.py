@@ -58,7 +58,11 @@ def _actions(rec) -> None:
     if rec.status == "running" and c1.button("Stop", key="runs_stop", icon=":material/stop:"):
         ui.stop_run_in_background(rec.id)
         st.toast(f"Asked {rec.id} to stop: it saves a checkpoint first, then the status turns to stopped.")
-    if rec.status in ("stopped", "failed") and c2.button("Resume", key="runs_resume", icon=":material/replay:"):
+    if rec.status in launch.STARTABLE_STATUSES and c2.button("Start", key="runs_start", icon=":material/play_arrow:"):
+        if ui.attempt("Starting the run", launch.start, rec.id).ok:
+            st.toast(f"Started {rec.id}.")
+            st.rerun()
+    if rec.status in launch.RESUMABLE_STATUSES and c2.button("Resume", key="runs_resume", icon=":material/replay:"):
         if ui.attempt("Resuming the run", launch.resume, rec.id).ok:
             st.toast(f"Resumed {rec.id} from its newest checkpoint.")
             st.rerun()

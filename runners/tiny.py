@@ -63,6 +63,13 @@ DEMO_HPARAMS: dict[str, Any] = {
 # The online methods (GRPO, RLOO) on the tiny model: a 2-layer random model generates noise, so short
 # completions and small groups keep the CPU demo under a minute.
 DEMO_ONLINE_HPARAMS: dict[str, Any] = {"max_completion_length": 16, "num_generations": 4, "per_device_train_batch_size": 4}
+# Which bundled sample each method trains on, and the reward function the online methods use with it
+# (it rewards the marker the prompts ask for, so a tiny model can learn it).
+DEMO_DATA_KIND: dict[str, str] = {
+    "dpo": "preference", "ipo": "preference", "orpo": "preference", "simpo": "preference", "rm": "preference",
+    "kto": "kto", "grpo": "prompts", "rloo": "prompts", "sft": "sft",
+}
+DEMO_REWARD = "runners.recipes.rewards:marker_reward"
 
 
 def default_tiny_model_dir() -> Path:

@@ -194,7 +194,7 @@ def test_lifecycle_errors(tmp_path):
     run = fake_run(tmp_path, steps=2)
     with pytest.raises(launch.LaunchError, match="only a running run can be stopped"):
         launch.stop(run.id, runs=tmp_path)
-    with pytest.raises(launch.LaunchError, match="stopped or failed"):
+    with pytest.raises(launch.LaunchError, match="never started.*runs start"):
         launch.resume(run.id, runs=tmp_path)
     launch.launch(run.path)
     with pytest.raises(ValueError, match="cannot go from running to running"):
@@ -262,3 +262,13 @@ def test_dpo_stop_at_step_k_then_resume(tmp_path, tiny_model_dir, demo_data):
     steps = [m["step"] for m in run.metrics()]
     assert steps[:k] == list(range(1, k + 1)) and steps[k] == k + 1 and steps[-1] == 16
     assert rec.measured_peak_bytes and rec.predicted_peak_bytes
+
+
+def test_start_and_resume_statuses_follow_the_registry_lifecycle() -> None:
+    from runners.registry import STATUSES, TRANSITIONS
+
+    into_running = {s for s in STATUSES if "running" in TRANSITIONS[s]}
+    assert set(launch.STARTABLE_STATUSES) | set(launch.RESUMABLE_STATUSES) == into_running
+    assert not set(launch.STARTABLE_STATUSES) & set(launch.RESUMABLE_STATUSES)
+    pages = Path(__file__).resolve().parents[2] / "pages" / "runs.py"
+    assert '("stopped", "failed")' not in pages.read_text()  # the page asks launch, not its own list

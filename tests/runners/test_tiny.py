@@ -138,3 +138,16 @@ def test_an_empty_folder_is_built_into(tmp_path: Path) -> None:
     out.mkdir()
     assert tiny.build_tiny_model(out) == out
     assert tiny.is_built(out)
+
+
+def test_every_recipe_method_has_demo_data_of_a_shape_it_accepts() -> None:
+    from runners.data import load_and_normalize
+    from runners.recipes.common import import_function
+    from runners.spec import RECIPE_METHODS
+
+    assert set(tiny.DEMO_DATA_KIND) == set(RECIPE_METHODS)
+    for method, kind in tiny.DEMO_DATA_KIND.items():
+        _, fmt = load_and_normalize(tiny.demo_data_paths()[kind], method)
+        assert fmt.rows > 0, method
+    reward = import_function(tiny.DEMO_REWARD)
+    assert len(reward(["a", "b"], prompts=["p", "q"])) == 2
