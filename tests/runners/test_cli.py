@@ -337,3 +337,13 @@ def test_bad_runs_arguments_are_one_line_errors(capsys, runs_dir, argv, message)
     assert code == 2 and out == ""
     assert message in err and len(err.strip().splitlines()) == 1
     assert [r.id for r in Registry.for_runs_root(runs_dir).list()] == [run.id]  # nothing made, nothing started
+
+
+def test_tiny_model_command_refuses_a_folder_it_did_not_build(capsys, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "data.csv").write_text("keep")
+    code, out, err = run_cli(capsys, "tiny-model", str(mine))
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "exists and is not a tiny-model build; choose an empty or new folder" in err
+    assert (mine / "data.csv").read_text() == "keep"
