@@ -49,6 +49,9 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> Non
     raise TimeoutError(f"{url} not healthy after {timeout}s")
 
 
+E2E_STEPS = 150
+
+
 @pytest.fixture
 def start_server(tmp_path):
     """Starts `streamlit run app.py` on a free port over one private runs directory; returns
@@ -204,13 +207,19 @@ def test_plan_advise_launch_runs_in_a_browser(start_server, browser_page, tmp_pa
     _settle(page)
     expect(page.get_by_text("Detected format")).to_be_visible()
     expect(page.locator('[data-testid="stMetric"]').filter(has_text="Predicted peak")).to_be_visible()
+    # Long enough that the tab can close while the run is alive (30 demo steps can finish before the
+    # monitor's first refresh on an idle machine).
+    max_steps = page.get_by_label("Max steps (-1: epochs)")
+    max_steps.fill(str(E2E_STEPS))
+    max_steps.press("Enter")
+    _settle(page)
     _shot(page, "launch-form")
     page.get_by_role("button", name="Launch").click()
     expect(page.get_by_role("heading", name=re.compile(r"Run \d{8}-\d{6}-dpo-"))).to_be_visible(timeout=120_000)
     run_id = page.get_by_role("heading", name=re.compile(r"Run \d{8}")).inner_text().split()[-1]
     # The live monitor refreshes by itself: wait for a few steps of the loss curve.
     step = page.locator('[data-testid="stMetric"]').filter(has_text="Step").locator('[data-testid="stMetricValue"]')
-    expect(step).to_have_text(re.compile(r"^([3-9]|1[0-2]) / 30$"), timeout=300_000)
+    expect(step).to_have_text(re.compile(rf"^([3-9]|[1-9][0-9]) / {E2E_STEPS}$"), timeout=300_000)
     _wait_for_charts(page, 3)
     _shot(page, "launch")
 
