@@ -534,11 +534,10 @@ def form_hparams(method: str, tiny: bool, preset: Mapping[str, Any] | None = Non
 
 
 def tiny_model_dir() -> Path:
-    """Where the demo model lives: ALIGNPLAN_TINY_MODEL, else <runs root>/tiny-model."""
-    from runners.tiny import TINY_MODEL_DIR_ENV
+    """Where the demo model lives: ALIGNPLAN_TINY_MODEL, else <runs root>/tiny-model (runners' rule)."""
+    from runners.tiny import default_tiny_model_dir
 
-    env = os.environ.get(TINY_MODEL_DIR_ENV)
-    return Path(env).expanduser().resolve() if env else runs_dir() / "tiny-model"
+    return default_tiny_model_dir()
 
 
 def ensure_tiny_model() -> Path:

@@ -73,11 +73,14 @@ DEMO_REWARD = "runners.recipes.rewards:marker_reward"
 
 
 def default_tiny_model_dir() -> Path:
-    """$ALIGNPLAN_TINY_MODEL if set, else ~/.cache/alignplan/tiny-model."""
+    """$ALIGNPLAN_TINY_MODEL if set, else <runs root>/tiny-model: one copy for the demo, the app and
+    `make app` (the runs root is $ALIGNPLAN_RUNS_DIR, else ./runs)."""
     env = os.environ.get(TINY_MODEL_DIR_ENV)
     if env:
-        return Path(env)
-    return Path.home() / ".cache" / "alignplan" / "tiny-model"
+        return Path(env).expanduser().resolve()
+    from runners.rundir import runs_root
+
+    return runs_root() / "tiny-model"
 
 
 def demo_dataset_path() -> Path:

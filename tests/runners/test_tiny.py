@@ -43,7 +43,9 @@ def test_env_variable_sets_the_default_location(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv(tiny.TINY_MODEL_DIR_ENV, str(tmp_path / "here"))
     assert tiny.default_tiny_model_dir() == tmp_path / "here"
     monkeypatch.delenv(tiny.TINY_MODEL_DIR_ENV)
-    assert tiny.default_tiny_model_dir().name == "tiny-model"
+    monkeypatch.setenv("ALIGNPLAN_RUNS_DIR", str(tmp_path / "runs"))
+    # one copy for the demo, the app and `make app`: under the runs root
+    assert tiny.default_tiny_model_dir() == (tmp_path / "runs" / "tiny-model").resolve()
 
 
 def test_tokenizer_round_trips_and_has_special_tokens(tiny_model_dir: Path) -> None:
