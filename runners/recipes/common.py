@@ -473,6 +473,20 @@ def run_main(train: Callable[[list[str] | None], int], argv: list[str] | None = 
         traceback.print_exc()
         _write_failure(argv, f"{type(exc).__name__}: {exc}")
         return 1
+    finally:
+        _close_process_group()
+
+
+def _close_process_group() -> None:
+    """Tear the process group down before the interpreter exits: gloo's worker threads otherwise die
+    with the process ("terminate called without an active exception", SIGABRT) now and then."""
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    except Exception:  # cleanup must never turn a finished run into a failed one
+        pass
 
 
 def _write_failure(argv: list[str] | None, message: str) -> None:
