@@ -90,6 +90,8 @@ def inputs_from_query(params: Mapping[str, str], methods: Mapping[str, Any] | No
     """
     values: dict[str, Any] = {}
     problems: list[str] = []
+    choices = {"precision": PRECISIONS, "adapter": ADAPTERS, "offload": OFFLOADS, "optimizer": OPTIMIZERS,
+               "engine": ENGINES}
     for name, raw in params.items():
         raw = str(raw)
         try:
@@ -108,25 +110,9 @@ def inputs_from_query(params: Mapping[str, str], methods: Mapping[str, Any] | No
                 values[name] = stage
             elif name == "ckpt":
                 values[name] = _parse_bool(raw)
-            elif name == "precision":
-                if raw not in PRECISIONS:
-                    raise ValueError(f"accepted: {', '.join(PRECISIONS)}")
-                values[name] = raw
-            elif name == "adapter":
-                if raw not in ADAPTERS:
-                    raise ValueError(f"accepted: {', '.join(ADAPTERS)}")
-                values[name] = raw
-            elif name == "offload":
-                if raw not in OFFLOADS:
-                    raise ValueError(f"accepted: {', '.join(OFFLOADS)}")
-                values[name] = raw
-            elif name == "optimizer":
-                if raw not in OPTIMIZERS:
-                    raise ValueError(f"accepted: {', '.join(OPTIMIZERS)}")
-                values[name] = raw
-            elif name == "engine":
-                if raw not in ENGINES:
-                    raise ValueError(f"accepted: {', '.join(ENGINES)}")
+            elif name in choices:
+                if raw not in choices[name]:
+                    raise ValueError(f"accepted: {', '.join(choices[name])}")
                 values[name] = raw
             elif name == GPU_KEY:
                 if gpus is not None and raw not in gpus:
