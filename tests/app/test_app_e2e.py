@@ -114,9 +114,12 @@ def browser_page():
 def _settle(page) -> None:
     """Wait until Streamlit has finished the rerun the last action started."""
     page.wait_for_timeout(300)
+    # Widgets of the previous run stay on screen, marked stale, until the rerun ends: wait for
+    # those to go as well, or a locator can match the old widget and the new one.
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]') || "
-        "!document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
+        "() => (!document.querySelector('[data-testid=\"stStatusWidget\"]') || "
+        "!document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')) && "
+        "!document.querySelector('[data-stale=\"true\"]')",
         timeout=120_000,
     )
     page.wait_for_timeout(300)
@@ -209,7 +212,13 @@ def test_plan_advise_launch_runs_in_a_browser(start_server, browser_page, tmp_pa
     expect(page.locator('[data-testid="stMetric"]').filter(has_text="Predicted peak")).to_be_visible()
     # Long enough that the tab can close while the run is alive (30 demo steps can finish before the
     # monitor's first refresh on an idle machine).
+    # The model kind is part of the widget key, so the old "Max steps" box stays on screen (stale)
+    # until the rerun ends: wait for the tiny model's own box before typing into it.
+    from runners.tiny import DEMO_MAX_STEPS
+
     max_steps = page.get_by_label("Max steps (-1: epochs)")
+    expect(max_steps).to_have_count(1)
+    expect(max_steps).to_have_value(str(DEMO_MAX_STEPS))
     max_steps.fill(str(E2E_STEPS))
     max_steps.press("Enter")
     _settle(page)
