@@ -192,6 +192,26 @@ def _devices_section():
     return dev
 
 
+SHARDING_LABELS = {"auto": "auto (DeepSpeed if installed, else FSDP2)", "fsdp": "FSDP2 (PyTorch)",
+                   "deepspeed": "DeepSpeed ZeRO"}
+STAGE_LABELS = {None: "the smallest that fits", 0: "0: a full copy per GPU (DDP)",
+                2: "2: shard gradients and optimizer states", 3: "3: shard the weights too"}
+
+
+def _sharding_section(spec, dev) -> Any:
+    """Several GPUs: what shards the model, and at which stage (the planner picks unless told)."""
+    from runners.spec import RunSpec
+
+    c1, c2 = st.columns(2)
+    sharding = c1.selectbox("Sharding across GPUs", list(SHARDING_LABELS), format_func=SHARDING_LABELS.get,
+                            key="launch_sharding")
+    stage = c2.selectbox("Sharding stage", list(STAGE_LABELS), format_func=STAGE_LABELS.get, key="launch_stage",
+                         help="Higher stages need less memory per GPU and move more data between GPUs.")
+    got = ui.attempt("The sharding settings are not valid", RunSpec.parse,
+                     {**spec.model_dump(mode="json"), "sharding": sharding, "zero_stage": stage})
+    return got.value if got.ok else None
+
+
 def _fit_section(spec, dev) -> Any:
     from runners import rundir
 
@@ -296,7 +316,11 @@ def main() -> None:
     with st.container(border=True):
         st.markdown("**Devices and memory**")
         dev = _devices_section()
-        decision = _fit_section(spec, dev) if dev is not None else None
+        spec = _sharding_section(spec, dev) if dev is not None and len(dev.gpus) > 1 else spec
+        decision = _fit_section(spec, dev) if dev is not None and spec is not None else None
+    if spec is None:
+        st.button("Launch", type="primary", disabled=True, key="launch_go_disabled", icon=":material/rocket_launch:")
+        return
     if decision is not None:
         _preview(spec, decision)
     if st.button("Launch", type="primary", key="launch_go", icon=":material/rocket_launch:"):

@@ -61,6 +61,7 @@ class RunMonitor(TrainerCallback):
         self._last_time: float | None = None
         self._last_tokens: float | None = None
         self.counted_tokens: float | None = None  # set by count_tokens() for trainers that log no num_tokens
+        self.parameters_held: dict[str, Any] | None = None  # set when training starts
 
     def count_tokens(self, collator, mask_keys: tuple[str, ...], world_size: int = 1):
         """Wrap a data collator so the tokens of every batch (sums of the given attention masks) are
@@ -96,9 +97,11 @@ class RunMonitor(TrainerCallback):
 
     # --- metrics ---------------------------------------------------------------------------------
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
         self._last_time = time.time()
         self._last_tokens = None
+        if model is not None:
+            self.parameters_held = parameters_held(model)
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -147,6 +150,22 @@ class RunMonitor(TrainerCallback):
         return rate
 
 
+def parameters_held(model) -> dict[str, Any]:
+    """How many of the model's parameters this process stores: all of them under DDP, about
+    1/N under FSDP2, whose parameters are DTensors holding one shard each."""
+    held = total = 0
+    sharded = False
+    for param in model.parameters():
+        total += param.numel()
+        to_local = getattr(param, "to_local", None)  # DTensor
+        if to_local is not None:
+            sharded = True
+            held += to_local().numel()
+        else:
+            held += param.numel()
+    return {"this_process": held, "total": total, "sharded": sharded}
+
+
 def write_result(run_dir: str | Path, status: str, monitor: RunMonitor | None = None, **extra: Any) -> Path:
     """result.json: status (succeeded | stopped | failed), final metrics, peak memory, and extras."""
     path = Path(run_dir) / RESULT_FILE
@@ -157,6 +176,7 @@ def write_result(run_dir: str | Path, status: str, monitor: RunMonitor | None = 
         result["peak_memory_bytes"] = monitor.memory.sample()
         result["memory_kind"] = monitor.memory.kind
         result["step"] = monitor.last_metrics.get("step")
+        result["parameters_held"] = monitor.parameters_held
     result.update(extra)
     result["time"] = time.time()
     tmp = path.with_suffix(".json.tmp")

@@ -41,6 +41,12 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
                    help="a method hyper-parameter (TRL config field), e.g. learning_rate=5e-6; repeatable")
     p.add_argument("--devices", help="cpu | auto | GPU indices such as 0,1 (default auto)")
     p.add_argument("--num-processes", type=int, help="processes to launch (default: one per device)")
+    p.add_argument("--sharding", choices=("auto", "fsdp", "deepspeed"),
+                   help="what shards the model when a replica does not fit one GPU (default auto: "
+                        "DeepSpeed if installed, else FSDP2)")
+    p.add_argument("--zero-stage", type=int, choices=(0, 2, 3),
+                   help="force the sharding stage: 0 DDP, 2 gradients + optimizer states, 3 everything "
+                        "(default: the smallest stage that fits)")
     p.add_argument("--name", help="a label for the run registry")
     p.add_argument("--dry-run", action="store_true", help="write the run directory and print the plan; launch nothing")
     p.add_argument("--detach", action="store_true", help="launch and return at once")
@@ -145,7 +151,8 @@ def spec_from_args(args: argparse.Namespace):
         data = RunSpec.load(args.spec).model_dump(mode="json", exclude_unset=False)
     for flag, field in (("method", "method"), ("model", "model"), ("precision", "precision"),
                         ("max_steps", "max_steps"), ("save_steps", "save_steps"),
-                        ("num_processes", "num_processes"), ("name", "name")):
+                        ("num_processes", "num_processes"), ("name", "name"), ("sharding", "sharding"),
+                        ("zero_stage", "zero_stage")):
         value = getattr(args, flag)
         if value is not None:
             data[field] = value
@@ -246,8 +253,9 @@ def _yaml(path: Path) -> Any:
 def print_plan(doc: dict[str, Any]) -> None:
     d = doc["decision"]
     print(f"run {doc['run_id']}  ({doc['run_dir']})")
+    sharded = f"  sharded by {d['engine']} (stage {d.get('zero')})" if d.get("engine") not in (None, "none") else ""
     print(f"setup: {d.get('kind')}  distributed_type {d.get('distributed_type')}  processes {d.get('num_processes')}"
-          f"  precision {d.get('precision')}")
+          f"  precision {d.get('precision')}{sharded}")
     print(f"why: {d.get('reason')}")
     comps = doc["plan"].get("components") or {}
     if doc["plan"].get("predicted_peak_bytes") is not None:

@@ -198,11 +198,11 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 class Decision:
     """How the run is launched, and why."""
 
-    kind: str  # cpu | single-gpu | ddp | deepspeed-zero2 | deepspeed-zero3
-    distributed_type: str  # accelerate's: NO, MULTI_GPU, DEEPSPEED
+    kind: str  # cpu | single-gpu | ddp | deepspeed-zero2 | deepspeed-zero3 | fsdp-shard-grad-op | fsdp-full-shard
+    distributed_type: str  # accelerate's: NO, MULTI_GPU, DEEPSPEED, FSDP
     num_processes: int
     gpu_ids: list[int]
-    zero: int
+    zero: int  # 0: a full replica per process; 2: gradients and optimizer states sharded; 3: weights too
     precision: str
     fits: bool | None
     usable_bytes: int | None  # memory one process may use on its device
@@ -210,14 +210,14 @@ class Decision:
     reason: str
     tried: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    engine: str = "none"  # what shards (zero > 0): deepspeed | fsdp
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-# estimate(spec, precision, zero, gpus, gpu) -> (planner request dict, planner plan dict)
+# estimate(spec, precision, zero, gpus, gpu, engine) -> (planner request dict, planner plan dict)
 Estimator = Callable[..., tuple[dict[str, Any], dict[str, Any]]]
-
 
 # TRL/transformers `optim` names -> the planner's optimizer ids (anything else is planned as AdamW).
 _PLANNER_OPTIMIZERS = {"adamw_8bit": "adamw-8bit", "paged_adamw_8bit": "adamw-8bit", "adamw_bnb_8bit": "adamw-8bit",
@@ -271,7 +271,8 @@ def hparam_bool(hp: dict[str, Any], key: str, default: bool = False) -> bool:
     raise SpecError(f"hparams.{key}: expected true or false, got {value!r}")
 
 
-def plan_request(spec: RunSpec, *, precision: str, zero: int, gpus: int, gpu: str | None) -> dict[str, Any]:
+def plan_request(spec: RunSpec, *, precision: str, zero: int, gpus: int, gpu: str | None,
+                 engine: str = "deepspeed") -> dict[str, Any]:
     """The planner request that describes this spec (kwargs of planner.PlanRequest): the planner
     models what the recipe will do, so every knob the recipe reads that changes memory is passed."""
     hp = spec.hparams
@@ -286,6 +287,7 @@ def plan_request(spec: RunSpec, *, precision: str, zero: int, gpus: int, gpu: st
         "grad_ckpt": spec.gradient_checkpointing,
         "optimizer": _PLANNER_OPTIMIZERS.get(str(hp.get("optim", "")).lower(), "adamw"),
         "zero": zero,
+        "engine": engine,
         "gpus": gpus,
         "nodes": 1,
         "precompute_ref": hparam_bool(hp, "precompute_ref_log_probs"),
@@ -311,11 +313,12 @@ def plan_request(spec: RunSpec, *, precision: str, zero: int, gpus: int, gpu: st
     return req
 
 
-def planner_estimate(spec: RunSpec, *, precision: str, zero: int, gpus: int, gpu: str | None):
+def planner_estimate(spec: RunSpec, *, precision: str, zero: int, gpus: int, gpu: str | None,
+                     engine: str = "deepspeed"):
     """Ask the planner; the model comes from planner.load_model (a local dir needs only config.json)."""
     import planner
 
-    req = plan_request(spec, precision=precision, zero=zero, gpus=gpus, gpu=gpu)
+    req = plan_request(spec, precision=precision, zero=zero, gpus=gpus, gpu=gpu, engine=engine)
     model = planner.load_model(spec.model)
     plan = planner.estimate(planner.PlanRequest(**{**req, "model": model}))
     req["model_id"] = getattr(model, "id", spec.model)
@@ -384,13 +387,22 @@ def decide(spec: RunSpec, devices: dev.Devices, estimate: Estimator = planner_es
     through its MULTI_GPU launcher (torch.distributed.run) with CUDA hidden: each process trains on
     the CPU and they join over gloo.
     One GPU: that GPU. Several: DDP when one replica fits one GPU (planner, zero=0), else the
-    first DeepSpeed ZeRO stage that fits (2, then 3); ZeRO-3 when none does, flagged as not fitting.
+    first sharding stage that fits (2, then 3) with DeepSpeed ZeRO or FSDP2 (spec.sharding);
+    stage 3 when none does, flagged as not fitting. spec.zero_stage skips the search.
     """
     gpus = select_gpus(spec, devices)
     precision = resolve_precision(spec, gpus)
+    n = len(gpus) if gpus else (spec.num_processes or 1)
+    if spec.zero_stage and not gpus:
+        # accelerate turns FSDP and DeepSpeed on for GPU process groups only; CPU processes use DDP.
+        raise SpecError(f"zero_stage: {spec.zero_stage} shards over GPUs, and this run is on the CPU; "
+                        "use zero_stage 0 (or leave it unset) for CPU processes")
+    if spec.zero_stage and n < 2:
+        raise SpecError(f"zero_stage: {spec.zero_stage} shards the model over processes, and this run has one GPU; "
+                        "select 2 or more GPUs, or zero_stage 0")
+    engine = sharding_engine(spec)
     tried: list[dict[str, Any]] = []
     if not gpus:
-        n = spec.num_processes or 1
         usable = devices.ram_available_bytes // n
         plan, req, peak, err = _try(estimate, spec, precision, 0, 1, None, usable, tried)
         decision = Decision(
@@ -408,42 +420,78 @@ def decide(spec: RunSpec, devices: dev.Devices, estimate: Estimator = planner_es
         )
         return _note_error(decision, err), {"request": req, "plan": plan}
 
-    n = len(gpus)
     usable = min(g.free_bytes for g in gpus)
     gpu_id = planner_gpu_id(gpus[0])
-    stages = (0,) if n == 1 else (0, 2, 3)
+    if spec.zero_stage is not None:
+        stages: tuple[int, ...] = (spec.zero_stage,)
+    else:
+        stages = (0,) if n == 1 else (0, 2, 3)
     chosen = None
     for zero in stages:
-        plan, req, peak, err = _try(estimate, spec, precision, zero, n, gpu_id, usable, tried)
+        plan, req, peak, err = _try(estimate, spec, precision, zero, n, gpu_id, usable, tried, engine)
         if peak is None or peak <= usable:
             chosen = (zero, plan, req, peak, err)
             break
     if chosen is None:  # nothing fits: the most sharded setup, flagged
         chosen = (stages[-1], plan, req, peak, err)
     zero, plan, req, peak, err = chosen
+    check_quant_sharding(spec, zero, engine)
     fits = None if peak is None else peak <= usable
     if n == 1:
         kind, dist = "single-gpu", "NO"
     elif zero == 0:
         kind, dist = "ddp", "MULTI_GPU"
+    elif engine == "fsdp":
+        kind, dist = f"fsdp-{FSDP_STAGE_NAMES[zero].replace(' ', '-')}", "FSDP"
     else:
         kind, dist = f"deepspeed-zero{zero}", "DEEPSPEED"
-    reason = _reason(kind, n, peak, usable, fits)
-    decision = Decision(kind, dist, n, [g.index for g in gpus], zero, precision, fits, usable, peak, reason, tried)
+    reason = _reason(kind, n, peak, usable, fits, zero, forced=spec.zero_stage is not None)
+    decision = Decision(kind, dist, n, [g.index for g in gpus], zero, precision, fits, usable, peak, reason, tried,
+                        engine=engine if zero else "none")
     if fits is False:
         decision.notes.append("the planner predicts this run does not fit the selected GPUs; expect OOM")
-    if kind.startswith("deepspeed"):
-        decision.notes.append("needs DeepSpeed: pip install 'alignplan[deepspeed]'")
+    if dist == "DEEPSPEED" and not deepspeed_installed():
+        decision.notes.append("needs DeepSpeed, which is not installed here: pip install 'alignplan[deepspeed]' "
+                              "(or set sharding: fsdp)")
     return _note_error(decision, err), {"request": req, "plan": plan}
 
 
-def _try(estimate, spec, precision, zero, n, gpu_id, usable, tried):
+# FSDP2's two ways to shard, by the ZeRO stage they match in memory.
+FSDP_STAGE_NAMES = {2: "shard grad op", 3: "full shard"}
+
+
+def check_quant_sharding(spec: RunSpec, zero: int, engine: str) -> None:
+    """Sharded 4/8-bit weights need bitsandbytes' quant_storage set to match, which the recipes do
+    not do: refuse now rather than fail after the model loads. ZeRO-2 leaves weights whole."""
+    if not (spec.lora and spec.lora.quant) or zero == 0 or (engine == "deepspeed" and zero == 2):
+        return
+    how = f"FSDP2 stage {zero}" if engine == "fsdp" else "ZeRO-3"
+    raise SpecError(f"lora.quant: a {spec.lora.quant} base model cannot be sharded with {how} by these recipes; "
+                    "use sharding deepspeed with zero_stage 2, fewer GPUs, or drop lora.quant")
+
+
+def deepspeed_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("deepspeed") is not None
+
+
+def sharding_engine(spec: RunSpec) -> str:
+    """Which library shards when a stage above 0 is used: the spec's choice; 'auto' is DeepSpeed
+    where it is installed, else FSDP2, which ships with torch."""
+    if spec.sharding != "auto":
+        return spec.sharding
+    return "deepspeed" if deepspeed_installed() else "fsdp"
+
+
+def _try(estimate, spec, precision, zero, n, gpu_id, usable, tried, engine="deepspeed"):
+    engine = engine if zero else "deepspeed"  # the planner's default engine; it only matters when sharding
     try:
-        req, plan = estimate(spec, precision=precision, zero=zero, gpus=n, gpu=gpu_id)
+        req, plan = estimate(spec, precision=precision, zero=zero, gpus=n, gpu=gpu_id, engine=engine)
     except Exception as exc:  # the planner cannot place this model (offline hub id, ...): launch anyway
         err = f"{type(exc).__name__}: {exc}"
         tried.append({"zero": zero, "gpus": n, "error": err})
-        return None, plan_request(spec, precision=precision, zero=zero, gpus=n, gpu=gpu_id), None, err
+        return None, plan_request(spec, precision=precision, zero=zero, gpus=n, gpu=gpu_id, engine=engine), None, err
     peak = int(plan["peak_bytes_per_gpu"])
     tried.append({"zero": zero, "gpus": n, "peak_bytes_per_gpu": peak, "usable_bytes": usable, "fits": peak <= usable})
     return plan, req, peak, None
@@ -455,18 +503,22 @@ def _note_error(decision: Decision, err: str | None) -> Decision:
     return decision
 
 
-def _reason(kind: str, n: int, peak: int | None, usable: int, fits: bool | None) -> str:
+def _reason(kind: str, n: int, peak: int | None, usable: int, fits: bool | None, zero: int = 0,
+            forced: bool = False) -> str:
     gib = 2**30
     if peak is None:
         return f"{n} GPU(s), no estimate: {kind}"
     est = f"predicted {peak / gib:.1f} GiB per GPU vs {usable / gib:.1f} GiB free"
     if kind == "single-gpu":
         return f"one GPU; {est}"
+    if forced:
+        return f"{kind} over {n} GPUs, as zero_stage {zero} asks ({est})"
     if kind == "ddp":
         return f"a full replica fits one GPU ({est}): DDP over {n} GPUs"
+    how = f"ZeRO-{zero}" if kind.startswith("deepspeed") else f"FSDP2 {FSDP_STAGE_NAMES[zero]}"
     if fits:
-        return f"a replica does not fit one GPU; ZeRO-{kind[-1]} over {n} GPUs does ({est})"
-    return f"does not fit even with ZeRO-3 over {n} GPUs ({est})"
+        return f"a replica does not fit one GPU; {how} over {n} GPUs does ({est})"
+    return f"does not fit even with {how} over {n} GPUs ({est})"
 
 
 # --- accelerate.yaml and the command ---------------------------------------------------------------
@@ -511,7 +563,34 @@ def accelerate_config(decision: Decision, spec: RunSpec) -> dict[str, Any]:
         }
         if decision.zero == 3:
             cfg["deepspeed_config"]["zero3_save_16bit_model"] = True
+    if decision.distributed_type == "FSDP":
+        cfg["fsdp_config"] = fsdp_config(decision, spec)
     return cfg
+
+
+# Methods whose recipe loads one model with from_pretrained (no reference or reward model).
+SINGLE_MODEL_METHODS = ("sft", "rm", "orpo", "simpo")
+
+
+def fsdp_config(decision: Decision, spec: RunSpec) -> dict[str, Any]:
+    """accelerate's FSDP2 settings for zero 2 (weights gathered once per step) or 3 (gathered per layer)."""
+    return {
+        "fsdp_version": 2,
+        # False keeps each layer's gathered weights from forward to backward: ZeRO-2's memory, less traffic.
+        "fsdp_reshard_after_forward": decision.zero == 3,
+        "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",  # one shard group per decoder layer
+        # Each process writes its own shard of a checkpoint (no gather on one process), and resume
+        # reads them back; the final model is still saved whole (see recipes/common.py).
+        "fsdp_state_dict_type": "SHARDED_STATE_DICT",
+        # Rank 0 loads the weights and sends each process its shard: one copy in CPU memory, not one
+        # per process. Only where the policy is the sole model loaded: the other ranks load on the meta
+        # device, and TRL shards a reference or reward model without the broadcast that fills it in.
+        "fsdp_cpu_ram_efficient_loading": spec.method in SINGLE_MODEL_METHODS,
+        "fsdp_offload_params": False,
+        # FSDP's own recomputation; the recipe leaves transformers' gradient checkpointing off, since
+        # both together add an all-gather to every backward.
+        "fsdp_activation_checkpointing": spec.gradient_checkpointing,
+    }
 
 
 def free_port() -> int:

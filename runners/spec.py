@@ -102,6 +102,18 @@ class RunSpec(BaseModel):
         "auto", description="'auto' (all visible GPUs, else CPU), 'cpu', or GPU indices."
     )
     num_processes: int | None = Field(None, ge=1, description="Processes to launch; None: one per device.")
+    sharding: Literal["auto", "fsdp", "deepspeed"] = Field(
+        "auto",
+        description="What shards the model when a replica does not fit one GPU: 'fsdp' (PyTorch FSDP2, "
+        "nothing more to install), 'deepspeed' (ZeRO, needs alignplan[deepspeed]); 'auto': DeepSpeed "
+        "when it is installed, else FSDP2.",
+    )
+    zero_stage: Literal[0, 2, 3] | None = Field(
+        None,
+        description="Force the sharding stage: 0 copies the whole model to every process (DDP), 2 shards "
+        "gradients and optimizer states, 3 shards the weights too (less memory, more communication). "
+        "None: the smallest stage the planner says fits. 2 and 3 need 2 or more GPUs.",
+    )
     save_steps: int = Field(50, ge=1, description="Checkpoint every N steps (also on STOP).")
     logging_steps: int = Field(1, ge=1, description="Write metrics every N steps.")
     trust_remote_code: bool = Field(False, description="Run model code from the hub; off unless you trust it.")

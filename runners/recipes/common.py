@@ -214,7 +214,8 @@ def build_config(
         "seed": spec.seed,
         "logging_steps": spec.logging_steps,
         "save_steps": spec.save_steps,
-        "gradient_checkpointing": spec.gradient_checkpointing,
+        # Under FSDP, accelerate.yaml gives the recomputation to FSDP itself (transformers refuses both).
+        "gradient_checkpointing": spec.gradient_checkpointing and not fsdp_recomputes(),
         **precision_args(run.precision, run.cuda),
     }
     if "trust_remote_code" in {f.name for f in dataclasses.fields(config_cls)}:
@@ -257,6 +258,15 @@ def _some_fields(config_cls: type) -> list[str]:
     tuned = [n for n in TUNED_HPARAMS if n in names]
     own = [n for n in names if n not in base and n not in tuned and n not in ("model_init_kwargs", "trust_remote_code")]
     return (tuned + list(COMMON_HPARAMS) + own)[:24]
+
+
+def under_fsdp() -> bool:
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+
+
+def fsdp_recomputes() -> bool:
+    """True when accelerate launched this process with FSDP's own activation checkpointing."""
+    return under_fsdp() and os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "false").lower() == "true"
 
 
 def precision_args(precision: str, cuda: bool, deepspeed: bool | None = None) -> dict[str, Any]:
@@ -445,9 +455,16 @@ def finish(run: Run, trainer) -> int:
             write_result(run.run_dir, "stopped", run.monitor, checkpoint=saved, **_result_extras(run))
         return 0
     final_dir = run.output_dir / "final"
+    if getattr(trainer, "is_fsdp_enabled", False):
+        # Checkpoints stay sharded (one file per process, fast to resume from); the final model is
+        # gathered whole so that from_pretrained can load it.
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(final_dir))
     if trainer.is_world_process_zero():
         write_result(run.run_dir, "succeeded", run.monitor, final_model=str(final_dir), **_result_extras(run))
+    held = run.monitor.parameters_held
+    if held and held["sharded"]:
+        run.log(f"sharded: this process held {held['this_process']:,} of {held['total']:,} parameters")
     run.log(f"done: final model in {final_dir}")
     return 0
 

@@ -147,6 +147,33 @@ def test_a_run_that_will_not_fit_warns_with_fixes(app, monkeypatch):
         ui.devices_found.clear()
 
 
+def test_several_gpus_offer_sharding_and_the_stage_reaches_the_plan(app, monkeypatch):
+    from alignplan import ui
+
+    monkeypatch.setenv("ALIGNPLAN_FAKE_GPUS", "A100-40GB,A100-40GB,A100-40GB,A100-40GB")
+    monkeypatch.setattr("runners.rundir.deepspeed_installed", lambda: False)
+    ui.devices_found.clear()
+    try:
+        at = _launch_page(app)
+        at.radio(key="launch_model_source").set_value("Hub id or local model directory").run()
+        at.text_input(key="launch_model").set_value("meta-llama/Llama-3.1-8B").run()
+        at.number_input(key="launch_hp_dpo_model_per_device_train_batch_size").set_value(1).run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        # auto without DeepSpeed installed: FSDP2, at the first stage that fits 40 GiB
+        assert _metric(at, "Setup") in ("fsdp-shard-grad-op", "fsdp-full-shard")
+        at.selectbox(key="launch_stage").set_value(3).run()
+        assert _metric(at, "Setup") == "fsdp-full-shard"
+        acc = yaml.safe_load(next(c.value for c in at.code if c.value.startswith("compute_environment")))
+        assert acc["distributed_type"] == "FSDP" and acc["fsdp_config"]["fsdp_reshard_after_forward"] is True
+        at.selectbox(key="launch_sharding").set_value("deepspeed").run()
+        assert _metric(at, "Setup") == "deepspeed-zero3"
+        assert any("alignplan[deepspeed]" in c.value for c in at.caption)  # not installed: says how
+        spec = yaml.safe_load(next(c.value for c in at.code if c.value.startswith("method: dpo")))
+        assert (spec["sharding"], spec["zero_stage"]) == ("deepspeed", 3)
+    finally:
+        ui.devices_found.clear()
+
+
 def test_every_recipe_method_gets_a_valid_demo_form(app):
     from runners.spec import RECIPE_METHODS
 

@@ -450,7 +450,58 @@ def test_two_process_data_parallel_dpo_on_cpu_stops_and_resumes(tiny_model_dir, 
     assert [r["step"] for r in records] == list(range(1, 13))  # one writer, no duplicated lines
     # two processes x 4 pairs per step: 12 steps cover 96 of the 240 pairs (one process would cover 48)
     assert records[-1]["epoch"] == pytest.approx(12 * 2 * 4 / 240, rel=0.01)
-    assert read_result(run_dir)["status"] == "succeeded"
+    result = read_result(run_dir)
+    assert result["status"] == "succeeded"
+    # data parallel: each process holds the whole model (205,120 parameters in the tiny Llama)
+    assert result["parameters_held"] == {"this_process": 205_120, "total": 205_120, "sharded": False}
+
+
+def _count_fsdp2_shards(rank: int, world: int, port: int, out_dir: str) -> None:
+    import torch
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+
+    from runners.callbacks import parameters_held
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.Linear(32, 10, bias=False))
+        fully_shard(model)  # a 1-D mesh over the two CPU processes
+        Path(out_dir, f"{rank}.json").write_text(json.dumps(parameters_held(model)))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_parameters_held_counts_an_fsdp2_shard(tmp_path: Path) -> None:
+    """Under FSDP2 each process reports its own shard: 64*32 + 32 + 32*10 = 2,400 parameters, each
+    tensor split along dim 0 over 2 processes (16 of 32 rows, 16 of 32 biases, 5 of 10 rows): 1,200 each."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_count_fsdp2_shards, args=(2, 29400 + os.getpid() % 500, str(tmp_path)), nprocs=2, join=True)
+    held = [json.loads((tmp_path / f"{rank}.json").read_text()) for rank in (0, 1)]
+    assert all(h["sharded"] and h["total"] == 2_400 for h in held)
+    assert [h["this_process"] for h in held] == [1_200, 1_200]
+
+
+def test_build_config_gives_recomputation_to_fsdp(tiny_model_dir, demo_data, make_run_dir, monkeypatch) -> None:
+    """transformers refuses gradient_checkpointing together with FSDP's own activation checkpointing."""
+    from trl import DPOConfig
+
+    from runners.recipes import common
+
+    spec_path = make_run_dir(**spec_fields("dpo", tiny_model_dir, demo_data, gradient_checkpointing=True))
+    run = common.start("dpo", ["--spec", str(spec_path)])
+    assert common.build_config(run, DPOConfig).gradient_checkpointing is True
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_ACTIVATION_CHECKPOINTING", "false")
+    assert common.fsdp_recomputes() is False
+    monkeypatch.setenv("FSDP_ACTIVATION_CHECKPOINTING", "true")
+    assert common.fsdp_recomputes() is True
+    assert common.build_config(run, DPOConfig).gradient_checkpointing is False
+    monkeypatch.delenv("ACCELERATE_USE_FSDP")
+    assert common.fsdp_recomputes() is False
 
 
 # --- GPU (skipped without one) ---------------------------------------------------------------------

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -94,7 +95,7 @@ def test_four_gpus_where_a_replica_fits_give_ddp(tmp_path, monkeypatch):
 
 def test_gpus_where_no_replica_fits_give_deepspeed_zero3(tmp_path):
     # Llama-3.1-8B full DPO, seq 1024, batch 1: the planner puts ZeRO-0/2 above 40 GiB, ZeRO-3 below.
-    s = spec(hparams={"per_device_train_batch_size": 1})
+    s = spec(hparams={"per_device_train_batch_size": 1}, sharding="deepspeed")
     run = rundir.prepare(s, tmp_path, devices=fake_gpus(4, 40, name="NVIDIA A100-SXM4-40GB"))
     acc = read_yaml(run.accelerate_path)
     assert acc["distributed_type"] == "DEEPSPEED" and acc["num_processes"] == 4
@@ -108,13 +109,13 @@ def test_gpus_where_no_replica_fits_give_deepspeed_zero3(tmp_path):
 
 
 def test_zero2_when_it_is_enough(tmp_path):
-    s = spec(hparams={"per_device_train_batch_size": 1})
+    s = spec(hparams={"per_device_train_batch_size": 1}, sharding="deepspeed")
     decision, _ = rundir.decide(s, fake_gpus(4, 80, name="NVIDIA H100 80GB HBM3"))
     assert (decision.kind, decision.zero, decision.fits) == ("deepspeed-zero2", 2, True)
 
 
 def test_nothing_fits_falls_back_to_zero3_and_says_so(tmp_path):
-    s = spec(model="meta-llama/Llama-3.1-70B", hparams={"per_device_train_batch_size": 1})
+    s = spec(model="meta-llama/Llama-3.1-70B", hparams={"per_device_train_batch_size": 1}, sharding="deepspeed")
     decision, _ = rundir.decide(s, fake_gpus(2, 24, name="NVIDIA A10G"))
     assert (decision.kind, decision.fits) == ("deepspeed-zero3", False)
     assert any("does not fit" in n for n in decision.notes)
@@ -216,7 +217,8 @@ def test_plan_request_carries_the_spec_setup():
              hparams={"max_length": 512, "per_device_train_batch_size": 2})
     req = rundir.plan_request(s, precision="bf16", zero=2, gpus=4, gpu="A10G-24GB")
     assert req == {"model": "meta-llama/Llama-3.1-8B", "method": "dpo", "seq_len": 512, "batch_size": 2,
-                   "precision": "bf16", "lora_rank": 8, "quant": "nf4", "grad_ckpt": False, "zero": 2, "gpus": 4,
+                   "precision": "bf16", "lora_rank": 8, "quant": "nf4", "grad_ckpt": False, "zero": 2,
+                   "engine": "deepspeed", "gpus": 4,
                    "nodes": 1, "gpu": "A10G-24GB", "optimizer": "adamw", "precompute_ref": False,
                    "lora_dropout": 0.05}
     # TRL's defaults when hparams leave them out
@@ -235,10 +237,13 @@ def test_plan_request_carries_the_spec_setup():
         (cpu_devices, {"num_processes": 2}, "MULTI_GPU", 2),
         (lambda: fake_gpus(1, 80), {"model": "Qwen/Qwen2.5-0.5B"}, "NO", 1),
         (lambda: fake_gpus(4, 80), {"model": "Qwen/Qwen2.5-0.5B"}, "MULTI_GPU", 4),
-        (lambda: fake_gpus(4, 80, name="NVIDIA H100 80GB HBM3"), {"hparams": {"per_device_train_batch_size": 1}},
-         "DEEPSPEED", 4),
-        (lambda: fake_gpus(4, 40, name="NVIDIA A100-SXM4-40GB"), {"hparams": {"per_device_train_batch_size": 1}},
-         "DEEPSPEED", 4),
+        (lambda: fake_gpus(4, 80, name="NVIDIA H100 80GB HBM3"),
+         {"hparams": {"per_device_train_batch_size": 1}, "sharding": "deepspeed"}, "DEEPSPEED", 4),
+        (lambda: fake_gpus(4, 40, name="NVIDIA A100-SXM4-40GB"),
+         {"hparams": {"per_device_train_batch_size": 1}, "sharding": "deepspeed"}, "DEEPSPEED", 4),
+        (lambda: fake_gpus(4, 40, name="NVIDIA A100-SXM4-40GB"),
+         {"hparams": {"per_device_train_batch_size": 1}, "sharding": "fsdp"}, "FSDP", 4),
+        (lambda: fake_gpus(2, 80), {"model": "Qwen/Qwen2.5-0.5B", "sharding": "fsdp", "zero_stage": 2}, "FSDP", 2),
     ],
 )
 def test_accelerate_reads_every_generated_config(tmp_path, devices, over, dist, n):
@@ -336,3 +341,116 @@ def test_lora_alpha_defaults_to_twice_the_rank_and_survives_the_spec_file(tmp_pa
     assert RunSpec.load(tmp_path / "spec.yaml").lora.alpha == 16
     with pytest.raises(SpecError):
         spec(lora={"r": 8, "alpha": 0})
+
+
+# --- sharding: DeepSpeed ZeRO or FSDP2 ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("installed", "engine"), [(True, "deepspeed"), (False, "fsdp")])
+def test_auto_sharding_uses_deepspeed_only_where_it_is_installed(monkeypatch, installed, engine):
+    monkeypatch.setattr(rundir, "deepspeed_installed", lambda: installed)
+    s = spec(hparams={"per_device_train_batch_size": 1})
+    decision, _ = rundir.decide(s, fake_gpus(4, 40, name="NVIDIA A100-SXM4-40GB"))
+    assert decision.engine == engine and decision.zero in (2, 3) and decision.fits
+    assert decision.distributed_type == {"deepspeed": "DEEPSPEED", "fsdp": "FSDP"}[engine]
+    assert not any("needs DeepSpeed" in n for n in decision.notes)  # installed, or not asked for
+
+
+def test_explicit_deepspeed_without_deepspeed_installed_says_how_to_get_it(monkeypatch):
+    monkeypatch.setattr(rundir, "deepspeed_installed", lambda: False)
+    s = spec(hparams={"per_device_train_batch_size": 1}, sharding="deepspeed")
+    decision, _ = rundir.decide(s, fake_gpus(4, 40, name="NVIDIA A100-SXM4-40GB"))
+    assert decision.kind.startswith("deepspeed-zero")
+    assert any("pip install 'alignplan[deepspeed]'" in n and "sharding: fsdp" in n for n in decision.notes)
+
+
+def test_fsdp_plans_without_deepspeeds_fp32_master_weights(tmp_path):
+    """FSDP2 keeps bf16 weights and bf16 AdamW states; DeepSpeed's bf16 mode adds fp32 master weights
+    and moments. The tries are the planner's own numbers with the matching engine."""
+    s = spec(hparams={"per_device_train_batch_size": 1}, sharding="fsdp")
+    run = rundir.prepare(s, tmp_path, devices=fake_gpus(4, 40, name="NVIDIA A100-SXM4-40GB"))
+    doc = json.loads(run.plan_path.read_text())
+    decision, tried = doc["decision"], doc["decision"]["tried"]
+    assert doc["request"]["engine"] == "fsdp" and decision["engine"] == "fsdp"
+    for t in tried:
+        engine = "fsdp" if t["zero"] else "deepspeed"
+        p = planner.estimate(planner.PlanRequest(model="meta-llama/Llama-3.1-8B", method="dpo", batch_size=1,
+                                                 zero=t["zero"], gpus=4, gpu="A100-40GB", engine=engine))
+        assert t["peak_bytes_per_gpu"] == p.peak_bytes_per_gpu
+    ds = planner.estimate(planner.PlanRequest(model="meta-llama/Llama-3.1-8B", method="dpo", batch_size=1,
+                                              zero=decision["zero"], gpus=4, gpu="A100-40GB"))
+    assert decision["predicted_peak_bytes"] < ds.peak_bytes_per_gpu
+    stage = {2: "shard-grad-op", 3: "full-shard"}[decision["zero"]]
+    assert decision["kind"] == f"fsdp-{stage}" and decision["fits"] is True
+
+
+def test_fsdp2_accelerate_config_is_what_accelerate_hands_the_recipe(tmp_path, monkeypatch):
+    """accelerate's launcher turns accelerate.yaml into FSDP_* variables, and its FSDP plugin reads them:
+    check the plugin that the recipe's Trainer will get."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    s = spec(hparams={"per_device_train_batch_size": 1}, sharding="fsdp", zero_stage=3)
+    run = rundir.prepare(s, tmp_path, devices=fake_gpus(4, 80, name="NVIDIA H100 80GB HBM3"))
+    assert "zero_stage 3 asks" in json.loads(run.plan_path.read_text())["decision"]["reason"]
+    argv = json.loads(run.command_json.read_text())["argv"]
+    launch_args = argv[argv.index("accelerate.commands.launch") + 1:]
+    args = launch_command_parser().parse_args(launch_args)
+    args, *_ = _validate_launch_command(args)
+    env = prepare_multi_gpu_env(args)
+    assert env["ACCELERATE_USE_FSDP"] == "true" and env["FSDP_VERSION"] == "2"
+    for key in [k for k in os.environ if k.startswith(("FSDP_", "ACCELERATE_"))]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        if key.startswith(("FSDP_", "ACCELERATE_USE_FSDP")):
+            monkeypatch.setenv(key, value)
+    plugin = FullyShardedDataParallelPlugin()
+    assert plugin.fsdp_version == 2 and plugin.reshard_after_forward is True
+    assert plugin.activation_checkpointing is True  # the spec's gradient_checkpointing, given to FSDP
+    assert "SHARDED_STATE_DICT" in str(plugin.state_dict_type)
+    assert plugin.cpu_ram_efficient_loading is False  # DPO loads a reference model too
+    assert env["FSDP_AUTO_WRAP_POLICY"] == "TRANSFORMER_BASED_WRAP"  # one shard group per decoder layer
+
+
+def test_forced_stage_skips_the_search_and_single_model_methods_load_once(tmp_path):
+    s = spec(model="Qwen/Qwen2.5-0.5B", method="sft", sharding="fsdp", zero_stage=2)
+    run = rundir.prepare(s, tmp_path, devices=fake_gpus(2, 80))
+    doc = json.loads(run.plan_path.read_text())
+    assert [t["zero"] for t in doc["decision"]["tried"]] == [2]  # DDP would fit; the spec asked for 2
+    acc = read_yaml(run.accelerate_path)
+    fsdp = acc["fsdp_config"]
+    assert (fsdp["fsdp_version"], fsdp["fsdp_reshard_after_forward"], fsdp["fsdp_cpu_ram_efficient_loading"]) == (
+        2, False, True)
+
+
+@pytest.mark.parametrize(
+    ("over", "devices", "message"),
+    [
+        ({"zero_stage": 3}, cpu_devices, "zero_stage: 3 shards over GPUs, and this run is on the CPU"),
+        ({"zero_stage": 2, "num_processes": 2, "devices": "cpu"}, cpu_devices, "zero_stage: 2 shards over GPUs"),
+        ({"zero_stage": 3}, lambda: fake_gpus(1, 80), "zero_stage: 3 shards the model over processes"),
+        ({"zero_stage": 3, "sharding": "fsdp", "lora": {"r": 8, "quant": "nf4"}}, lambda: fake_gpus(2, 80),
+         "lora.quant: a nf4 base model cannot be sharded with FSDP2 stage 3"),
+        ({"zero_stage": 3, "sharding": "deepspeed", "lora": {"r": 8, "quant": "nf4"}}, lambda: fake_gpus(2, 80),
+         "lora.quant: a nf4 base model cannot be sharded with ZeRO-3"),
+    ],
+)
+def test_sharding_requests_that_cannot_run_are_refused_before_a_run_exists(tmp_path, over, devices, message):
+    runs = tmp_path / "runs"
+    with pytest.raises(SpecError, match=message):
+        rundir.prepare(spec(**over), runs, devices=devices())
+    assert not runs.exists() or not any(p.is_dir() for p in runs.iterdir())
+
+
+def test_quantized_lora_with_zero2_deepspeed_is_accepted():
+    s = spec(zero_stage=2, sharding="deepspeed", lora={"r": 8, "quant": "nf4"})
+    decision, _ = rundir.decide(s, fake_gpus(2, 80))
+    assert (decision.kind, decision.zero) == ("deepspeed-zero2", 2)
+
+
+def test_sharding_fields_are_validated():
+    with pytest.raises(SpecError, match="sharding"):
+        spec(sharding="megatron")
+    with pytest.raises(SpecError, match="zero_stage"):
+        spec(zero_stage=1)
