@@ -299,8 +299,9 @@ class Registry:
             return self.get(run_id)  # someone else recorded it first
 
     def reconcile(self) -> list[str]:
-        """Runs recorded as running whose processes are gone get their final status; returns their ids."""
-        changed = []
+        """Runs recorded as running whose processes are gone get their final status, and runs
+        someone ran by hand get theirs (see adopt_runs_done_by_hand); returns their ids."""
+        changed = self.adopt_runs_done_by_hand()
         for rec in self.list(status="running"):
             if is_alive(rec.supervisor_pid, rec.supervisor_started) or is_alive(rec.pid, rec.pid_started):
                 continue
@@ -309,6 +310,35 @@ class Registry:
             self.record_outcome(rec.id, rec.exit_code)
             changed.append(rec.id)
         return changed
+
+
+    def adopt_runs_done_by_hand(self) -> list[str]:
+        """`bash command.sh` bypasses the registry. A prepared, stopped or failed run whose
+        result.json was written after its record last changed has run since: record that it ran
+        (one more launch) and the outcome its directory shows."""
+        adopted = []
+        for rec in self.list():
+            if rec.status not in ("prepared", "stopped", "failed"):
+                continue
+            run = rd.RunDir(Path(rec.run_dir))
+            try:
+                written = run.result_path.stat().st_mtime
+            except OSError:
+                continue
+            if written <= rec.updated_at:
+                continue  # the outcome the registry already has
+            if (run.result() or {}).get("status") not in FINAL_STATUSES:
+                continue
+            times = [r["time"] for r in run.metrics() if isinstance(r.get("time"), int | float)]
+            started = min((t for t in times if t > rec.updated_at), default=written)
+            try:
+                self.transition(rec.id, "running", expect=rec.status, started_at=started, pid=None, pgid=None,
+                                supervisor_pid=None, launches=rec.launches + 1)
+            except TransitionError:
+                continue  # launched through the registry meanwhile
+            self.record_outcome(rec.id, None)
+            adopted.append(rec.id)
+        return adopted
 
 
 def is_alive(pid: int | None, started: float | None) -> bool:

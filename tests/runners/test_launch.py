@@ -44,6 +44,27 @@ def test_launch_runs_to_success_and_records_everything(tmp_path):
     assert wait_until(lambda: not psutil.pid_exists(rec.supervisor_pid), timeout=10)
 
 
+def test_runs_done_by_hand_reach_the_registry(tmp_path):
+    """bash command.sh bypasses the registry; the next open records that the run ran, and how it ended."""
+    run = fake_run(tmp_path, steps=4, save_steps=2)
+    assert registry(tmp_path).get(run.id).status == "prepared"
+    (run.path / "STOP").touch()  # the by-hand run stops at once, with a checkpoint and result.json
+    assert subprocess.run(["bash", str(run.command_sh)], capture_output=True, timeout=60).returncode == 0
+    rec = registry(tmp_path).get(run.id)
+    assert (rec.status, rec.launches, rec.exit_code) == ("stopped", 1, None)
+    (run.path / "STOP").unlink()
+    assert subprocess.run(["bash", str(run.command_sh), "--resume"], capture_output=True, timeout=60).returncode == 0
+    rec = registry(tmp_path).get(run.id)
+    assert (rec.status, rec.launches, rec.measured_peak_bytes) == ("succeeded", 2, 1004)
+    assert rec.last_metrics["step"] == 4 and rec.started_at <= rec.ended_at
+    assert registry(tmp_path).get(run.id).updated_at == rec.updated_at  # adopted once, not at every open
+    # A result.json older than the record (the outcome the registry already has) changes nothing.
+    other = fake_run(tmp_path, steps=2)
+    (other.path / "result.json").write_text(json.dumps({"status": "succeeded"}))
+    os.utime(other.path / "result.json", (1, 1))
+    assert registry(tmp_path).get(other.id).status == "prepared"
+
+
 def test_crash_is_failed_with_exit_code_and_log_tail(tmp_path):
     run = fake_run(tmp_path, steps=5, fake_crash_at=2)
     launch.launch(run.path)
