@@ -181,6 +181,20 @@ def check_local_inputs(spec) -> None:
     check_run_inputs(spec)
 
 
+def dry_run_warnings(spec) -> list[str]:
+    """A dry run may plan for another machine, so inputs missing here do not stop it; say which,
+    so that a typo is not found only when the run starts."""
+    from runners import preflight
+
+    warnings = []
+    for check in (preflight.check_model, preflight.check_dataset):
+        try:
+            check(spec)
+        except ValueError as exc:  # SpecError, DataError, PreflightError
+            warnings.append(f"{exc} (a dry run prepares anyway: this must be right where the run is launched)")
+    return warnings
+
+
 # --- output helpers --------------------------------------------------------------------------------
 
 
@@ -264,6 +278,8 @@ def print_plan(doc: dict[str, Any]) -> None:
               f" ({doc['plan'].get('peak_phase')}: {detail})")
     for note in d.get("notes") or []:
         print(f"note: {note}")
+    for warning in doc.get("warnings") or []:
+        print(f"warning: {warning}")
     print(f"command: bash {doc['command_sh']}")
     import shlex
 
@@ -279,9 +295,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     if not args.dry_run:
         check_local_inputs(spec)
+    if args.dry_run:
+        from runners.preflight import check_hparams
+
+        check_hparams(spec)  # wrong on any machine, unlike a model or data set that is not here
+    unchecked = dry_run_warnings(spec) if args.dry_run else []
     run = prepare(spec)
     if args.dry_run:
-        doc = {**describe(run), "launched": False}
+        doc = {**describe(run), "launched": False, "warnings": unchecked}
         emit_json(doc) if args.json else print_plan(doc)
         return 0
     if not args.json:

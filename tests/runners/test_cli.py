@@ -347,3 +347,21 @@ def test_tiny_model_command_refuses_a_folder_it_did_not_build(capsys, tmp_path):
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
     assert "exists and is not a tiny-model build; choose an empty or new folder" in err
     assert (mine / "data.csv").read_text() == "keep"
+
+
+def test_dry_run_prepares_without_local_inputs_but_says_what_is_missing(capsys, runs_dir, tiny_model_dir):
+    code, out, _ = run_cli(capsys, "run", "--method", "dpo", "--model", str(tiny_model_dir), "--dataset",
+                           "nosuch.jsonl", "--dry-run", "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert [w.split(" (a dry run")[0] for w in doc["warnings"]] == ["nosuch.jsonl: file not found"]
+    assert Registry.for_runs_root(runs_dir).get(doc["run_id"]).status == "prepared"
+    code, out, _ = run_cli(capsys, "run", "--method", "dpo", "--model", str(tiny_model_dir), "--dataset",
+                           "nosuch.jsonl", "--dry-run")
+    assert code == 0 and "warning: nosuch.jsonl: file not found" in out
+    # A misspelt hyper-parameter is wrong on every machine: refused, nothing prepared.
+    before = len(Registry.for_runs_root(runs_dir).list())
+    code, _, err = run_cli(capsys, "run", "--method", "dpo", "--model", str(tiny_model_dir), "--dataset",
+                           "nosuch.jsonl", "--dry-run", "--hparam", "betta=0.1")
+    assert code == 2 and "hparams.betta" in err and "did you mean beta" in err
+    assert len(Registry.for_runs_root(runs_dir).list()) == before
