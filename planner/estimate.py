@@ -229,7 +229,10 @@ def _build_copies(req: PlanRequest, profile: MethodProfile, base: ModelSpec, not
                 head = m.hidden_size if c.scalar_head else 0  # the score head trains in full
                 weights += trainable * terms.LORA_ADAPTER_BYTES
                 grads = trainable * terms.LORA_ADAPTER_BYTES + head * prec.grad
-                states = terms.optimizer_state_bytes(trainable, req.optimizer, terms.LORA_ADAPTER_BYTES)
+                ada = (terms.lora_adafactor_state_elems(m, req.lora_rank, req.lora_targets)
+                       if req.optimizer == "adafactor" else None)
+                states = terms.optimizer_state_bytes(trainable, req.optimizer, terms.LORA_ADAPTER_BYTES,
+                                                     adafactor_elems=ada)
                 states += terms.optimizer_state_bytes(head, req.optimizer, prec.state)
                 trainable += head
             else:

@@ -145,6 +145,20 @@ def lora_params(model: ModelSpec, rank: int, targets: str = "all-linear") -> int
                for t in lora_target_tensors(model, targets))
 
 
+def lora_adafactor_state_elems(model: ModelSpec, rank: int, targets: str = "all-linear") -> int:
+    """Adafactor's factored second moment over the LoRA adapters: A (R x in) keeps R + in values,
+    B (out x R) keeps out + R, with R = r for a linear. peft's ParamWrapper gives the experts of a
+    layer one A (r E x in, 2 r E for the fused gate/up) and one B (out x that), so per layer
+    R = r x multiplier x E. Measured in tests/planner/test_model_states.py."""
+    total = 0
+    for t in lora_target_tensors(model, targets):
+        experts = model.num_experts if t.kind == "expert" else 1
+        matrices = t.count // experts  # one adapter pair per layer, whatever the number of experts
+        inner = rank * _lora_rank_multiplier(t) * experts
+        total += (2 * inner + t.in_features + t.out_features) * matrices
+    return total
+
+
 LORA_ADAPTER_BYTES = 4  # PEFT upcasts bf16/fp16 adapters to fp32 (autocast_adapter_dtype=True)
 
 

@@ -79,3 +79,28 @@ def test_adafactor_states_match_planner(name):
     want = terms.optimizer_state_bytes(spec.params_total, "adafactor", 4, adafactor_elems=terms.adafactor_state_elems(spec))
     assert factored == want
     assert {t.dtype for t in states} == {torch.float32}
+
+
+@pytest.mark.parametrize("name", ["llama-gqa", "qwen3-qknorm", "mixtral-moe"])
+def test_adafactor_states_over_lora_adapters_match_planner(name):
+    """Adafactor factors each LoRA matrix too: (r + in) + (out + r) per adapter pair, far below the
+    r (in + out) unfactored values; peft's expert adapters are one pair per layer."""
+    from transformers.optimization import Adafactor
+
+    torch.set_num_threads(1)
+    model = measure.build_model(name, "bf16", lora_rank=8)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = Adafactor(trainable, lr=1e-3, relative_step=False, scale_parameter=False, warmup_init=False)
+    model(**measure.make_batch(False, seq=measure.OTHER_SEQ), use_cache=False).loss.backward()
+    opt.step()
+    states = [t for s in opt.state.values() for t in s.values() if torch.is_tensor(t) and t.dim()]
+    spec = measure.planner_spec(name)
+    elems = terms.lora_adafactor_state_elems(spec, 8)
+    assert sum(t.numel() for t in states) == elems
+    assert elems < terms.lora_params(spec, 8) / 2
+    import planner
+
+    plan = planner.estimate(planner.PlanRequest(model=spec, method="sft", lora_rank=8, optimizer="adafactor",
+                                                precision="bf16"), with_min_gpus=False)
+    policy = plan.copies[0]
+    assert policy["optimizer_states_bytes"] == elems * 4
