@@ -286,6 +286,17 @@ def _stage_phases(req: PlanRequest, profile: MethodProfile, base: ModelSpec, not
         grads_all += sum(c.gradients for c in copies)
         notes.append("DDP keeps its gradient buckets beside the gradients (a second gradient copy)")
 
+    def whole_reference_gather(c: _Copy) -> int:
+        """FSDP2 stage 3: TRL's prepare_fsdp shards the reference model as one unit (no per-layer
+        wrap), so its forward gathers all of it at once: the rest of its weights join the shard."""
+        if req.engine != "fsdp" or z != 3 or c.role != "reference" or offload_params:
+            return 0
+        return c.weights - share(c.weights, True)
+
+    if req.engine == "fsdp" and z == 3 and any(c.role == "reference" for c in copies):
+        notes.append("FSDP2 stage 3: the reference is sharded as one unit (TRL's prepare_fsdp), so scoring "
+                     "gathers its whole weights at once")
+
     gens = req.num_generations or profile.default_generations
     fused = profile.fused_lm_head or req.chunked_loss
     seqs_train = req.batch_size * profile.sequences_per_example
@@ -319,13 +330,14 @@ def _stage_phases(req: PlanRequest, profile: MethodProfile, base: ModelSpec, not
         scorers = frozen + ([c for c in trainables if profile.generates] if profile.generates else [])
         if profile.id == "kto":
             scorers = scorers + trainables  # KTO's KL batch goes through the policy without grad
-        worst = {"activations": 0, "logits": 0}
+        worst = {"weights": static["weights"], "activations": 0, "logits": 0}
         for c in scorers:
             act = layer_act(c.model, t_train)
             lg = 0 if c.scalar_head else terms.inference_logits_bytes(
                 t_train, c.model.vocab_size, c.model.hidden_size, e, fused)
-            if act + lg > worst["activations"] + worst["logits"]:
-                worst = {"activations": act, "logits": lg}
+            gathered = static["weights"] + whole_reference_gather(c)
+            if gathered + act + lg > sum(worst.values()):
+                worst = {"weights": gathered, "activations": act, "logits": lg}
         if scorers:
             phases.append({"name": "scoring", "components": {**static, **worst}})
     if "forward_backward" in profile.phases:

@@ -45,6 +45,19 @@ class LaunchError(ValueError):
     """A launch, stop, resume or delete that cannot be done now; the message says why."""
 
 
+def check_engine_installed(run: RunDir) -> None:
+    """A run prepared for DeepSpeed (perhaps on another machine) cannot start where it is missing:
+    say so before launching rather than let accelerate fail inside the run."""
+    from runners.rundir import deepspeed_installed
+
+    decision = (run.plan() or {}).get("decision") or {}
+    if decision.get("distributed_type") == "DEEPSPEED" and not deepspeed_installed():
+        raise LaunchError(
+            f"sharding: run {run.id} shards with DeepSpeed ZeRO-{decision.get('zero')}, which is not installed "
+            "here; pip install 'alignplan[deepspeed]', or prepare the run again with sharding: fsdp"
+        )
+
+
 def registry_for(run: RunDir) -> Registry:
     return Registry(run.path.parent / "registry.db", reconcile=False)
 
@@ -54,6 +67,7 @@ def launch(run_dir: str | Path, *, resume: bool = False, registry: Registry | No
     run = RunDir(Path(run_dir).resolve())
     reg = registry or registry_for(run)
     run.command()  # fail here, not in the supervisor, on a broken command.json
+    check_engine_installed(run)
     rec = reg.get(run.id)
     reg.transition(
         run.id,

@@ -321,22 +321,27 @@ class Registry:
             if rec.status not in ("prepared", "stopped", "failed"):
                 continue
             run = rd.RunDir(Path(rec.run_dir))
-            try:
-                written = run.result_path.stat().st_mtime
-            except OSError:
+            result = run.result() or {}
+            if result.get("status") not in FINAL_STATUSES:
                 continue
+            # When it was written: the recipe's own clock in result.json (a copied runs/ folder
+            # keeps it; file times may not survive the copy), else the file's time.
+            written = result.get("time")
+            if not isinstance(written, int | float):
+                try:
+                    written = run.result_path.stat().st_mtime
+                except OSError:
+                    continue
             if written <= rec.updated_at:
                 continue  # the outcome the registry already has
-            if (run.result() or {}).get("status") not in FINAL_STATUSES:
-                continue
             times = [r["time"] for r in run.metrics() if isinstance(r.get("time"), int | float)]
             started = min((t for t in times if t > rec.updated_at), default=written)
             try:
                 self.transition(rec.id, "running", expect=rec.status, started_at=started, pid=None, pgid=None,
                                 supervisor_pid=None, launches=rec.launches + 1)
-            except TransitionError:
-                continue  # launched through the registry meanwhile
-            self.record_outcome(rec.id, None)
+                self.record_outcome(rec.id, None)
+            except RegistryError:  # launched through the registry, or deleted, meanwhile
+                continue
             adopted.append(rec.id)
         return adopted
 

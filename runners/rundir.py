@@ -423,9 +423,10 @@ def decide(spec: RunSpec, devices: dev.Devices, estimate: Estimator = planner_es
     usable = min(g.free_bytes for g in gpus)
     gpu_id = planner_gpu_id(gpus[0])
     if spec.zero_stage is not None:
+        check_quant_sharding(spec, spec.zero_stage, engine)
         stages: tuple[int, ...] = (spec.zero_stage,)
-    else:
-        stages = (0,) if n == 1 else (0, 2, 3)
+    else:  # the stages this run can use, smallest first
+        stages = tuple(z for z in ((0,) if n == 1 else (0, 2, 3)) if quant_can_shard(spec, z, engine))
     chosen = None
     for zero in stages:
         plan, req, peak, err = _try(estimate, spec, precision, zero, n, gpu_id, usable, tried, engine)
@@ -435,7 +436,6 @@ def decide(spec: RunSpec, devices: dev.Devices, estimate: Estimator = planner_es
     if chosen is None:  # nothing fits: the most sharded setup, flagged
         chosen = (stages[-1], plan, req, peak, err)
     zero, plan, req, peak, err = chosen
-    check_quant_sharding(spec, zero, engine)
     fits = None if peak is None else peak <= usable
     if n == 1:
         kind, dist = "single-gpu", "NO"
@@ -460,10 +460,15 @@ def decide(spec: RunSpec, devices: dev.Devices, estimate: Estimator = planner_es
 FSDP_STAGE_NAMES = {2: "shard grad op", 3: "full shard"}
 
 
-def check_quant_sharding(spec: RunSpec, zero: int, engine: str) -> None:
+def quant_can_shard(spec: RunSpec, zero: int, engine: str) -> bool:
     """Sharded 4/8-bit weights need bitsandbytes' quant_storage set to match, which the recipes do
-    not do: refuse now rather than fail after the model loads. ZeRO-2 leaves weights whole."""
-    if not (spec.lora and spec.lora.quant) or zero == 0 or (engine == "deepspeed" and zero == 2):
+    not do. ZeRO-2 leaves weights whole; FSDP2 shards them at both of its stages."""
+    return not (spec.lora and spec.lora.quant) or zero == 0 or (engine == "deepspeed" and zero == 2)
+
+
+def check_quant_sharding(spec: RunSpec, zero: int, engine: str) -> None:
+    """Refuse a forced stage that would shard quantized weights, before any model loads."""
+    if quant_can_shard(spec, zero, engine):
         return
     how = f"FSDP2 stage {zero}" if engine == "fsdp" else "ZeRO-3"
     raise SpecError(f"lora.quant: a {spec.lora.quant} base model cannot be sharded with {how} by these recipes; "

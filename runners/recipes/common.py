@@ -37,6 +37,8 @@ SPEC_OWNED = {
     "logging_steps": "logging_steps",
     "save_steps": "save_steps",
     "gradient_checkpointing": "gradient_checkpointing",
+    # transformers 5's new name wins over gradient_checkpointing, so it would bypass the spec (and the plan)
+    "activation_checkpointing": "gradient_checkpointing",
     "bf16": "precision",
     "fp16": "precision",
     "use_cpu": "devices",
@@ -218,8 +220,14 @@ def build_config(
         "gradient_checkpointing": spec.gradient_checkpointing and not fsdp_recomputes(),
         **precision_args(run.precision, run.cuda),
     }
-    if "trust_remote_code" in {f.name for f in dataclasses.fields(config_cls)}:
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    if "trust_remote_code" in fields:
         kwargs["trust_remote_code"] = spec.trust_remote_code  # TRL loads the reference model with it
+    if under_fsdp() and "model_init_kwargs" in fields:
+        # TRL loads a reference or reward model with device_map="auto" unless the run is DDP or
+        # DeepSpeed: under FSDP that spreads it over every GPU, and FSDP then moves its weights
+        # to this process's GPU while the dispatch hooks still send inputs elsewhere.
+        kwargs["model_init_kwargs"] = {**(kwargs.get("model_init_kwargs") or {}), "device_map": None}
     if has_eval:
         kwargs.setdefault("eval_strategy", "steps")
         kwargs.setdefault("eval_steps", spec.save_steps)

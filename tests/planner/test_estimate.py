@@ -310,3 +310,23 @@ def test_more_invalid_requests(changes, field):
     with pytest.raises(PlannerError) as exc:
         estimate(PlanRequest(L8B, **changes), with_min_gpus=False)
     assert exc.value.field == field
+
+
+def test_fsdp_stage3_scoring_gathers_the_whole_reference():
+    """TRL shards the DPO reference with one fully_shard call on the root (trl/models/utils.py
+    prepare_fsdp), so under FSDP2 its forward gathers every weight at once; DeepSpeed's ZeRO-3 and
+    the trainable policy gather layer by layer."""
+    common = dict(model="meta-llama/Llama-3.1-8B", method="dpo", batch_size=1, zero=3, gpus=4, gpu="A100-40GB")
+    fsdp = estimate(PlanRequest(**common, engine="fsdp"), with_min_gpus=False)
+    ds = estimate(PlanRequest(**common), with_min_gpus=False)
+    ref = next(c for c in fsdp.copies if c["role"] == "reference")
+    phases = {p["name"]: p["components"] for p in fsdp.phases}
+    rest = ref["weights_bytes"] * 4 - ref["weights_bytes"]  # weights_bytes is the per-GPU shard
+    assert phases["scoring"]["weights"] - phases["forward_backward"]["weights"] == pytest.approx(rest, abs=4)
+    assert fsdp.peak_phase == "scoring" and any("one unit" in n for n in fsdp.notes)
+    ds_phases = {p["name"]: p["components"] for p in ds.phases}
+    assert ds_phases["scoring"]["weights"] == ds_phases["forward_backward"]["weights"]
+    # stage 2 keeps every frozen weight whole anyway: nothing more to gather
+    s2 = estimate(PlanRequest(**{**common, "zero": 2}, engine="fsdp"), with_min_gpus=False)
+    s2_phases = {p["name"]: p["components"] for p in s2.phases}
+    assert s2_phases["scoring"]["weights"] == s2_phases["forward_backward"]["weights"]

@@ -65,6 +65,28 @@ def test_runs_done_by_hand_reach_the_registry(tmp_path):
     assert registry(tmp_path).get(other.id).status == "prepared"
 
 
+def test_a_run_prepared_for_deepspeed_does_not_launch_where_it_is_missing(tmp_path, monkeypatch):
+    run = fake_run(tmp_path, steps=2)
+    plan = json.loads(run.plan_path.read_text())
+    plan["decision"].update(distributed_type="DEEPSPEED", zero=3)
+    run.plan_path.write_text(json.dumps(plan))
+    monkeypatch.setattr(rundir, "deepspeed_installed", lambda: False)
+    with pytest.raises(launch.LaunchError, match=r"sharding: .*DeepSpeed ZeRO-3.*alignplan\[deepspeed\]"):
+        launch.launch(run.path)
+    rec = registry(tmp_path).get(run.id)
+    assert (rec.status, rec.launches) == ("prepared", 0) and not run.stdout_log.exists()
+    monkeypatch.setattr(rundir, "deepspeed_installed", lambda: True)
+    launch.launch(run.path)  # installed: it starts (the fake recipe ignores the engine)
+    assert launch.wait(run.id, timeout=60, runs=tmp_path).status == "succeeded"
+
+
+def test_a_copied_result_keeps_its_own_time(tmp_path):
+    """A runs/ folder copied without file times: result.json's own clock says it is old news."""
+    run = fake_run(tmp_path, steps=2)
+    (run.path / "result.json").write_text(json.dumps({"status": "succeeded", "time": 1.0}))
+    assert registry(tmp_path).get(run.id).status == "prepared"
+
+
 def test_crash_is_failed_with_exit_code_and_log_tail(tmp_path):
     run = fake_run(tmp_path, steps=5, fake_crash_at=2)
     launch.launch(run.path)

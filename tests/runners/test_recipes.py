@@ -456,33 +456,35 @@ def test_two_process_data_parallel_dpo_on_cpu_stops_and_resumes(tiny_model_dir, 
     assert result["parameters_held"] == {"this_process": 205_120, "total": 205_120, "sharded": False}
 
 
-def _count_fsdp2_shards(rank: int, world: int, port: int, out_dir: str) -> None:
-    import torch
-    import torch.distributed as dist
-    from torch.distributed.fsdp import fully_shard
-
-    from runners.callbacks import parameters_held
-
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.Linear(32, 10, bias=False))
-        fully_shard(model)  # a 1-D mesh over the two CPU processes
-        Path(out_dir, f"{rank}.json").write_text(json.dumps(parameters_held(model)))
-    finally:
-        dist.destroy_process_group()
-
-
 @pytest.mark.slow
 def test_parameters_held_counts_an_fsdp2_shard(tmp_path: Path) -> None:
     """Under FSDP2 each process reports its own shard: 64*32 + 32 + 32*10 = 2,400 parameters, each
     tensor split along dim 0 over 2 processes (16 of 32 rows, 16 of 32 biases, 5 of 10 rows): 1,200 each."""
-    import torch.multiprocessing as mp
+    from runners.rundir import free_port
 
-    mp.spawn(_count_fsdp2_shards, args=(2, 29400 + os.getpid() % 500, str(tmp_path)), nprocs=2, join=True)
+    script, port = Path(__file__).with_name("fsdp2_shard_count.py"), str(free_port())
+    procs = [subprocess.Popen([sys.executable, str(script), str(rank), "2", port, str(tmp_path)], cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+             for rank in (0, 1)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
     held = [json.loads((tmp_path / f"{rank}.json").read_text()) for rank in (0, 1)]
     assert all(h["sharded"] and h["total"] == 2_400 for h in held)
     assert [h["this_process"] for h in held] == [1_200, 1_200]
+
+
+@pytest.mark.parametrize(("key", "field"), [("activation_checkpointing", "gradient_checkpointing"),
+                                            ("gradient_checkpointing", "gradient_checkpointing"),
+                                            ("max_steps", "max_steps"), ("bf16", "precision")])
+def test_hparams_the_spec_owns_are_refused(key, field) -> None:
+    """transformers 5's activation_checkpointing overrides gradient_checkpointing: through hparams it
+    would bypass the spec and the plan."""
+    from trl import DPOConfig
+
+    from runners.recipes import common
+    from runners.spec import SpecError
+
+    with pytest.raises(SpecError, match=rf"hparams\.{key}: set it with the spec field '{field}'"):
+        common.check_hparams({key: True}, DPOConfig, {})
 
 
 def test_build_config_gives_recomputation_to_fsdp(tiny_model_dir, demo_data, make_run_dir, monkeypatch) -> None:
@@ -499,7 +501,13 @@ def test_build_config_gives_recomputation_to_fsdp(tiny_model_dir, demo_data, mak
     assert common.fsdp_recomputes() is False
     monkeypatch.setenv("FSDP_ACTIVATION_CHECKPOINTING", "true")
     assert common.fsdp_recomputes() is True
-    assert common.build_config(run, DPOConfig).gradient_checkpointing is False
+    config = common.build_config(run, DPOConfig)
+    assert config.gradient_checkpointing is False
+    # TRL would load the reference with device_map="auto" under FSDP (it only clears it for DDP/DeepSpeed)
+    assert config.model_init_kwargs == {"device_map": None}
+    monkeypatch.delenv("ACCELERATE_USE_FSDP")
+    assert common.build_config(run, DPOConfig).model_init_kwargs is None
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     monkeypatch.delenv("ACCELERATE_USE_FSDP")
     assert common.fsdp_recomputes() is False
 

@@ -454,3 +454,13 @@ def test_sharding_fields_are_validated():
         spec(sharding="megatron")
     with pytest.raises(SpecError, match="zero_stage"):
         spec(zero_stage=1)
+
+
+@pytest.mark.parametrize(("sharding", "stages"), [("fsdp", [0]), ("deepspeed", [0, 2])])
+def test_quantized_lora_searches_only_the_stages_that_keep_weights_whole(sharding, stages):
+    # QLoRA Llama-3.1-8B DPO does not fit 2 x 4 GiB at any stage: the search ends at the last stage
+    # that keeps the 4-bit weights whole, flagged, instead of refusing the run.
+    s = spec(lora={"r": 8, "quant": "nf4"}, sharding=sharding)
+    decision, _ = rundir.decide(s, fake_gpus(2, 4))
+    assert [t["zero"] for t in decision.tried] == stages
+    assert (decision.zero, decision.fits) == (stages[-1], False)
