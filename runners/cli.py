@@ -427,6 +427,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     print_plan(doc)
     print_outcome(rec)
+    held = (run.result() or {}).get("parameters_held")
+    if isinstance(held, dict) and held.get("total"):
+        how = "sharded" if held.get("sharded") else "a full copy each"
+        print(f"parameters held per process: {held['this_process']:,} of {held['total']:,} ({how})")
     return 0
 
 

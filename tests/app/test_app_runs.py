@@ -61,3 +61,17 @@ def test_compare_tab_lists_both_runs(app, two_runs):
     assert at.selectbox(key="runs_cmp_metric").value == "loss"
     at.selectbox(key="runs_cmp_b").set_value(two_runs[1]).run()  # the same run twice: one curve set
     assert not at.exception and not at.error
+
+
+def test_the_detail_shows_the_setup_and_what_each_process_held(app, two_runs, runs_dir):
+    import json
+
+    run_dir = runs_dir / two_runs[1]
+    (run_dir / "result.json").write_text(json.dumps(
+        {"status": "succeeded", "parameters_held": {"this_process": 247_016_384, "total": 494_032_768,
+                                                    "sharded": True}}))
+    at = _runs_page(app)
+    assert not at.exception
+    assert any(m.label == "Setup" and m.value == "cpu × 1" for m in at.metric)
+    assert any("Each process held its shard: 247,016,384 of 494,032,768 parameters (50%)" in c.value
+               for c in at.caption)

@@ -122,6 +122,11 @@ def test_runs_list_show_logs_stop_resume_delete(capsys, runs_dir):
     doc = json.loads(out)
     assert doc["run_id"] == done.id and doc["status"] == "succeeded"
     assert doc["result"]["status"] == "succeeded" and doc["record"]["exit_code"] == 0
+    result = json.loads(done.result_path.read_text())
+    done.result_path.write_text(json.dumps({**result, "parameters_held": {"this_process": 5, "total": 10,
+                                                                           "sharded": True}}))
+    code, out, _ = run_cli(capsys, "runs", "show", done.id)
+    assert code == 0 and "parameters held per process: 5 of 10 (sharded)" in out
 
     code, out, _ = run_cli(capsys, "runs", "logs", done.id, "-n", "5")
     assert "run succeeded" in out
