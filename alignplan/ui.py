@@ -422,14 +422,14 @@ def render_run(run_id: str, *, key: str, capacity_bytes: int | None = None) -> s
                             key=f"{key}_mem")
         else:
             st.caption("No metrics yet: the first line appears after the first logging step.")
-        decision = run.plan().get("decision") or {}
+        decision = run.decision()
         m1, m2, m3 = st.columns(3)
         m1.metric("Predicted peak", gib(rec.predicted_peak_bytes))
         m2.metric("Measured peak", gib(rec.measured_peak_bytes or last.get("peak_memory_bytes")))
         m3.metric("Setup", f"{decision.get('kind', '?')} × {decision.get('num_processes', '?')}",
-                  help=decision.get("reason"))
-        held = (run.result() or {}).get("parameters_held")
-        if isinstance(held, dict) and held.get("total"):
+                  help=str(decision["reason"]) if decision.get("reason") else None)
+        held = run.parameters_held()
+        if held:
             how = "its shard" if held.get("sharded") else "a full copy"
             st.caption(f"Each process held {how}: {held['this_process']:,} of {held['total']:,} parameters "
                        f"({held['this_process'] / held['total']:.0%}).")

@@ -4,8 +4,8 @@
 
 Each row builds a catalogue config with random weights (depth and vocabulary as listed), trains
 DPOTrainer (TRL 1.16, fp32, gradient checkpointing, precompute off) for 3 steps on pairs that fill
-max_length, and tracks every CPU storage with torch's MemTracker (the last step's peak; the first
-step creates the Adam moments). The planner's figure is its largest phase without the overhead
+max_length, and tracks every CPU storage with torch's MemTracker: the peak over the 3 steps (the
+first creates the Adam moments, so the later ones hold the most). The planner's figure is its largest phase without the overhead
 term (CUDA context and allocator reserve, which a CPU has not).
 
 What it showed (bench/results/trl_step_cpu.md): planner / measured is 0.93 and 1.00 with
@@ -87,7 +87,8 @@ def measure_dpo_step(model_dir: Path, work: Path) -> dict[str, float]:
     tracker.track_external(trainer.model, trainer.ref_model, optimizer)
 
     class KeepLastStep(TrainerCallback):
-        # MemTracker refuses a module called twice without a reset (checkpointing recomputes layers)
+        # MemTracker refuses a module called twice without a reset of its per-module stats
+        # (checkpointing recomputes layers); its overall peak is kept across the reset
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step < args.max_steps:
                 tracker.reset_mod_stats()

@@ -286,16 +286,14 @@ def _stage_phases(req: PlanRequest, profile: MethodProfile, base: ModelSpec, not
         grads_all += sum(c.gradients for c in copies)
         notes.append("DDP keeps its gradient buckets beside the gradients (a second gradient copy)")
 
-    def whole_reference_gather(c: _Copy) -> int:
-        """FSDP2 stage 3: TRL's prepare_fsdp shards the reference model as one unit (no per-layer
-        wrap), so its forward gathers all of it at once: the rest of its weights join the shard."""
-        if req.engine != "fsdp" or z != 3 or c.role != "reference" or offload_params:
-            return 0
-        return c.weights - share(c.weights, True)
+    def whole_reference(c: _Copy) -> bool:
+        """FSDP2 stage 3: TRL's prepare_fsdp shards the reference model as one unit (one fully_shard
+        on its root, no per-layer wrap), so its forward gathers all of it at once."""
+        return req.engine == "fsdp" and z == 3 and c.role == "reference"
 
     if req.engine == "fsdp" and z == 3 and any(c.role == "reference" for c in copies):
         notes.append("FSDP2 stage 3: the reference is sharded as one unit (TRL's prepare_fsdp), so scoring "
-                     "gathers its whole weights at once")
+                     "gathers its whole weights at once, and for a moment holds them twice")
 
     gens = req.num_generations or profile.default_generations
     fused = profile.fused_lm_head or req.chunked_loss
@@ -335,9 +333,18 @@ def _stage_phases(req: PlanRequest, profile: MethodProfile, base: ModelSpec, not
             act = layer_act(c.model, t_train)
             lg = 0 if c.scalar_head else terms.inference_logits_bytes(
                 t_train, c.model.vocab_size, c.model.hidden_size, e, fused)
-            gathered = static["weights"] + whole_reference_gather(c)
-            if gathered + act + lg > sum(worst.values()):
-                worst = {"weights": gathered, "activations": act, "logits": lg}
+            candidates = [{"weights": static["weights"], "activations": act, "logits": lg}]
+            if whole_reference(c):
+                # FSDP2's all-gather fills one flat buffer with every rank's shard, then copies it out
+                # into the unsharded parameters (torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py,
+                # foreach_all_gather_copy_out): for that moment the whole reference is there twice,
+                # beside its own shard (or, offloaded, instead of it). The forward then runs on one copy.
+                # Modelled from the code; not yet measured on a GPU.
+                candidates = [{"weights": static["weights"] + 2 * c.weights, "activations": 0, "logits": 0},
+                              {"weights": static["weights"] + c.weights, "activations": act, "logits": lg}]
+            for cand in candidates:
+                if sum(cand.values()) > sum(worst.values()):
+                    worst = cand
         if scorers:
             phases.append({"name": "scoring", "components": {**static, **worst}})
     if "forward_backward" in profile.phases:

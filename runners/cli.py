@@ -190,7 +190,7 @@ def dry_run_warnings(spec) -> list[str]:
     for check in (preflight.check_model, preflight.check_dataset):
         try:
             check(spec)
-        except ValueError as exc:  # SpecError, DataError, PreflightError
+        except (ValueError, OSError) as exc:  # SpecError, DataError, PreflightError; an unreadable file
             warnings.append(f"{exc} (a dry run prepares anyway: this must be right where the run is launched)")
     return warnings
 
@@ -427,8 +427,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     print_plan(doc)
     print_outcome(rec)
-    held = (run.result() or {}).get("parameters_held")
-    if isinstance(held, dict) and held.get("total"):
+    held = run.parameters_held()
+    if held:
         how = "sharded" if held.get("sharded") else "a full copy each"
         print(f"parameters held per process: {held['this_process']:,} of {held['total']:,} ({how})")
     return 0

@@ -111,6 +111,21 @@ class RunDir:
     def result(self) -> dict[str, Any] | None:
         return _read_json(self.result_path)
 
+    def decision(self) -> dict[str, Any]:
+        """plan.json's launch decision ({} when the file or the entry is missing or malformed)."""
+        decision = self.plan().get("decision")
+        return decision if isinstance(decision, dict) else {}
+
+    def parameters_held(self) -> dict[str, Any] | None:
+        """result.json's parameters_held when it is well formed: whole counts, total > 0."""
+        held = (self.result() or {}).get("parameters_held")
+        if not isinstance(held, dict):
+            return None
+        mine, total = held.get("this_process"), held.get("total")
+        if not (isinstance(mine, int) and isinstance(total, int)) or isinstance(mine, bool) or total <= 0:
+            return None
+        return {"this_process": mine, "total": total, "sharded": bool(held.get("sharded"))}
+
     def metrics(self) -> list[dict[str, Any]]:
         """Complete metrics lines so far (a line being written is skipped)."""
         try:
@@ -388,7 +403,8 @@ def decide(spec: RunSpec, devices: dev.Devices, estimate: Estimator = planner_es
     the CPU and they join over gloo.
     One GPU: that GPU. Several: DDP when one replica fits one GPU (planner, zero=0), else the
     first sharding stage that fits (2, then 3) with DeepSpeed ZeRO or FSDP2 (spec.sharding);
-    stage 3 when none does, flagged as not fitting. spec.zero_stage skips the search.
+    when none does, the stage with the smallest predicted peak (usually 3; with FSDP2 and TRL's
+    one-unit reference it can be 2), flagged as not fitting. spec.zero_stage skips the search.
     """
     gpus = select_gpus(spec, devices)
     precision = resolve_precision(spec, gpus)
@@ -433,8 +449,13 @@ def decide(spec: RunSpec, devices: dev.Devices, estimate: Estimator = planner_es
         if peak is None or peak <= usable:
             chosen = (zero, plan, req, peak, err)
             break
-    if chosen is None:  # nothing fits: the most sharded setup, flagged
-        chosen = (stages[-1], plan, req, peak, err)
+    if chosen is None:  # nothing fits: the setup with the smallest predicted peak, flagged
+        best = min(range(len(stages)), key=lambda i: _peak_of(tried[i]))
+        if best == len(stages) - 1:
+            chosen = (stages[-1], plan, req, peak, err)
+        else:
+            plan, req, peak, err = _try(estimate, spec, precision, stages[best], n, gpu_id, usable, [], engine)
+            chosen = (stages[best], plan, req, peak, err)
     zero, plan, req, peak, err = chosen
     fits = None if peak is None else peak <= usable
     if n == 1:
@@ -500,6 +521,11 @@ def _try(estimate, spec, precision, zero, n, gpu_id, usable, tried, engine="deep
     peak = int(plan["peak_bytes_per_gpu"])
     tried.append({"zero": zero, "gpus": n, "peak_bytes_per_gpu": peak, "usable_bytes": usable, "fits": peak <= usable})
     return plan, req, peak, None
+
+
+def _peak_of(attempt: dict[str, Any]) -> float:
+    peak = attempt.get("peak_bytes_per_gpu")
+    return float(peak) if peak is not None else float("inf")
 
 
 def _note_error(decision: Decision, err: str | None) -> Decision:

@@ -227,7 +227,10 @@ def build_config(
         # TRL loads a reference or reward model with device_map="auto" unless the run is DDP or
         # DeepSpeed: under FSDP that spreads it over every GPU, and FSDP then moves its weights
         # to this process's GPU while the dispatch hooks still send inputs elsewhere.
-        kwargs["model_init_kwargs"] = {**(kwargs.get("model_init_kwargs") or {}), "device_map": None}
+        given = kwargs.get("model_init_kwargs") or {}
+        if not isinstance(given, dict):
+            raise SpecError(f"hparams.model_init_kwargs: expected a mapping of from_pretrained arguments, got {given!r}")
+        kwargs["model_init_kwargs"] = {**given, "device_map": None}
     if has_eval:
         kwargs.setdefault("eval_strategy", "steps")
         kwargs.setdefault("eval_steps", spec.save_steps)

@@ -75,3 +75,15 @@ def test_the_detail_shows_the_setup_and_what_each_process_held(app, two_runs, ru
     assert any(m.label == "Setup" and m.value == "cpu × 1" for m in at.metric)
     assert any("Each process held its shard: 247,016,384 of 494,032,768 parameters (50%)" in c.value
                for c in at.caption)
+
+
+def test_malformed_plan_and_result_files_do_not_break_the_detail(app, two_runs, runs_dir):
+    import json
+
+    run_dir = runs_dir / two_runs[1]
+    (run_dir / "plan.json").write_text(json.dumps({"decision": "ddp"}))
+    (run_dir / "result.json").write_text(json.dumps({"status": "succeeded", "parameters_held": {"total": "10"}}))
+    at = _runs_page(app)
+    assert not at.exception and not at.error
+    assert any(m.label == "Setup" and m.value == "? × ?" for m in at.metric)
+    assert not any("Each process held" in c.value for c in at.caption)

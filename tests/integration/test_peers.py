@@ -43,9 +43,43 @@ def test_accelerate_leaves_out_an_untied_lm_head(peers):
     assert model_bytes == 4 * (8_030_261_248 - 128_256 * 4096 + 128)  # + RoPE buffers (head_dim 128)
 
 
-def test_the_peers_do_not_see_the_second_copy(peers):
-    row = peers.alignplan_bytes("meta-llama/Llama-3.1-8B", "dpo", 1, 0)
-    sft = peers.alignplan_bytes("meta-llama/Llama-3.1-8B", "sft", 1, 0)
-    assert (row["copies"], sft["copies"]) == (2, 1)
+def test_accelerate_would_call_dpo_a_fit_on_one_h100_and_it_is_not(peers):
+    """The comparison docs/memory.md §11b draws: accelerate's one-model figure sits under an H100,
+    the two copies DPO loads do not."""
+    h100 = planner.GPUS["H100-80GB"].memory_bytes
     _, accelerate_training = peers.accelerate_training_bytes("meta-llama/Llama-3.1-8B")
-    assert accelerate_training < sft["peak"] < row["peak"]
+    dpo = peers.alignplan_bytes("meta-llama/Llama-3.1-8B", "dpo", 1, 0)
+    assert dpo["copies"] == 2
+    assert accelerate_training < h100 < dpo["peak"]
+
+
+def test_deepspeed_estimators_get_the_catalogue_counts(peers, monkeypatch):
+    """DeepSpeed is not installed here: stand in for its two estimators and check what they are asked."""
+    import types
+
+    calls = {}
+
+    def zero2(**kw):
+        calls["zero2"] = kw
+        return 1, 222
+
+    def zero3(**kw):
+        calls["zero3"] = kw
+        return 1, 333, None
+
+    stage3 = types.ModuleType("deepspeed.runtime.zero.stage3")
+    stage3.estimate_zero3_model_states_mem_needs = zero3
+    stage12 = types.ModuleType("deepspeed.runtime.zero.stage_1_and_2")
+    stage12.estimate_zero2_model_states_mem_needs = zero2
+    for name in ("deepspeed", "deepspeed.runtime", "deepspeed.runtime.zero"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "deepspeed.runtime.zero.stage3", stage3)
+    monkeypatch.setitem(sys.modules, "deepspeed.runtime.zero.stage_1_and_2", stage12)
+    spec = planner.load_model("meta-llama/Llama-3.1-8B")
+    assert peers.deepspeed_bytes(spec, 1, 0) == 222
+    assert calls["zero2"] == {"total_params": 8_030_261_248, "num_gpus_per_node": 1, "num_nodes": 1,
+                              "cpu_offload": False}
+    assert peers.deepspeed_bytes(spec, 8, 3) == 333
+    # the largest "layer" DeepSpeed gathers: the 128,256 x 4096 embedding, above one decoder layer
+    assert calls["zero3"]["largest_layer_params"] == 128_256 * 4096
+    assert calls["zero3"]["total_params"] == 8_030_261_248 and calls["zero3"]["num_gpus_per_node"] == 8

@@ -313,20 +313,30 @@ def test_more_invalid_requests(changes, field):
 
 
 def test_fsdp_stage3_scoring_gathers_the_whole_reference():
-    """TRL shards the DPO reference with one fully_shard call on the root (trl/models/utils.py
-    prepare_fsdp), so under FSDP2 its forward gathers every weight at once; DeepSpeed's ZeRO-3 and
-    the trainable policy gather layer by layer."""
+    """TRL shards the DPO reference with one fully_shard call on its root (trl/models/utils.py
+    prepare_fsdp), so under FSDP2 its forward gathers every weight at once, and FSDP2's copy-out
+    holds the flat all-gather buffer and the unsharded parameters together: twice the reference,
+    beside its shard. DeepSpeed's ZeRO-3 and the trainable policy gather layer by layer."""
     common = dict(model="meta-llama/Llama-3.1-8B", method="dpo", batch_size=1, zero=3, gpus=4, gpu="A100-40GB")
     fsdp = estimate(PlanRequest(**common, engine="fsdp"), with_min_gpus=False)
     ds = estimate(PlanRequest(**common), with_min_gpus=False)
     ref = next(c for c in fsdp.copies if c["role"] == "reference")
+    whole = ref["weights_bytes"] * 4  # weights_bytes is the per-GPU shard
     phases = {p["name"]: p["components"] for p in fsdp.phases}
-    rest = ref["weights_bytes"] * 4 - ref["weights_bytes"]  # weights_bytes is the per-GPU shard
-    assert phases["scoring"]["weights"] - phases["forward_backward"]["weights"] == pytest.approx(rest, abs=4)
+    assert phases["scoring"]["weights"] - phases["forward_backward"]["weights"] == pytest.approx(2 * whole, abs=16)
+    assert phases["scoring"]["activations"] == 0  # the copy-out moment: before the forward
     assert fsdp.peak_phase == "scoring" and any("one unit" in n for n in fsdp.notes)
     ds_phases = {p["name"]: p["components"] for p in ds.phases}
     assert ds_phases["scoring"]["weights"] == ds_phases["forward_backward"]["weights"]
+    # offloaded, the shard lives in host RAM, but the gathered copies still come to the GPU
+    off = estimate(PlanRequest(**common, engine="fsdp", offload="params"), with_min_gpus=False)
+    off_phases = {p["name"]: p["components"] for p in off.phases}
+    assert off_phases["scoring"]["weights"] - off_phases["forward_backward"]["weights"] == pytest.approx(
+        2 * whole, abs=16)
     # stage 2 keeps every frozen weight whole anyway: nothing more to gather
     s2 = estimate(PlanRequest(**{**common, "zero": 2}, engine="fsdp"), with_min_gpus=False)
     s2_phases = {p["name"]: p["components"] for p in s2.phases}
     assert s2_phases["scoring"]["weights"] == s2_phases["forward_backward"]["weights"]
+    # LoRA: the reference is the policy with its adapters off, no copy to gather
+    lora = estimate(PlanRequest(**common, engine="fsdp", lora_rank=16), with_min_gpus=False)
+    assert not any("one unit" in n for n in lora.notes)

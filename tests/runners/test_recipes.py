@@ -492,6 +492,7 @@ def test_build_config_gives_recomputation_to_fsdp(tiny_model_dir, demo_data, mak
     from trl import DPOConfig
 
     from runners.recipes import common
+    from runners.spec import SpecError
 
     spec_path = make_run_dir(**spec_fields("dpo", tiny_model_dir, demo_data, gradient_checkpointing=True))
     run = common.start("dpo", ["--spec", str(spec_path)])
@@ -508,6 +509,13 @@ def test_build_config_gives_recomputation_to_fsdp(tiny_model_dir, demo_data, mak
     monkeypatch.delenv("ACCELERATE_USE_FSDP")
     assert common.build_config(run, DPOConfig).model_init_kwargs is None
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    run.spec.hparams["model_init_kwargs"] = "bf16"
+    with pytest.raises(SpecError, match="hparams.model_init_kwargs: expected a mapping"):
+        common.build_config(run, DPOConfig)
+    run.spec.hparams["model_init_kwargs"] = {"attn_implementation": "sdpa"}
+    assert common.build_config(run, DPOConfig).model_init_kwargs == {"attn_implementation": "sdpa",
+                                                                     "device_map": None}
+    del run.spec.hparams["model_init_kwargs"]
     monkeypatch.delenv("ACCELERATE_USE_FSDP")
     assert common.fsdp_recomputes() is False
 

@@ -346,12 +346,15 @@ def test_lora_alpha_defaults_to_twice_the_rank_and_survives_the_spec_file(tmp_pa
 # --- sharding: DeepSpeed ZeRO or FSDP2 ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("installed", "engine"), [(True, "deepspeed"), (False, "fsdp")])
-def test_auto_sharding_uses_deepspeed_only_where_it_is_installed(monkeypatch, installed, engine):
+@pytest.mark.parametrize(("installed", "engine", "kind"),
+                         [(True, "deepspeed", "deepspeed-zero3"), (False, "fsdp", "fsdp-shard-grad-op")])
+def test_auto_sharding_uses_deepspeed_only_where_it_is_installed(monkeypatch, installed, engine, kind):
+    # Llama-3.1-8B SFT, batch 1, 4 x 40 GiB: DeepSpeed's fp32 master weights need ZeRO-3 (33.2 GiB),
+    # FSDP2's bf16 states fit at stage 2 (28.2 GiB)
     monkeypatch.setattr(rundir, "deepspeed_installed", lambda: installed)
-    s = spec(hparams={"per_device_train_batch_size": 1})
+    s = spec(method="sft", hparams={"per_device_train_batch_size": 1})
     decision, _ = rundir.decide(s, fake_gpus(4, 40, name="NVIDIA A100-SXM4-40GB"))
-    assert decision.engine == engine and decision.zero in (2, 3) and decision.fits
+    assert (decision.engine, decision.kind, decision.fits) == (engine, kind, True)
     assert decision.distributed_type == {"deepspeed": "DEEPSPEED", "fsdp": "FSDP"}[engine]
     assert not any("needs DeepSpeed" in n for n in decision.notes)  # installed, or not asked for
 
@@ -367,21 +370,32 @@ def test_explicit_deepspeed_without_deepspeed_installed_says_how_to_get_it(monke
 def test_fsdp_plans_without_deepspeeds_fp32_master_weights(tmp_path):
     """FSDP2 keeps bf16 weights and bf16 AdamW states; DeepSpeed's bf16 mode adds fp32 master weights
     and moments. The tries are the planner's own numbers with the matching engine."""
-    s = spec(hparams={"per_device_train_batch_size": 1}, sharding="fsdp")
+    s = spec(method="sft", hparams={"per_device_train_batch_size": 1}, sharding="fsdp")
     run = rundir.prepare(s, tmp_path, devices=fake_gpus(4, 40, name="NVIDIA A100-SXM4-40GB"))
     doc = json.loads(run.plan_path.read_text())
     decision, tried = doc["decision"], doc["decision"]["tried"]
     assert doc["request"]["engine"] == "fsdp" and decision["engine"] == "fsdp"
     for t in tried:
         engine = "fsdp" if t["zero"] else "deepspeed"
-        p = planner.estimate(planner.PlanRequest(model="meta-llama/Llama-3.1-8B", method="dpo", batch_size=1,
+        p = planner.estimate(planner.PlanRequest(model="meta-llama/Llama-3.1-8B", method="sft", batch_size=1,
                                                  zero=t["zero"], gpus=4, gpu="A100-40GB", engine=engine))
         assert t["peak_bytes_per_gpu"] == p.peak_bytes_per_gpu
-    ds = planner.estimate(planner.PlanRequest(model="meta-llama/Llama-3.1-8B", method="dpo", batch_size=1,
-                                              zero=decision["zero"], gpus=4, gpu="A100-40GB"))
-    assert decision["predicted_peak_bytes"] < ds.peak_bytes_per_gpu
-    stage = {2: "shard-grad-op", 3: "full-shard"}[decision["zero"]]
-    assert decision["kind"] == f"fsdp-{stage}" and decision["fits"] is True
+    ds = planner.estimate(planner.PlanRequest(model="meta-llama/Llama-3.1-8B", method="sft", batch_size=1,
+                                              zero=2, gpus=4, gpu="A100-40GB"))
+    assert (decision["kind"], decision["zero"], decision["fits"]) == ("fsdp-shard-grad-op", 2, True)
+    assert decision["predicted_peak_bytes"] < 40 * GIB < ds.peak_bytes_per_gpu
+
+
+def test_when_nothing_fits_the_smallest_peak_is_chosen(tmp_path):
+    """FSDP2 DPO: TRL's one-unit reference makes stage 3 gather it whole (twice for a moment), so
+    stage 2 has the smaller peak; nothing fits 4 x 40 GiB, and the smaller one is flagged."""
+    s = spec(hparams={"per_device_train_batch_size": 1}, sharding="fsdp")
+    decision, planned = rundir.decide(s, fake_gpus(4, 40, name="NVIDIA A100-SXM4-40GB"))
+    peaks = {t["zero"]: t["peak_bytes_per_gpu"] for t in decision.tried}
+    assert peaks[3] > peaks[2] > 40 * GIB
+    assert (decision.kind, decision.zero, decision.fits) == ("fsdp-shard-grad-op", 2, False)
+    assert decision.predicted_peak_bytes == peaks[2] == planned["plan"]["peak_bytes_per_gpu"]
+    assert planned["request"]["zero"] == 2
 
 
 def test_fsdp2_accelerate_config_is_what_accelerate_hands_the_recipe(tmp_path, monkeypatch):
@@ -464,3 +478,17 @@ def test_quantized_lora_searches_only_the_stages_that_keep_weights_whole(shardin
     decision, _ = rundir.decide(s, fake_gpus(2, 4))
     assert [t["zero"] for t in decision.tried] == stages
     assert (decision.zero, decision.fits) == (stages[-1], False)
+
+
+@pytest.mark.parametrize("held", [
+    {"total": 10}, {"total": "10", "this_process": 5}, {"total": None, "this_process": 5},
+    {"total": 0, "this_process": 0}, {"total": 10, "this_process": True}, "10 of 20", None,
+])
+def test_malformed_run_files_read_as_absent(tmp_path, held):
+    run = rundir.RunDir(tmp_path)
+    (tmp_path / "result.json").write_text(json.dumps({"status": "succeeded", "parameters_held": held}))
+    (tmp_path / "plan.json").write_text(json.dumps({"decision": "ddp"}))
+    assert run.parameters_held() is None and run.decision() == {}
+    (tmp_path / "result.json").write_text(json.dumps(
+        {"parameters_held": {"this_process": 5, "total": 10, "sharded": 1}}))
+    assert run.parameters_held() == {"this_process": 5, "total": 10, "sharded": True}
