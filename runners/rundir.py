@@ -434,6 +434,7 @@ def decide(spec: RunSpec, devices: dev.Devices, estimate: Estimator = planner_es
             reason="no GPU visible" if spec.devices != "cpu" else "devices: cpu",
             tried=tried,
         )
+        _note_unused_sharding(decision, spec, "the run is on the CPU")
         return _note_error(decision, err), {"request": req, "plan": plan}
 
     usable = min(g.free_bytes for g in gpus)
@@ -471,6 +472,8 @@ def decide(spec: RunSpec, devices: dev.Devices, estimate: Estimator = planner_es
                         engine=engine if zero else "none")
     if fits is False:
         decision.notes.append("the planner predicts this run does not fit the selected GPUs; expect OOM")
+    if n == 1:
+        _note_unused_sharding(decision, spec, "the run has one GPU")
     if dist == "DEEPSPEED" and not deepspeed_installed():
         decision.notes.append("needs DeepSpeed, which is not installed here: pip install 'alignplan[deepspeed]' "
                               "(or set sharding: fsdp)")
@@ -526,6 +529,11 @@ def _try(estimate, spec, precision, zero, n, gpu_id, usable, tried, engine="deep
 def _peak_of(attempt: dict[str, Any]) -> float:
     peak = attempt.get("peak_bytes_per_gpu")
     return float(peak) if peak is not None else float("inf")
+
+
+def _note_unused_sharding(decision: Decision, spec: RunSpec, why: str) -> None:
+    if spec.sharding != "auto":
+        decision.notes.append(f"sharding: {spec.sharding} is not used, since {why}: it shards over 2 or more GPUs")
 
 
 def _note_error(decision: Decision, err: str | None) -> Decision:

@@ -492,3 +492,12 @@ def test_malformed_run_files_read_as_absent(tmp_path, held):
     (tmp_path / "result.json").write_text(json.dumps(
         {"parameters_held": {"this_process": 5, "total": 10, "sharded": 1}}))
     assert run.parameters_held() == {"this_process": 5, "total": 10, "sharded": True}
+
+
+@pytest.mark.parametrize(("devices", "why"), [(cpu_devices, "the run is on the CPU"),
+                                              (lambda: fake_gpus(1, 80), "the run has one GPU")])
+def test_a_sharding_choice_that_cannot_apply_is_noted(devices, why):
+    decision, _ = rundir.decide(spec(sharding="fsdp"), devices(), estimate=no_estimate)
+    assert f"sharding: fsdp is not used, since {why}: it shards over 2 or more GPUs" in decision.notes
+    decision, _ = rundir.decide(spec(), devices(), estimate=no_estimate)  # auto: nothing to say
+    assert not any(n.startswith("sharding:") for n in decision.notes)
