@@ -212,13 +212,14 @@ def _sharding_section(spec, dev) -> Any:
     return got.value if got.ok else None
 
 
-def _fit_section(spec, dev) -> Any:
+def _fit_section(spec, dev) -> tuple[Any, Any]:
+    """The decision prepare() will take, and the spec it will write (it may precompute the reference)."""
     from runners import rundir
 
-    got = ui.attempt("Checking the memory fit", rundir.decide, spec, dev)
+    got = ui.attempt("Checking the memory fit", rundir.decide_with_reference_fallback, spec, dev)
     if not got.ok:
-        return None
-    decision, planned = got.value
+        return spec, None
+    spec, decision, planned = got.value
     where = "per GPU" if decision.gpu_ids else "in RAM"
     c1, c2, c3 = st.columns(3)
     c1.metric(f"Predicted peak {where}", ui.gib(decision.predicted_peak_bytes))
@@ -236,7 +237,7 @@ def _fit_section(spec, dev) -> Any:
         st.caption(decision.reason)
     for note in decision.notes if decision.fits is not None else []:
         st.caption(note)
-    return decision
+    return spec, decision
 
 
 def _preview(spec, decision) -> None:
@@ -317,7 +318,9 @@ def main() -> None:
         st.markdown("**Devices and memory**")
         dev = _devices_section()
         spec = _sharding_section(spec, dev) if dev is not None and len(dev.gpus) > 1 else spec
-        decision = _fit_section(spec, dev) if dev is not None and spec is not None else None
+        decision = None
+        if dev is not None and spec is not None:
+            spec, decision = _fit_section(spec, dev)
     if spec is None:
         st.button("Launch", type="primary", disabled=True, key="launch_go_disabled", icon=":material/rocket_launch:")
         return

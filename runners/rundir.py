@@ -526,6 +526,37 @@ def _try(estimate, spec, precision, zero, n, gpu_id, usable, tried, engine="deep
     return plan, req, peak, None
 
 
+# Methods whose TRL trainer can compute the reference log-probs once, before training.
+PRECOMPUTE_REF_METHODS = ("dpo", "ipo", "kto")
+
+
+def decide_with_reference_fallback(spec: RunSpec, devices: dev.Devices,
+                                   estimate: Estimator = planner_estimate) -> tuple[RunSpec, Decision, dict]:
+    """decide(), and when the plan says a full fine-tune with a reference model will not fit, try
+    TRL's precompute_ref_log_probs: the reference scores the data once before training and is gone
+    while the policy trains. Taken when it makes the run fit; a value the user set is never changed.
+    (With LoRA there is no reference copy to drop: the adapter-off policy is the reference.)"""
+    decision, planned = decide(spec, devices, estimate)
+    if (decision.fits is not False or spec.method not in PRECOMPUTE_REF_METHODS or spec.lora is not None
+            or "precompute_ref_log_probs" in spec.hparams):
+        return spec, decision, planned
+    lighter = spec.model_copy(update={"hparams": {**spec.hparams, "precompute_ref_log_probs": True}})
+    lighter_decision, lighter_planned = decide(lighter, devices, estimate)
+    if not lighter_decision.fits:
+        return spec, decision, planned
+    saved = (decision.predicted_peak_bytes or 0) - (lighter_decision.predicted_peak_bytes or 0)
+    lighter_decision.notes.append(
+        f"the run does not fit with a reference model in memory ({_gib(decision.predicted_peak_bytes)} per "
+        f"device, {decision.kind}); hparams.precompute_ref_log_probs set to true: the reference scores the "
+        f"data once before training ({_gib(lighter_decision.predicted_peak_bytes)}, {_gib(saved)} less). "
+        "Set it to false in hparams to keep the reference instead")
+    return lighter, lighter_decision, lighter_planned
+
+
+def _gib(n: int | None) -> str:
+    return "?" if n is None else f"{n / 2**30:.1f} GiB"
+
+
 def _peak_of(attempt: dict[str, Any]) -> float:
     peak = attempt.get("peak_bytes_per_gpu")
     return float(peak) if peak is not None else float("inf")
@@ -788,7 +819,7 @@ def prepare(
     spec = with_absolute_paths(spec)
     check_lora_fits_model(spec)
     devices = devices if devices is not None else dev.discover()
-    decision, planned = decide(spec, devices, estimate)
+    spec, decision, planned = decide_with_reference_fallback(spec, devices, estimate)
     root = _resolve_root(runs_root)
     run = RunDir(make_run_dir(root, spec.method))
     spec.dump(run.spec_path)

@@ -174,6 +174,24 @@ def test_several_gpus_offer_sharding_and_the_stage_reaches_the_plan(app, monkeyp
         ui.devices_found.clear()
 
 
+def test_a_tight_reference_is_precomputed_and_the_page_says_so(app, monkeypatch):
+    from alignplan import ui
+
+    monkeypatch.setenv("ALIGNPLAN_FAKE_GPUS", "H100-80GB")
+    ui.devices_found.clear()
+    try:
+        at = _launch_page(app)
+        at.radio(key="launch_model_source").set_value("Hub id or local model directory").run()
+        at.text_input(key="launch_model").set_value("meta-llama/Llama-3.1-8B").run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        assert not any("will not fit" in w.value for w in at.warning)
+        assert any("precompute_ref_log_probs set to true" in c.value for c in at.caption)
+        spec = yaml.safe_load(next(c.value for c in at.code if c.value.startswith("method: dpo")))
+        assert spec["hparams"]["precompute_ref_log_probs"] is True  # what Launch will write
+    finally:
+        ui.devices_found.clear()
+
+
 def test_every_recipe_method_gets_a_valid_demo_form(app):
     from runners.spec import RECIPE_METHODS
 

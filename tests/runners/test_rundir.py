@@ -501,3 +501,41 @@ def test_a_sharding_choice_that_cannot_apply_is_noted(devices, why):
     assert f"sharding: fsdp is not used, since {why}: it shards over 2 or more GPUs" in decision.notes
     decision, _ = rundir.decide(spec(), devices(), estimate=no_estimate)  # auto: nothing to say
     assert not any(n.startswith("sharding:") for n in decision.notes)
+
+
+# --- the reference when memory is tight ------------------------------------------------------------
+
+
+def h100() -> object:
+    return fake_gpus(1, 80, name="NVIDIA H100 80GB HBM3")
+
+
+def test_a_reference_that_does_not_fit_is_precomputed(tmp_path):
+    # Llama-3.1-8B full DPO on one H100: 82.5 GiB with the reference in memory, 66.8 GiB without it
+    run = rundir.prepare(spec(), tmp_path, devices=h100())
+    written = RunSpec.load(run.spec_path)
+    assert written.hparams == {"precompute_ref_log_probs": True}
+    doc = json.loads(run.plan_path.read_text())
+    assert doc["request"]["precompute_ref"] is True and doc["decision"]["fits"] is True
+    assert [c["role"] for c in doc["plan"]["copies"]] == ["policy"]
+    note = next(n for n in doc["decision"]["notes"] if "precompute_ref_log_probs set to true" in n)
+    assert "82.5 GiB" in note and "66.8 GiB" in note and "false in hparams" in note
+    with_ref = planner.estimate(planner.PlanRequest(model="meta-llama/Llama-3.1-8B", method="dpo", gpu="H100-80GB"))
+    assert round(with_ref.peak_bytes_per_gpu / GIB, 1) == 82.5
+
+
+@pytest.mark.parametrize("over", [
+    {"hparams": {"precompute_ref_log_probs": False}},  # the user's choice stands
+    {"lora": {"r": 16}},  # no reference copy to drop
+    {"method": "sft"},  # no reference at all
+])
+def test_the_reference_is_left_alone_where_it_should_be(over):
+    s = spec(**over)
+    out, decision, _ = rundir.decide_with_reference_fallback(s, h100())
+    assert out == s and not any("precompute_ref_log_probs" in n for n in decision.notes)
+
+
+def test_precomputing_is_not_taken_when_it_does_not_make_the_run_fit():
+    s = spec()
+    out, decision, _ = rundir.decide_with_reference_fallback(s, fake_gpus(1, 16, name="NVIDIA T4"))
+    assert out == s and decision.fits is False  # 66.8 GiB would not fit 16 GiB either: keep the plain run
