@@ -234,10 +234,11 @@ def test_lora_dpo_trains_only_the_adapter(tiny_model_dir, demo_data, make_run_di
     assert read_metrics(spec_path.parent)[-1]["rewards/accuracies"] is not None
 
 
-def test_dpo_with_precomputed_reference_log_probs(tiny_model_dir, demo_data, make_run_dir, capsys) -> None:
+@pytest.mark.parametrize("method", ["dpo", "kto"])  # the methods prepare() may switch to precomputing
+def test_precomputed_reference_log_probs(method, tiny_model_dir, demo_data, make_run_dir, capsys) -> None:
     hparams = {**FAST, "precompute_ref_log_probs": True}
-    spec_path = make_run_dir(**spec_fields("dpo", tiny_model_dir, demo_data, hparams=hparams))
-    assert run_recipe("dpo", spec_path) == 0
+    spec_path = make_run_dir(**spec_fields(method, tiny_model_dir, demo_data, hparams=hparams))
+    assert run_recipe(method, spec_path) == 0
     assert "reference: log-probs precomputed" in capsys.readouterr().out
     assert read_metrics(spec_path.parent)[-1]["rewards/margins"] is not None
 
