@@ -102,6 +102,12 @@ def suggestions_to_fit(fw: Framework, planner: Any, req: Any, fallbacks: list[st
         if qlora["fits"]:
             out.append(qlora)
 
+    if planner.can_precompute_reference(req.method) and not req.lora_rank and not req.precompute_ref:
+        pre = _suggestion("precompute the reference log-probs once before training (no reference copy while "
+                          "training)", planner, _with(planner, req, precompute_ref=True))
+        if pre["fits"]:
+            out.append(pre)
+
     current = int(req.gpus) * int(req.nodes)
     detail = planner.min_gpus_for(req, req.gpu) if hasattr(planner, "min_gpus_for") else None
     if detail is not None:

@@ -8,12 +8,19 @@
 from planner.errors import PlannerError
 from planner.estimate import COMPONENTS, PHASES, Plan, PlanRequest, compare, estimate, min_gpus_for
 from planner.hardware import GIB, GPUS, GPUSpec, get_gpu, match_gpu_name
-from planner.methods import METHOD_IDS, METHODS, MethodProfile, ModelCopy, get_profile
+from planner.methods import (
+    METHOD_IDS,
+    METHODS,
+    MethodProfile,
+    ModelCopy,
+    can_precompute_reference,
+    get_profile,
+)
 from planner.models import ModelSpec, catalogue, catalogue_ids, load_model, spec_from_config
 from planner.terms import PRECISIONS
 
 __all__ = [
-    "COMPONENTS", "GIB", "GPUS", "METHODS", "METHOD_IDS", "PHASES", "PRECISIONS", "GPUSpec", "MethodProfile",
+    "COMPONENTS", "GIB", "GPUS", "can_precompute_reference", "METHODS", "METHOD_IDS", "PHASES", "PRECISIONS", "GPUSpec", "MethodProfile",
     "ModelCopy", "ModelSpec", "Plan", "PlanRequest", "PlannerError", "catalogue", "catalogue_ids", "compare",
     "estimate", "get_gpu", "get_profile", "load_model", "match_gpu_name", "min_gpus_for", "spec_from_config",
 ]

@@ -155,6 +155,13 @@ STAGES: dict[str, MethodProfile] = {
 METHOD_IDS = tuple(METHODS)
 
 
+def can_precompute_reference(method: str) -> bool:
+    """Whether the method's reference copy can be replaced by log-probs computed once before training
+    (TRL's precompute_ref_log_probs for DPO, IPO and KTO; RLAIF and CAI through their DPO stage)."""
+    profile = METHODS.get(method)
+    return profile is not None and any("precompute_ref" in c.dropped_by for c in profile.copies)
+
+
 def get_profile(method: str) -> MethodProfile:
     from planner.errors import PlannerError
 

@@ -526,18 +526,16 @@ def _try(estimate, spec, precision, zero, n, gpu_id, usable, tried, engine="deep
     return plan, req, peak, None
 
 
-# Methods whose TRL trainer can compute the reference log-probs once, before training.
-PRECOMPUTE_REF_METHODS = ("dpo", "ipo", "kto")
-
-
 def decide_with_reference_fallback(spec: RunSpec, devices: dev.Devices,
                                    estimate: Estimator = planner_estimate) -> tuple[RunSpec, Decision, dict]:
     """decide(), and when the plan says a full fine-tune with a reference model will not fit, try
     TRL's precompute_ref_log_probs: the reference scores the data once before training and is gone
     while the policy trains. Taken when it makes the run fit; a value the user set is never changed.
     (With LoRA there is no reference copy to drop: the adapter-off policy is the reference.)"""
+    from planner import can_precompute_reference
+
     decision, planned = decide(spec, devices, estimate)
-    if (decision.fits is not False or spec.method not in PRECOMPUTE_REF_METHODS or spec.lora is not None
+    if (decision.fits is not False or not can_precompute_reference(spec.method) or spec.lora is not None
             or "precompute_ref_log_probs" in spec.hparams):
         return spec, decision, planned
     lighter = spec.model_copy(update={"hparams": {**spec.hparams, "precompute_ref_log_probs": True}})

@@ -132,3 +132,17 @@ def test_public_fixes_for_returns_only_changes_that_fit():
     fixes = advisor.fixes_for(req)
     assert fixes and all(f["fits"] for f in fixes)
     assert all(f["peak_gib"] * planner.GIB <= planner.GPUS["A100-40GB"].memory_bytes or f.get("gpu") for f in fixes)
+
+
+def test_precomputing_the_reference_is_offered_where_it_can_make_the_run_fit():
+    import advisor
+    import planner
+
+    # Llama-3.1-8B DPO on one H100: 82.5 GiB with the reference, 66.8 GiB with it precomputed
+    req = planner.PlanRequest("meta-llama/Llama-3.1-8B", method="dpo", gpu="H100-80GB")
+    fix = next(f for f in advisor.fixes_for(req) if f["change"].startswith("precompute the reference"))
+    assert fix["fits"] and fix["request"]["precompute_ref"] is True and round(fix["peak_gib"], 1) == 66.8
+    # not where there is nothing to drop: LoRA's reference is the adapter-off policy; GRPO cannot
+    for other in (req.replace(lora_rank=16, gpu="A10G-24GB"), req.replace(method="grpo", gpu="A10G-24GB")):
+        assert not any(f["change"].startswith("precompute") for f in advisor.fixes_for(other))
+    assert planner.can_precompute_reference("kto") and not planner.can_precompute_reference("grpo")
