@@ -301,13 +301,19 @@ def _plain(value: Any) -> Any:
 def _load_hub(path: str, split: str) -> list[dict[str, Any]]:
     from planner.models import _hub_reachable
 
-    # Offline, the datasets client retries for about half a minute before it gives up; answer now.
+    # Offline, the datasets client retries for about half a minute before it gives up: look in its
+    # local cache only (a data set loaded here before, or a copied HF_DATASETS_CACHE), or answer now.
     if not _hub_reachable():
-        raise DataError(
-            f"{path}: no such local file, and the Hugging Face hub cannot be reached to load it as a hub data set; "
-            "download the data elsewhere and give a local .jsonl/.json/.csv/.parquet file instead, "
-            "e.g. runners/data/demo_preferences.jsonl"
-        )
+        cached = _load_cached_hub(path, split)
+        if cached is None:
+            raise DataError(
+                f"{path}: no such local file, the Hugging Face hub cannot be reached to load it as a hub data set, "
+                "and it is not in the local datasets cache; download the data elsewhere and give a local "
+                ".jsonl/.json/.csv/.parquet file instead, e.g. runners/data/demo_preferences.jsonl"
+            )
+        if len(cached) == 0:
+            raise DataError(f"{path}: split {split!r} has no rows")
+        return cached.to_list()
     try:
         from datasets import load_dataset
 
@@ -322,6 +328,20 @@ def _load_hub(path: str, split: str) -> list[dict[str, Any]]:
     if len(dataset) == 0:
         raise DataError(f"{path}: split {split!r} has no rows")
     return dataset.to_list()
+
+
+def _load_cached_hub(path: str, split: str):
+    """The hub data set from datasets' local cache, without any network call; None when absent."""
+    import datasets
+
+    offline = datasets.config.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = True  # datasets reads the flag at call time: cache only, no retries
+    try:
+        return datasets.load_dataset(path, split=split)
+    except Exception:  # not cached, or cached without this split
+        return None
+    finally:
+        datasets.config.HF_HUB_OFFLINE = offline
 
 
 def apply_column_mapping(rows: list[dict[str, Any]], mapping: dict[str, str], source: str) -> list[dict[str, Any]]:

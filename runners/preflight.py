@@ -72,19 +72,17 @@ def _cached(repo_id: str) -> bool:
 
 def check_dataset(spec: RunSpec) -> None:
     """Load and detect the data as the recipe will (empty file, bad encoding, bad JSON line, a format
-    the method cannot use); a hub data set needs the hub."""
-    from runners.data import DataError, load_and_normalize
+    the method cannot use); a hub data set needs the hub or datasets' local cache."""
+    from runners.data import load_and_normalize
 
     path = spec.dataset.path
     if not looks_local(path) and Path(path).suffix.lower() not in (".jsonl", ".json", ".csv", ".parquet", ".txt"):
         from planner.models import _hub_reachable
 
-        if not _hub_reachable():
-            raise DataError(
-                f"{path}: no such local file, and the Hugging Face hub cannot be reached to load it as a hub "
-                "data set; give a local .jsonl/.json/.csv/.parquet file instead, e.g. runners/data/demo_preferences.jsonl"
-            )
-        return  # downloading a hub data set twice is the recipe's job, not a check's
+        if _hub_reachable():
+            return  # downloading a hub data set twice is the recipe's job, not a check's
+        # offline: only datasets' local cache can serve it, and reading that is cheap, so check it all
+        # (load_and_normalize says so when it is not cached)
     dataset = spec.dataset.model_copy(update={"path": str(Path(path).expanduser())})
     load_and_normalize(dataset, spec.method)
 

@@ -327,14 +327,77 @@ def test_message_lists_without_any_prompt(tmp_path: Path) -> None:
     assert "row 1" in message and "no prompt" in message
 
 
-def test_unreachable_hub_fails_at_once_without_calling_the_datasets_client(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_hub_fails_at_once_looking_only_in_the_local_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     import datasets
 
     import planner.models
 
-    calls: list[str] = []
+    modes: list[bool] = []
+
+    def not_cached(*args, **kwargs):
+        modes.append(datasets.config.HF_HUB_OFFLINE)  # online, the client would retry for ~24 s
+        raise ConnectionError("not in the cache")
+
     monkeypatch.setattr(planner.models, "_hub_reachable", lambda timeout=3.0: False)
-    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append(a[0]))  # would retry ~24 s
+    monkeypatch.setattr(datasets, "load_dataset", not_cached)
     with pytest.raises(DataError, match="hub cannot be reached") as info:
         load_and_normalize("someorg/some-preference-set", "dpo")
-    assert calls == [] and "local .jsonl" in str(info.value)
+    assert modes == [True] and "not in the local datasets cache" in str(info.value)
+    assert "local .jsonl" in str(info.value)
+
+
+def cache_hub_dataset(cache: Path, repo: str, rows: list[dict]) -> None:
+    """Leave in `cache` what datasets keeps after loading hub data set `repo` once (an Arrow file per
+    split and dataset_info.json under <org>___<name>/default/0.0.0/<hash>/), built from local rows."""
+    import shutil
+
+    import datasets
+
+    org, name = repo.split("/")
+    source = write_jsonl(cache.parent / f"{name}.jsonl", rows)
+    build = cache.parent / f"build-{name}"
+    datasets.load_dataset("json", data_files=str(source), split="train", cache_dir=str(build))
+    built = next(p for p in (build / "json").glob("default-*/0.0.0/*") if p.is_dir())
+    target = cache / f"{org}___{name}" / "default" / "0.0.0" / "0123456789abcdef"
+    shutil.copytree(built, target)
+    (target / "json-train.arrow").rename(target / f"{name}-train.arrow")
+
+
+def test_a_cached_hub_dataset_loads_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    import planner.models
+
+    rows = [{"prompt": f"q{i}", "chosen": "good answer", "rejected": "bad answer"} for i in range(6)]
+    cache_hub_dataset(tmp_path / "cache", "acme/prefs", rows)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    offline_before = datasets.config.HF_HUB_OFFLINE
+    monkeypatch.setattr(planner.models, "_hub_reachable", lambda timeout=3.0: False)
+    dataset, fmt = load_and_normalize("acme/prefs", "dpo")
+    assert fmt.name == "preference" and len(dataset) == 6 and dataset[0]["prompt"] == "q0"
+    assert datasets.config.HF_HUB_OFFLINE == offline_before  # the flag is put back
+    with pytest.raises(DataError, match="not in the local datasets cache"):
+        load_and_normalize("acme/other", "dpo")
+
+
+def test_the_launch_check_accepts_a_cached_hub_dataset_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    import planner.models
+    from runners.preflight import check_dataset
+    from runners.spec import RunSpec
+
+    cache_hub_dataset(tmp_path / "cache", "acme/prefs",
+                      [{"prompt": "q", "chosen": "good", "rejected": "bad"}] * 3)
+    cache_hub_dataset(tmp_path / "cache", "acme/answers", [{"prompt": "q", "completion": "a"}] * 3)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(planner.models, "_hub_reachable", lambda timeout=3.0: False)
+
+    def spec(path: str, method: str = "dpo") -> RunSpec:
+        return RunSpec.parse({"method": method, "model": "m", "dataset": {"path": path}})
+
+    check_dataset(spec("acme/prefs"))  # cached: loaded and checked like a local file
+    with pytest.raises(DataError, match="acme/answers"):
+        check_dataset(spec("acme/answers"))  # ...so a format DPO cannot use is caught before launch
+    with pytest.raises(DataError, match="not in the local datasets cache"):
+        check_dataset(spec("acme/missing"))
