@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -125,15 +126,24 @@ def test_stop_then_resume_from_the_pages(app):
     assert run.metrics()[-1]["step"] > steps_before  # continued, step count going on
 
 
-def test_a_run_that_will_not_fit_warns_with_fixes(app, monkeypatch):
+@contextlib.contextmanager
+def _hub_model_form(app, monkeypatch, fake_gpus: str, model: str = "meta-llama/Llama-3.1-8B"):
+    """The Launch page with fake GPUs and a hub model typed in (devices are cached: cleared around it)."""
     from alignplan import ui
 
-    monkeypatch.setenv("ALIGNPLAN_FAKE_GPUS", "T4-16GB")
+    monkeypatch.setenv("ALIGNPLAN_FAKE_GPUS", fake_gpus)
     ui.devices_found.clear()
     try:
         at = _launch_page(app)
         at.radio(key="launch_model_source").set_value("Hub id or local model directory").run()
-        at.text_input(key="launch_model").set_value("meta-llama/Llama-3.1-8B").run()
+        at.text_input(key="launch_model").set_value(model).run()
+        yield at
+    finally:
+        ui.devices_found.clear()
+
+
+def test_a_run_that_will_not_fit_warns_with_fixes(app, monkeypatch):
+    with _hub_model_form(app, monkeypatch, "T4-16GB") as at:
         assert not at.exception and not at.error, [e.value for e in at.error]
         gpus = next(d.value for d in at.dataframe if "GPU" in d.value.columns)
         assert list(gpus["GPU"]) == ["NVIDIA T4"]
@@ -143,24 +153,17 @@ def test_a_run_that_will_not_fit_warns_with_fixes(app, monkeypatch):
         assert "T4" in warning or "GiB" in warning
         fixes = next(m.value for m in at.markdown if m.value.startswith("Suggested fixes"))
         assert fixes.count("\n- ") >= 1 and "GiB per GPU" in fixes  # each fix with its planned peak
-    finally:
-        ui.devices_found.clear()
 
 
 def test_several_gpus_offer_sharding_and_the_stage_reaches_the_plan(app, monkeypatch):
-    from alignplan import ui
-
-    monkeypatch.setenv("ALIGNPLAN_FAKE_GPUS", "A100-40GB,A100-40GB,A100-40GB,A100-40GB")
     monkeypatch.setattr("runners.rundir.deepspeed_installed", lambda: False)
-    ui.devices_found.clear()
-    try:
-        at = _launch_page(app)
-        at.radio(key="launch_model_source").set_value("Hub id or local model directory").run()
-        at.text_input(key="launch_model").set_value("meta-llama/Llama-3.1-8B").run()
+    with _hub_model_form(app, monkeypatch, "A100-40GB,A100-40GB,A100-40GB,A100-40GB") as at:
         at.number_input(key="launch_hp_dpo_model_per_device_train_batch_size").set_value(1).run()
         assert not at.exception and not at.error, [e.value for e in at.error]
-        # auto without DeepSpeed installed: FSDP2; no stage fits 40 GiB, stage 2 has the smaller peak
+        # auto without DeepSpeed installed: FSDP2. With the reference in memory no stage fits 40 GiB, so
+        # the reference is precomputed, and stage 2 fits
         assert _metric(at, "Setup") == "fsdp-shard-grad-op"
+        assert any("precompute_ref_log_probs set to true" in c.value for c in at.caption)
         at.selectbox(key="launch_stage").set_value(3).run()
         assert _metric(at, "Setup") == "fsdp-full-shard"
         acc = yaml.safe_load(next(c.value for c in at.code if c.value.startswith("compute_environment")))
@@ -170,26 +173,15 @@ def test_several_gpus_offer_sharding_and_the_stage_reaches_the_plan(app, monkeyp
         assert any("alignplan[deepspeed]" in c.value for c in at.caption)  # not installed: says how
         spec = yaml.safe_load(next(c.value for c in at.code if c.value.startswith("method: dpo")))
         assert (spec["sharding"], spec["zero_stage"]) == ("deepspeed", 3)
-    finally:
-        ui.devices_found.clear()
 
 
 def test_a_tight_reference_is_precomputed_and_the_page_says_so(app, monkeypatch):
-    from alignplan import ui
-
-    monkeypatch.setenv("ALIGNPLAN_FAKE_GPUS", "H100-80GB")
-    ui.devices_found.clear()
-    try:
-        at = _launch_page(app)
-        at.radio(key="launch_model_source").set_value("Hub id or local model directory").run()
-        at.text_input(key="launch_model").set_value("meta-llama/Llama-3.1-8B").run()
+    with _hub_model_form(app, monkeypatch, "H100-80GB") as at:
         assert not at.exception and not at.error, [e.value for e in at.error]
         assert not any("will not fit" in w.value for w in at.warning)
         assert any("precompute_ref_log_probs set to true" in c.value for c in at.caption)
         spec = yaml.safe_load(next(c.value for c in at.code if c.value.startswith("method: dpo")))
         assert spec["hparams"]["precompute_ref_log_probs"] is True  # what Launch will write
-    finally:
-        ui.devices_found.clear()
 
 
 def test_every_recipe_method_gets_a_valid_demo_form(app):
