@@ -25,6 +25,13 @@ class CliInputError(ValueError):
     """A command-line value that cannot be used."""
 
 
+def add_follow_options(p: argparse.ArgumentParser) -> None:
+    """What run, runs start and runs resume share: they launch, then follow the run."""
+    p.add_argument("--detach", action="store_true", help="launch and return at once")
+    p.add_argument("--stop-grace", type=float, default=60.0, help="seconds Ctrl-C waits for a clean stop")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="prepare a run directory and launch a training run",
                        description="Prepare runs/<id>/ for a method, model and data set, then launch it.")
@@ -49,9 +56,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
                         "(default: the smallest stage that fits)")
     p.add_argument("--name", help="a label for the run registry")
     p.add_argument("--dry-run", action="store_true", help="write the run directory and print the plan; launch nothing")
-    p.add_argument("--detach", action="store_true", help="launch and return at once")
-    p.add_argument("--stop-grace", type=float, default=60.0, help="seconds Ctrl-C waits for a clean stop")
-    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    add_follow_options(p)
     p.set_defaults(func=cmd_run)
 
     runs = sub.add_parser("runs", help="list, inspect, start, stop, resume or delete runs")
@@ -71,9 +76,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=cmd_logs)
     r = rsub.add_parser("start", help="launch a prepared run (one made with run --dry-run)")
     r.add_argument("id")
-    r.add_argument("--detach", action="store_true", help="launch and return at once")
-    r.add_argument("--stop-grace", type=float, default=60.0)
-    r.add_argument("--json", action="store_true")
+    add_follow_options(r)
     r.set_defaults(func=cmd_start)
     r = rsub.add_parser("stop", help="stop a running run (checkpoint, then exit)")
     r.add_argument("id")
@@ -82,9 +85,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=cmd_stop)
     r = rsub.add_parser("resume", help="continue a stopped or failed run from its newest checkpoint")
     r.add_argument("id")
-    r.add_argument("--detach", action="store_true", help="launch and return at once")
-    r.add_argument("--stop-grace", type=float, default=60.0)
-    r.add_argument("--json", action="store_true")
+    add_follow_options(r)
     r.set_defaults(func=cmd_resume)
     r = rsub.add_parser("delete", help="delete a run's directory and registry entry")
     r.add_argument("id")

@@ -50,7 +50,7 @@ def check_engine_installed(run: RunDir) -> None:
     say so before launching rather than let accelerate fail inside the run."""
     from runners.rundir import deepspeed_installed
 
-    decision = (run.plan() or {}).get("decision") or {}
+    decision = run.decision()
     if decision.get("distributed_type") == "DEEPSPEED" and not deepspeed_installed():
         raise LaunchError(
             f"sharding: run {run.id} shards with DeepSpeed ZeRO-{decision.get('zero')}, which is not installed "

@@ -445,18 +445,15 @@ def decide(spec: RunSpec, devices: dev.Devices, estimate: Estimator = planner_es
     else:  # the stages this run can use, smallest first
         stages = tuple(z for z in ((0,) if n == 1 else (0, 2, 3)) if quant_can_shard(spec, z, engine))
     chosen = None
+    attempts = []
     for zero in stages:
         plan, req, peak, err = _try(estimate, spec, precision, zero, n, gpu_id, usable, tried, engine)
         if peak is None or peak <= usable:
             chosen = (zero, plan, req, peak, err)
             break
-    if chosen is None:  # nothing fits: the setup with the smallest predicted peak, flagged
-        best = min(range(len(stages)), key=lambda i: _peak_of(tried[i]))
-        if best == len(stages) - 1:
-            chosen = (stages[-1], plan, req, peak, err)
-        else:
-            plan, req, peak, err = _try(estimate, spec, precision, stages[best], n, gpu_id, usable, [], engine)
-            chosen = (stages[best], plan, req, peak, err)
+        attempts.append((zero, plan, req, peak, err))
+    if chosen is None:  # nothing fits (every peak is known): the setup with the smallest peak, flagged
+        chosen = min(attempts, key=lambda a: a[3])
     zero, plan, req, peak, err = chosen
     fits = None if peak is None else peak <= usable
     if n == 1:
@@ -555,11 +552,6 @@ def _gib(n: int | None) -> str:
     return "?" if n is None else f"{n / 2**30:.1f} GiB"
 
 
-def _peak_of(attempt: dict[str, Any]) -> float:
-    peak = attempt.get("peak_bytes_per_gpu")
-    return float(peak) if peak is not None else float("inf")
-
-
 def _note_unused_sharding(decision: Decision, spec: RunSpec, why: str) -> None:
     if spec.sharding != "auto":
         decision.notes.append(f"sharding: {spec.sharding} is not used, since {why}: it shards over 2 or more GPUs")
@@ -636,8 +628,12 @@ def accelerate_config(decision: Decision, spec: RunSpec) -> dict[str, Any]:
     return cfg
 
 
-# Methods whose recipe loads one model with from_pretrained (no reference or reward model).
-SINGLE_MODEL_METHODS = ("sft", "rm", "orpo", "simpo")
+def loads_one_model(method: str) -> bool:
+    """Whether the method's recipe loads a single model (no reference or reward model), from the
+    planner's method profile."""
+    import planner
+
+    return len(planner.get_profile(method).copies) == 1
 
 
 def fsdp_config(decision: Decision, spec: RunSpec) -> dict[str, Any]:
@@ -653,7 +649,7 @@ def fsdp_config(decision: Decision, spec: RunSpec) -> dict[str, Any]:
         # Rank 0 loads the weights and sends each process its shard: one copy in CPU memory, not one
         # per process. Only where the policy is the sole model loaded: the other ranks load on the meta
         # device, and TRL shards a reference or reward model without the broadcast that fills it in.
-        "fsdp_cpu_ram_efficient_loading": spec.method in SINGLE_MODEL_METHODS,
+        "fsdp_cpu_ram_efficient_loading": loads_one_model(spec.method),
         "fsdp_offload_params": False,
         # FSDP's own recomputation; the recipe leaves transformers' gradient checkpointing off, since
         # both together add an all-gather to every backward.
