@@ -57,7 +57,7 @@ ENGINES = ("deepspeed", "fsdp")
 ZERO_STAGES = (0, 1, 2, 3)
 
 # The same ranges as the widgets' (a value outside a widget's range would fail the widget).
-MAX_GPUS_PER_NODE = 64
+MAX_GPUS_PER_NODE = _planner.MAX_GPUS_PER_NODE
 _INT_LIMITS = {"rank": (1, 1024), "seq": (1, 1_048_576), "batch": (1, 4096), "nodes": (1, 1024),
                GPUS_KEY: (1, MAX_GPUS_PER_NODE)}
 
@@ -491,9 +491,6 @@ TRL_DEFAULTS: dict[str, dict[str, Any]] = {
     "grpo": {**_ONLINE, "beta": 0.0, "num_generations": 8},
     "rloo": {**_ONLINE, "beta": 0.05, "num_generations": 2},
 }
-# The TRL config class behind each recipe (module, class), for the check above.
-TRL_CONFIGS = {"sft": "SFTConfig", "rm": "RewardConfig", "dpo": "DPOConfig", "ipo": "DPOConfig",
-               "kto": "KTOConfig", "orpo": "orpo", "simpo": "cpo", "grpo": "GRPOConfig", "rloo": "RLOOConfig"}
 
 
 TINY_KEEPS = frozenset({"learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length",

@@ -6,7 +6,16 @@
 """
 
 from planner.errors import PlannerError
-from planner.estimate import COMPONENTS, PHASES, Plan, PlanRequest, compare, estimate, min_gpus_for
+from planner.estimate import (
+    COMPONENTS,
+    MAX_GPUS_PER_NODE,
+    PHASES,
+    Plan,
+    PlanRequest,
+    compare,
+    estimate,
+    min_gpus_for,
+)
 from planner.hardware import GIB, GPUS, GPUSpec, get_gpu, match_gpu_name
 from planner.methods import (
     METHOD_IDS,
@@ -20,7 +29,7 @@ from planner.models import ModelSpec, catalogue, catalogue_ids, load_model, spec
 from planner.terms import PRECISIONS
 
 __all__ = [
-    "COMPONENTS", "GIB", "GPUS", "can_precompute_reference", "METHODS", "METHOD_IDS", "PHASES", "PRECISIONS", "GPUSpec", "MethodProfile",
+    "COMPONENTS", "GIB", "MAX_GPUS_PER_NODE", "GPUS", "can_precompute_reference", "METHODS", "METHOD_IDS", "PHASES", "PRECISIONS", "GPUSpec", "MethodProfile",
     "ModelCopy", "ModelSpec", "Plan", "PlanRequest", "PlannerError", "catalogue", "catalogue_ids", "compare",
     "estimate", "get_gpu", "get_profile", "load_model", "match_gpu_name", "min_gpus_for", "spec_from_config",
 ]

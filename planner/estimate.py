@@ -21,6 +21,8 @@ from planner.hardware import GPUS, get_gpu
 from planner.methods import METHOD_IDS, MethodProfile, get_profile
 from planner.models import ModelSpec, load_model
 
+MAX_GPUS_PER_NODE = 64  # the largest `gpus` (per node) a request may ask for
+
 COMPONENTS = ("weights", "gradients", "optimizer_states", "activations", "logits", "kv_cache", "overhead")
 PHASES = ("generation", "scoring", "forward_backward", "optimizer_step")
 MAX_GPUS = 4096
@@ -128,7 +130,7 @@ def validate(req: PlanRequest) -> ModelSpec:
     _choice("offload", req.offload, (None, "optimizer", "params"))
     _choice("quant", req.quant, (None, "nf4", "int8"))
     _choice("lora_targets", req.lora_targets, tuple(terms.LORA_TARGETS))
-    _check_int("gpus", req.gpus, 1, 64)
+    _check_int("gpus", req.gpus, 1, MAX_GPUS_PER_NODE)
     _check_int("nodes", req.nodes, 1, 4096)
     if req.lora_rank is not None:
         _check_int("lora_rank", req.lora_rank, 1, model.hidden_size)

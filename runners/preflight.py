@@ -89,24 +89,12 @@ def check_dataset(spec: RunSpec) -> None:
 
 def config_class(method: str) -> tuple[type, dict[str, Any]]:
     """The TRL config class the method's recipe builds, and the settings the recipe fixes."""
-    if method in ("dpo", "ipo"):
-        from trl import DPOConfig
+    from runners import trl_compat
 
-        return DPOConfig, ({"loss_type": ["ipo"]} if method == "ipo" else {})
-    if method == "simpo":
-        from runners import trl_compat
-
-        return trl_compat.cpo()[0], {"loss_type": "simpo"}
-    if method == "orpo":
-        from runners import trl_compat
-
-        return trl_compat.orpo()[0], {}
-    import trl
-
-    names = {"sft": "SFTConfig", "rm": "RewardConfig", "kto": "KTOConfig", "grpo": "GRPOConfig", "rloo": "RLOOConfig"}
-    if method not in names:
-        raise SpecError(f"method: no recipe for {method!r}")
-    return getattr(trl, names[method]), {}
+    try:
+        return trl_compat.config_for(method)
+    except KeyError:
+        raise SpecError(f"method: no recipe for {method!r}") from None
 
 
 def check_hparams(spec: RunSpec) -> None:

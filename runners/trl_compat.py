@@ -1,4 +1,4 @@
-"""The one place that imports TRL's experimental trainers.
+"""The one place that imports TRL's experimental trainers, and names each recipe's TRL config.
 
 ORPO and CPO (SimPO is CPO with loss_type="simpo", cpo_alpha=0) live in trl.experimental in
 TRL 1.16 and may move between releases; recipes import them from here so a move is a one-file fix.
@@ -7,6 +7,13 @@ TRL 1.16 and may move between releases; recipes import them from here so a move 
 from __future__ import annotations
 
 import warnings
+from typing import Any
+
+# Settings a recipe fixes on its TRL config (hparams may repeat them, not change them).
+FORCED_SETTINGS: dict[str, dict[str, Any]] = {"ipo": {"loss_type": ["ipo"]}, "simpo": {"loss_type": "simpo"}}
+# The TRL config class behind each recipe that is not an experimental one.
+_STABLE_CONFIGS = {"sft": "SFTConfig", "rm": "RewardConfig", "dpo": "DPOConfig", "ipo": "DPOConfig",
+                   "kto": "KTOConfig", "grpo": "GRPOConfig", "rloo": "RLOOConfig"}
 
 
 def orpo():
@@ -23,3 +30,15 @@ def cpo():
         warnings.simplefilter("ignore", FutureWarning)
         from trl.experimental.cpo import CPOConfig, CPOTrainer
     return CPOConfig, CPOTrainer
+
+
+def config_for(method: str) -> tuple[type, dict[str, Any]]:
+    """(the TRL config class the method's recipe builds, the settings the recipe fixes); KeyError
+    for a method without a recipe."""
+    if method == "orpo":
+        return orpo()[0], {}
+    if method == "simpo":
+        return cpo()[0], FORCED_SETTINGS["simpo"]
+    import trl
+
+    return getattr(trl, _STABLE_CONFIGS[method]), FORCED_SETTINGS.get(method, {})

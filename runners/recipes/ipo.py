@@ -9,10 +9,11 @@ on the log-ratio margin, target 1/(2*beta), which does not saturate on determini
 from __future__ import annotations
 
 from runners.recipes import common, dpo
+from runners.trl_compat import FORCED_SETTINGS
 
 
 def train(argv: list[str] | None = None) -> int:
-    return dpo.train(argv, forced={"loss_type": ["ipo"]}, method="ipo")
+    return dpo.train(argv, forced=FORCED_SETTINGS["ipo"], method="ipo")
 
 
 def main(argv: list[str] | None = None) -> int:

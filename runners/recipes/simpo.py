@@ -22,7 +22,7 @@ def train(argv: list[str] | None = None) -> int:
         run,
         CPOConfig,
         defaults={"cpo_alpha": 0.0},
-        forced={"loss_type": "simpo"},
+        forced=trl_compat.FORCED_SETTINGS["simpo"],
         has_eval=eval_set is not None,
     )
     tokenizer = common.load_tokenizer(run)

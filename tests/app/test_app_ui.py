@@ -54,13 +54,10 @@ def test_trl_defaults_table_matches_trl(monkeypatch):
     monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
     import dataclasses
 
-    import trl
-
     from runners import trl_compat
 
     for method, fields in ui.TRL_DEFAULTS.items():
-        name = ui.TRL_CONFIGS[method]
-        cls = getattr(trl_compat, name)()[0] if name in ("orpo", "cpo") else getattr(trl, name)
+        cls, _ = trl_compat.config_for(method)
         defaults = {f.name: f.default for f in dataclasses.fields(cls)}
         for key, value in fields.items():
             assert defaults[key] == value, (method, key, defaults[key], value)
