@@ -326,6 +326,8 @@ def test_fsdp_stage3_scoring_gathers_the_whole_reference():
     assert phases["scoring"]["weights"] - phases["forward_backward"]["weights"] == pytest.approx(2 * whole, abs=16)
     assert phases["scoring"]["activations"] == 0  # the copy-out moment: before the forward
     assert fsdp.peak_phase == "scoring" and any("one unit" in n for n in fsdp.notes)
+    # the figures docs/memory.md §9 quotes
+    assert (round(fsdp.peak_bytes_per_gpu / GIB, 2), round(ds.peak_bytes_per_gpu / GIB, 2)) == (48.64, 37.30)
     ds_phases = {p["name"]: p["components"] for p in ds.phases}
     assert ds_phases["scoring"]["weights"] == ds_phases["forward_backward"]["weights"]
     # offloaded, the shard lives in host RAM, but the gathered copies still come to the GPU
@@ -337,6 +339,7 @@ def test_fsdp_stage3_scoring_gathers_the_whole_reference():
     s2 = estimate(PlanRequest(**{**common, "zero": 2}, engine="fsdp"), with_min_gpus=False)
     s2_phases = {p["name"]: p["components"] for p in s2.phases}
     assert s2_phases["scoring"]["weights"] == s2_phases["forward_backward"]["weights"]
+    assert round(s2.peak_bytes_per_gpu / GIB, 2) == 44.12
     # LoRA: the reference is the policy with its adapters off, no copy to gather
     lora = estimate(PlanRequest(**common, engine="fsdp", lora_rank=16), with_min_gpus=False)
     assert not any("one unit" in n for n in lora.notes)

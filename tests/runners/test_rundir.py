@@ -355,6 +355,8 @@ def test_auto_sharding_uses_deepspeed_only_where_it_is_installed(monkeypatch, in
     s = spec(method="sft", hparams={"per_device_train_batch_size": 1})
     decision, _ = rundir.decide(s, fake_gpus(4, 40, name="NVIDIA A100-SXM4-40GB"))
     assert (decision.engine, decision.kind, decision.fits) == (engine, kind, True)
+    # the figures docs/runners.md quotes
+    assert round(decision.predicted_peak_bytes / GIB, 1) == {"deepspeed": 33.2, "fsdp": 28.2}[engine]
     assert decision.distributed_type == {"deepspeed": "DEEPSPEED", "fsdp": "FSDP"}[engine]
     assert not any("needs DeepSpeed" in n for n in decision.notes)  # installed, or not asked for
 
@@ -393,6 +395,7 @@ def test_when_nothing_fits_the_smallest_peak_is_chosen(tmp_path):
     decision, planned = rundir.decide(s, fake_gpus(4, 40, name="NVIDIA A100-SXM4-40GB"))
     peaks = {t["zero"]: t["peak_bytes_per_gpu"] for t in decision.tried}
     assert peaks[3] > peaks[2] > 40 * GIB
+    assert (round(peaks[2] / GIB, 1), round(peaks[3] / GIB, 1)) == (44.1, 48.6)  # as docs/runners.md says
     assert (decision.kind, decision.zero, decision.fits) == ("fsdp-shard-grad-op", 2, False)
     assert decision.predicted_peak_bytes == peaks[2] == planned["plan"]["peak_bytes_per_gpu"]
     assert planned["request"]["zero"] == 2
