@@ -21,13 +21,13 @@ from advisor.framework import (
     validate_answers,
 )
 from advisor.graph import tree_graph
-from advisor.memory import fixes_for
+from advisor.memory import fixes_for, fixes_to_fit
 from advisor.questions import Step, answer, back, next_question, progress, restart, step
 from advisor.recommend import Recommendation, advise
-from advisor.render import render_text
+from advisor.render import fix_line, render_text
 
 __all__ = [
-    "AdvisorError", "Framework", "MissingAnswersError", "Question", "Recommendation", "Step", "advise", "fixes_for",
-    "answer", "back", "framework", "load_framework", "next_question", "progress", "questions", "render_text",
-    "restart", "step", "tree_graph", "validate_answers",
+    "AdvisorError", "Framework", "MissingAnswersError", "Question", "Recommendation", "Step", "advise", "fix_line",
+    "fixes_for", "fixes_to_fit", "answer", "back", "framework", "load_framework", "next_question", "progress",
+    "questions", "render_text", "restart", "step", "tree_graph", "validate_answers",
 ]

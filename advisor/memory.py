@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from advisor.framework import AdvisorError, Framework
+from advisor.render import fix_line
 
 GIB = 2**30
 
@@ -204,3 +205,26 @@ def fixes_for(req: Any, fallbacks: tuple[str, ...] = ("orpo", "simpo")) -> list[
     from advisor.framework import framework
 
     return suggestions_to_fit(framework(), planner, req, list(fallbacks))
+
+
+# Plain levers for a run on a CPU (nothing for the planner to check against).
+CPU_FIXES = ("turn on LoRA adapters (the frozen base needs no gradients or optimizer states)",
+             "lower the batch per device or the max length (activations and logits shrink with both)",
+             "use a machine with a GPU (see the Plan page for which)")
+
+
+def fixes_to_fit(request: dict[str, Any], on_gpu: bool) -> list[str]:
+    """Changes that make a run fit, one line each: fixes_for's planner-checked suggestions on a GPU
+    (fix_line: "<change>: <N> GiB per GPU"), plain levers on a CPU. `request` is the PlanRequest as a
+    dict (a "model_id" key is dropped); a request the planner cannot take gives no fixes."""
+    if not request:
+        return []
+    if not on_gpu:
+        return list(CPU_FIXES)
+    try:
+        import planner
+
+        found = fixes_for(planner.PlanRequest(**{k: v for k, v in request.items() if k != "model_id"}))
+    except Exception:  # the fix list is a help, never a reason to fail the page
+        return []
+    return [fix_line(s) for s in found]

@@ -22,6 +22,12 @@ def _gib(n_bytes: int | None) -> str:
     return "?" if n_bytes is None else f"{n_bytes / 2**30:,.1f} GiB"
 
 
+def fix_line(suggestion: dict[str, Any]) -> str:
+    """One change that makes a run fit, with the planner's per-GPU peak after it:
+    "<change>: <N> GiB per GPU" (the CLI, the Advise page and the Launch page all show it so)."""
+    return f"{suggestion['change']}: {_gib(suggestion.get('peak_bytes_per_gpu'))} per GPU"
+
+
 def render_memory(memory: dict[str, Any]) -> list[str]:
     if not memory.get("available"):
         return ["Memory check", f"  {memory.get('reason', 'not available')}"]
@@ -39,7 +45,7 @@ def render_memory(memory: dict[str, Any]) -> list[str]:
     if memory.get("suggestions"):
         lines.append("  To make the recommendation fit (each checked with the planner):")
         for s in memory["suggestions"]:
-            lines.append(_wrap(f"{s['change']}: peak {_gib(s['peak_bytes_per_gpu'])} per GPU", indent="    "))
+            lines.append(_wrap(fix_line(s), indent="    "))
     for n in memory.get("notes", []):
         lines.append(_wrap(n, indent="  ", bullet="note: "))
     return lines

@@ -146,3 +146,26 @@ def test_precomputing_the_reference_is_offered_where_it_can_make_the_run_fit():
     for other in (req.replace(lora_rank=16, gpu="A10G-24GB"), req.replace(method="grpo", gpu="A10G-24GB")):
         assert not any(f["change"].startswith("precompute") for f in advisor.fixes_for(other))
     assert planner.can_precompute_reference("kto") and not planner.can_precompute_reference("grpo")
+
+
+def test_fixes_to_fit_gives_one_line_per_planner_checked_fix():
+    req = planner.PlanRequest(LLAMA, method="dpo", gpu="A100-40GB")
+    request = {**advisor_memory.request_dict(req), "model_id": LLAMA}  # as a run's plan.json records it
+    lines = advisor.fixes_to_fit(request, on_gpu=True)
+    fixes = advisor.fixes_for(req)
+    assert lines and lines == [advisor.fix_line(f) for f in fixes]
+    first = fixes[0]
+    assert lines[0] == f"{first['change']}: {first['peak_bytes_per_gpu'] / 2**30:.1f} GiB per GPU"
+
+
+def test_fixes_to_fit_on_a_cpu_or_without_a_request():
+    assert advisor.fixes_to_fit({}, on_gpu=True) == [] and advisor.fixes_to_fit({}, on_gpu=False) == []
+    cpu = advisor.fixes_to_fit({"model": LLAMA, "method": "dpo"}, on_gpu=False)
+    assert len(cpu) == 3 and cpu[0].startswith("turn on LoRA") and "GPU" in cpu[2]
+    # a request the planner cannot take gives no fixes (the list is a help, never an error)
+    assert advisor.fixes_to_fit({"model": LLAMA, "method": "no-such-method"}, on_gpu=True) == []
+
+
+def test_fix_line_is_the_one_format_of_a_fix():
+    assert advisor.fix_line({"change": "use LoRA", "peak_bytes_per_gpu": 3 * 2**29}) == "use LoRA: 1.5 GiB per GPU"
+    assert advisor.fix_line({"change": "x"}) == "x: ? per GPU"
