@@ -87,8 +87,7 @@ def activation_rows(names, seq: int) -> tuple[list[dict], list[dict], list[dict]
                 logits.append({"config": name, "precision": precision, "saved_logits_bytes": two.logits,
                                "planner_4TV_bytes": want_logits, "ratio": _ratio(want_logits, two.logits),
                                "output_logits_bytes_eTV": tokens * spec.vocab_size * terms.PRECISIONS[precision].act,
-                               "logits_bytes_formula": terms.logits_bytes(tokens, spec.vocab_size,
-                                                                          terms.PRECISIONS[precision].act)})
+                               "logits_bytes_formula": terms.logits_bytes(tokens, spec.vocab_size)})
     return whole, layers, logits
 
 

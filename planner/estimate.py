@@ -2,11 +2,14 @@
 
 The peak is the largest phase, not the sum of everything. Phases (those the method has):
   generation        static + KV cache of the rollouts + the last token's logits
-  scoring           static + one frozen copy's no-grad forward (reference/reward/value log-probs)
+  scoring           static + the largest single no-grad forward (reference/reward/value log-probs;
+                    the trainable copies' too where the profile says they score)
   forward_backward  static + activations + logits + gradients as they stand at the backward peak
   optimizer_step    static + all gradients (the optimizer reads them, then they are freed)
 where static = every copy's weights + the optimizer states, which exist from the first step on
 (step 2 is the real peak: step 1 has no Adam moments yet during its forward and backward).
+Each phase is sized by one function (_PHASE_MEMORY) from the method profile's fields alone; a
+stage walks its profile's phases in order, with no branch on the method's id.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 from planner import terms
 from planner.errors import PlannerError
 from planner.hardware import GPUS, get_gpu
-from planner.methods import METHOD_IDS, MethodProfile, get_profile
+from planner.methods import METHOD_IDS, STAGES, MethodProfile, get_profile
 from planner.models import ModelSpec, load_model
 
 MAX_GPUS_PER_NODE = 64  # the largest `gpus` (per node) a request may ask for
@@ -85,10 +88,6 @@ class Plan:
     stages: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def peak_gib(self) -> float:
-        return self.peak_bytes_per_gpu / terms.GIB
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -120,7 +119,7 @@ def _choice(name: str, value: Any, accepted: tuple) -> None:
 
 def validate(req: PlanRequest) -> ModelSpec:
     model = load_model(req.model)
-    _choice("method", req.method, METHOD_IDS + ("rlaif-label", "cai-generate"))
+    _choice("method", req.method, METHOD_IDS + tuple(STAGES))
     _check_int("seq_len", req.seq_len, 1, 2_097_152)
     _check_int("batch_size", req.batch_size, 1, 65_536)
     _choice("precision", req.precision, tuple(terms.PRECISIONS))
@@ -251,23 +250,164 @@ def _build_copies(req: PlanRequest, profile: MethodProfile, base: ModelSpec, not
 # --- one stage ------------------------------------------------------------------------------------
 
 
+def _per_gpu(total: int, world: int, sharded: bool) -> int:
+    """Per-GPU share of a model state (ZeRO paper, Rajbhandari et al. 2020, §5: stage 1 shards
+    optimizer states, 2 also gradients, 3 also parameters; frozen copies are sharded by ZeRO-3 too)."""
+    return math.ceil(total / world) if sharded else total
+
+
+@dataclass
+class _Stage:
+    """What every phase of one stage reads: the request, the copies held and the per-GPU memory
+    that is there in every phase."""
+
+    req: PlanRequest
+    profile: MethodProfile
+    base: ModelSpec
+    copies: list[_Copy]
+    notes: list[str]
+    static: dict[str, int]  # weights + optimizer states per GPU: held in every phase
+    gradients: int  # every gradient per GPU, DDP's bucket copy included
+    tokens: int  # tokens one training micro-batch puts through each trainable copy
+
+    @property
+    def prec(self) -> terms.PrecisionPolicy:
+        return terms.PRECISIONS[self.req.precision]
+
+    @property
+    def trainables(self) -> list[_Copy]:
+        return [c for c in self.copies if c.trainable]
+
+    @property
+    def frozen(self) -> list[_Copy]:
+        return [c for c in self.copies if not c.trainable]
+
+    @property
+    def fused(self) -> bool:
+        """The loss runs through a fused LM head (the method's trainer does, or --chunked-loss asks)."""
+        return self.profile.fused_lm_head or self.req.chunked_loss
+
+    def share(self, total: int, sharded: bool) -> int:
+        return _per_gpu(total, self.req.gpus * self.req.nodes, sharded)
+
+    def layer_activations(self, m: ModelSpec, tokens: int) -> int:
+        req = self.req
+        return terms.activation_bytes_per_layer(
+            m, tokens, self.prec.act, self.prec.residual, req.seq_len if m.model_type == "gemma2" else None,
+            seq_len=req.seq_len, lora_rank=req.lora_rank, lora_dropout=req.lora_dropout, lora_targets=req.lora_targets)
+
+    def whole_reference(self, c: _Copy) -> bool:
+        """FSDP2 stage 3: TRL's prepare_fsdp shards the reference model as one unit (one fully_shard
+        on its root, no per-layer wrap), so its forward gathers all of it at once."""
+        return self.req.engine == "fsdp" and self.req.zero == 3 and c.role == "reference"
+
+
+def _generation_memory(st: _Stage) -> dict[str, int]:
+    """KV cache of the sequences generated at once + the last token's logits and one layer's activations."""
+    req, profile = st.req, st.profile
+    model = st.copies[0].model if st.copies else st.base
+    completion = req.completion_len or req.seq_len // 2
+    tokens = profile.generated_context_seq_lens * req.seq_len + profile.generated_context_completions * completion
+    per_example = (req.num_generations or profile.default_generations) if profile.kv_cache_holds_all_generations else 1
+    seqs = req.batch_size * per_example
+    kv = terms.kv_cache_bytes(model, tokens, seqs, st.prec.act)
+    transient = seqs * model.vocab_size * 4 + st.layer_activations(model, seqs)
+    st.notes.append(f"generation: KV cache for {seqs} sequences x {tokens} tokens (prompt + {completion} new tokens)")
+    return {**st.static, "kv_cache": kv, "activations": transient}
+
+
+def _scoring_memory(st: _Stage) -> dict[str, int] | None:
+    """The largest single no-grad forward: reference/reward/value log-probs, and, where the profile
+    says so, the trainable copies' (RL's old log-probs, KTO's KL batch). Each forward frees its
+    layer activations as it goes; the logits remain. None when nothing scores."""
+    scorers = st.frozen + (st.trainables if st.profile.scores_trainable_copies else [])
+    if not scorers:
+        return None
+    e, weights = st.prec.act, st.static["weights"]
+    worst = {"weights": weights, "activations": 0, "logits": 0}
+    for c in scorers:
+        act = st.layer_activations(c.model, st.tokens)
+        lg = 0 if c.scalar_head else terms.inference_logits_bytes(
+            st.tokens, c.model.vocab_size, c.model.hidden_size, e, st.fused)
+        candidates = [{"weights": weights, "activations": act, "logits": lg}]
+        if st.whole_reference(c):
+            # FSDP2's all-gather fills one flat buffer with every rank's shard, then copies it out
+            # into the unsharded parameters (torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py,
+            # foreach_all_gather_copy_out): for that moment the whole reference is there twice,
+            # beside its own shard (or, offloaded, instead of it). The forward then runs on one copy.
+            # Modelled from the code; not yet measured on a GPU.
+            candidates = [{"weights": weights + 2 * c.weights, "activations": 0, "logits": 0},
+                          {"weights": weights + c.weights, "activations": act, "logits": lg}]
+        for cand in candidates:
+            if sum(cand.values()) > sum(worst.values()):
+                worst = cand
+    return {**st.static, **worst}
+
+
+def _forward_backward_memory(st: _Stage) -> dict[str, int]:
+    """The larger of backward's start (every saved activation, the logits and the LM head's early
+    gradient) and its end (all gradients); the trainable copies' activations coexist (PPO's policy
+    and value share one backward)."""
+    req, prec = st.req, st.prec
+    e, r = prec.act, prec.residual
+    acts = logits = head_grads = recompute = 0
+    for c in st.trainables:
+        m = c.model
+        if req.grad_ckpt:
+            acts += m.num_layers * terms.checkpointed_layer_bytes(m, st.tokens, r)
+            recompute = max(recompute, st.layer_activations(m, st.tokens))
+        else:
+            acts += m.num_layers * st.layer_activations(m, st.tokens)
+        acts += terms.final_norm_bytes(m, st.tokens, e, r, frozen=bool(req.lora_rank),
+                                       head_saves_input=c.scalar_head or not (req.lora_rank or st.fused))
+        if r != e:  # autocast: the linears save bf16 casts of their weights
+            acts += terms.autocast_weight_copy_bytes(m, e, req.grad_ckpt, include_head=not (st.fused or c.scalar_head))
+        if c.scalar_head:
+            continue
+        if st.fused:
+            logits += terms.fused_logits_bytes(st.tokens, m.vocab_size, m.hidden_size, e, not req.lora_rank, r)
+        else:
+            logits += terms.logits_bytes(st.tokens, m.vocab_size)
+        if st.fused and not req.lora_rank:
+            # The fused head's backward hands the LM head (or tied embedding) its gradient
+            # first, while every activation is still held. (A materialised loss frees its
+            # 12 T V bytes before the head's gradient is formed.)
+            head = m.lm_head_params or m.params_by_kind().get("embedding", 0)
+            head_grads += st.share(head * prec.grad, req.zero >= 2)
+    start = acts + recompute + logits + head_grads  # backward begins: everything saved is live
+    end = st.gradients + recompute  # backward ends: activations freed, all gradients written
+    if start >= end:
+        comps = {"activations": acts + recompute, "logits": logits, "gradients": head_grads}
+    else:
+        comps = {"activations": recompute, "logits": 0, "gradients": st.gradients}
+    return {**st.static, **comps}
+
+
+def _optimizer_step_memory(st: _Stage) -> dict[str, int]:
+    """Every gradient, read by the optimizer and then freed."""
+    return {**st.static, "gradients": st.gradients}
+
+
+# What each phase holds beyond the static memory; a profile's phases are walked in its order.
+_PHASE_MEMORY = {
+    "generation": _generation_memory,
+    "scoring": _scoring_memory,
+    "forward_backward": _forward_backward_memory,
+    "optimizer_step": _optimizer_step_memory,
+}
+
+
 def _stage_phases(req: PlanRequest, profile: MethodProfile, base: ModelSpec, notes: list[str]):
     prec = terms.PRECISIONS[req.precision]
     world = req.gpus * req.nodes
     copies = _build_copies(req, profile, base, notes)
-    e, r = prec.act, prec.residual
     z = req.zero
     offload_opt = req.offload in ("optimizer", "params")
     offload_params = req.offload == "params"
 
-    # Per-GPU shares of the model states (ZeRO paper, Rajbhandari et al. 2020, §5: stage 1 shards
-    # optimizer states, 2 also gradients, 3 also parameters; frozen copies are sharded by ZeRO-3 too).
-    def share(total: int, sharded: bool) -> int:
-        return math.ceil(total / world) if sharded else total
-
-    weights = sum(share(c.weights, z == 3) for c in copies)
-    states = sum(share(c.optimizer_states, z >= 1) for c in copies)
-    grads_all = sum(share(c.gradients, z >= 2) for c in copies)
+    weights = sum(_per_gpu(c.weights, world, z == 3) for c in copies)
+    states = sum(_per_gpu(c.optimizer_states, world, z >= 1) for c in copies)
+    grads_all = sum(_per_gpu(c.gradients, world, z >= 2) for c in copies)
     host_total = 0
     if offload_opt:
         host_total += sum(c.optimizer_states for c in copies)
@@ -288,127 +428,39 @@ def _stage_phases(req: PlanRequest, profile: MethodProfile, base: ModelSpec, not
         grads_all += sum(c.gradients for c in copies)
         notes.append("DDP keeps its gradient buckets beside the gradients (a second gradient copy)")
 
-    def whole_reference(c: _Copy) -> bool:
-        """FSDP2 stage 3: TRL's prepare_fsdp shards the reference model as one unit (one fully_shard
-        on its root, no per-layer wrap), so its forward gathers all of it at once."""
-        return req.engine == "fsdp" and z == 3 and c.role == "reference"
-
-    if req.engine == "fsdp" and z == 3 and any(c.role == "reference" for c in copies):
+    st = _Stage(req, profile, base, copies, notes, static={"weights": weights, "optimizer_states": states},
+                gradients=grads_all, tokens=req.batch_size * profile.sequences_per_example * req.seq_len)
+    if any(st.whole_reference(c) for c in copies):
         notes.append("FSDP2 stage 3: the reference is sharded as one unit (TRL's prepare_fsdp), so scoring "
                      "gathers its whole weights at once, and for a moment holds them twice")
 
-    gens = req.num_generations or profile.default_generations
-    fused = profile.fused_lm_head or req.chunked_loss
-    seqs_train = req.batch_size * profile.sequences_per_example
-    t_train = seqs_train * req.seq_len
-    trainables = [c for c in copies if c.trainable]
-    frozen = [c for c in copies if not c.trainable]
-    static = {"weights": weights, "optimizer_states": states}
-
-    def layer_act(m: ModelSpec, tokens: int) -> int:
-        return terms.activation_bytes_per_layer(
-            m, tokens, e, r, req.seq_len if m.model_type == "gemma2" else None, seq_len=req.seq_len,
-            lora_rank=req.lora_rank, lora_dropout=req.lora_dropout, lora_targets=req.lora_targets)
-
     phases = []
-    if "generation" in profile.phases:
-        gen_model = copies[0].model if copies else base
-        completion = req.completion_len or req.seq_len // 2
-        tokens = req.seq_len
-        seqs = req.batch_size * (gens if profile.id in ("cai-generate",) else 1)
-        if profile.id == "rlaif-label":
-            tokens = 2 * req.seq_len  # prompt + both responses + the verdict
-        if profile.id == "cai-generate":
-            tokens = req.seq_len + 2 * completion  # response, critique and revision share one context
-        kv = terms.kv_cache_bytes(gen_model, tokens, seqs, e)
-        transient = seqs * gen_model.vocab_size * 4 + layer_act(gen_model, seqs) // max(1, 1)
-        phases.append({"name": "generation", "components": {**static, "kv_cache": kv, "activations": transient}})
-        notes.append(f"generation: KV cache for {seqs} sequences x {tokens} tokens (prompt + {completion} new tokens)")
-    if "scoring" in profile.phases:
-        # One no-grad forward at a time: reference/reward/value log-probs, and for RL the policy's
-        # old log-probs. Each frees its layer activations as it goes; the logits remain.
-        scorers = frozen + ([c for c in trainables if profile.generates] if profile.generates else [])
-        if profile.id == "kto":
-            scorers = scorers + trainables  # KTO's KL batch goes through the policy without grad
-        worst = {"weights": static["weights"], "activations": 0, "logits": 0}
-        for c in scorers:
-            act = layer_act(c.model, t_train)
-            lg = 0 if c.scalar_head else terms.inference_logits_bytes(
-                t_train, c.model.vocab_size, c.model.hidden_size, e, fused)
-            candidates = [{"weights": static["weights"], "activations": act, "logits": lg}]
-            if whole_reference(c):
-                # FSDP2's all-gather fills one flat buffer with every rank's shard, then copies it out
-                # into the unsharded parameters (torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py,
-                # foreach_all_gather_copy_out): for that moment the whole reference is there twice,
-                # beside its own shard (or, offloaded, instead of it). The forward then runs on one copy.
-                # Modelled from the code; not yet measured on a GPU.
-                candidates = [{"weights": static["weights"] + 2 * c.weights, "activations": 0, "logits": 0},
-                              {"weights": static["weights"] + c.weights, "activations": act, "logits": lg}]
-            for cand in candidates:
-                if sum(cand.values()) > sum(worst.values()):
-                    worst = cand
-        if scorers:
-            phases.append({"name": "scoring", "components": {**static, **worst}})
-    if "forward_backward" in profile.phases:
-        acts = logits = head_grads = 0
-        recompute = 0
-        for c in trainables:
-            m = c.model
-            if req.grad_ckpt:
-                acts += m.num_layers * terms.checkpointed_layer_bytes(m, t_train, r)
-                recompute = max(recompute, layer_act(m, t_train))
-            else:
-                acts += m.num_layers * layer_act(m, t_train)
-            acts += terms.final_norm_bytes(m, t_train, e, r, frozen=bool(req.lora_rank),
-                                           head_saves_input=c.scalar_head or not (req.lora_rank or fused))
-            if r != e:  # autocast: the linears save bf16 casts of their weights
-                acts += terms.autocast_weight_copy_bytes(m, e, req.grad_ckpt, include_head=not (fused or c.scalar_head))
-            if c.scalar_head:
-                pass
-            elif fused:
-                logits += terms.fused_logits_bytes(t_train, m.vocab_size, m.hidden_size, e, not req.lora_rank, r)
-            else:
-                logits += terms.logits_bytes(t_train, m.vocab_size, e)
-            if fused and not c.scalar_head and not req.lora_rank:
-                # The fused head's backward hands the LM head (or tied embedding) its gradient
-                # first, while every activation is still held. (A materialised loss frees its
-                # 12 T V bytes before the head's gradient is formed.)
-                head = m.lm_head_params or m.params_by_kind().get("embedding", 0)
-                head_grads += share(head * prec.grad, z >= 2)
-        start = acts + recompute + logits + head_grads  # backward begins: everything saved is live
-        end = grads_all + recompute  # backward ends: activations freed, all gradients written
-        if start >= end:
-            comps = {"activations": acts + recompute, "logits": logits, "gradients": head_grads}
-        else:
-            comps = {"activations": recompute, "logits": 0, "gradients": grads_all}
-        phases.append({"name": "forward_backward", "components": {**static, **comps}})
-    if "optimizer_step" in profile.phases:
-        phases.append({"name": "optimizer_step", "components": {**static, "gradients": grads_all}})
-
+    for name in profile.phases:
+        held = _PHASE_MEMORY[name](st)
+        if held is not None:
+            phases.append({"name": name, "components": held})
     for ph in phases:
         comps = {k: ph["components"].get(k, 0) for k in COMPONENTS if k != "overhead"}
         comps["overhead"] = terms.overhead_bytes(sum(comps.values()))
         ph["components"] = comps
         ph["total_bytes"] = sum(comps.values())
     host_per_node = math.ceil(host_total * req.gpus / world) if host_total else 0
-    return copies, phases, t_train, host_per_node
+    return copies, phases, st.tokens, host_per_node
 
 
 def _copy_rows(copies: list[_Copy], req: PlanRequest) -> list[dict[str, Any]]:
     world = req.gpus * req.nodes
     rows = []
     for c in copies:
-        def per_gpu(total: int, sharded: bool) -> int:
-            return math.ceil(total / world) if sharded else total
         rows.append({
             "role": c.role,
             "model": c.model.id,
             "params": c.params,
             "trainable": c.trainable,
             "trainable_params": c.trainable_params,
-            "weights_bytes": per_gpu(c.weights, req.zero == 3) if req.offload != "params" else 0,
-            "gradients_bytes": per_gpu(c.gradients, req.zero >= 2),
-            "optimizer_states_bytes": 0 if req.offload else per_gpu(c.optimizer_states, req.zero >= 1),
+            "weights_bytes": _per_gpu(c.weights, world, req.zero == 3) if req.offload != "params" else 0,
+            "gradients_bytes": _per_gpu(c.gradients, world, req.zero >= 2),
+            "optimizer_states_bytes": 0 if req.offload else _per_gpu(c.optimizer_states, world, req.zero >= 1),
         })
     return rows
 

@@ -2,7 +2,9 @@
 
 The advisor's outcomes and the runners' recipes use these method ids. A profile lists the model
 copies (role, trainable or frozen, which option drops the copy), the sequences each example puts
-through the policy (DPO: chosen + rejected), and the phases of a training step. Multi-stage
+through the policy (DPO: chosen + rejected), the phases of a training step and what each phase
+holds (which copies score, how long a generated context is). The planner reads only these fields:
+it has no branch on a method's id, so a new method or phase is a profile here. Multi-stage
 pipelines (RLAIF, CAI) list their stages; each stage is planned like a method and the peak is the
 largest stage.
 """
@@ -32,17 +34,41 @@ class ModelCopy:
 
 @dataclass(frozen=True)
 class MethodProfile:
+    """What one method (or one stage of a pipeline) holds, phase by phase.
+
+    copies: the models it keeps; in a generation phase the first that is not dropped generates.
+    sequences_per_example: sequences one training example puts through the policy (DPO: chosen + rejected).
+    phases: the phases of one step, in the order they run (planner.PHASES names them all).
+    stages: multi-stage pipelines: method or stage ids planned one after another (the peak is the largest).
+    default_beta, default_generations: TRL's KL coefficient and completions per prompt, used where the
+    request leaves beta or num_generations unset (beta 0 drops a "beta0" copy).
+    scores_trainable_copies: the scoring phase also runs each trainable copy forward without
+    gradients, as it always runs the frozen ones: the old log-probs and values of the rollouts
+    (PPO, GRPO, RLOO, online DPO), KTO's mismatched KL batch through the policy.
+    generated_context_seq_lens, generated_context_completions: how long one generated sequence's
+    context is, in seq_len-long texts plus completion_len-long generations: (1, 0) a prompt and its
+    completion (seq_len counts both); (2, 0) RLAIF's judge (2 x seq_len covers the prompt, both
+    responses and its short verdict); (1, 2) CAI, whose critique and revision follow the response in
+    one context.
+    kv_cache_holds_all_generations: the generation phase holds num_generations sequences per example
+    at once (CAI: response, critique and revision); otherwise one per example (TRL's online trainers
+    count per_device_train_batch_size in completions, whatever num_generations is).
+    fused_lm_head: TRL 1.16's trainer for this method scores tokens with its fused LM head (no T x V logits).
+    """
+
     id: str
     name: str
     summary: str
     copies: tuple[ModelCopy, ...]
     sequences_per_example: int = 1
-    generates: bool = False
     phases: tuple[str, ...] = ("forward_backward", "optimizer_step")
-    stages: tuple[str, ...] = ()  # multi-stage pipelines: method ids planned one after another
+    stages: tuple[str, ...] = ()
     default_beta: float | None = None
     default_generations: int = 1
-    # TRL 1.16's trainer for this method scores tokens with its fused LM head (no T x V logits).
+    scores_trainable_copies: bool = False
+    generated_context_seq_lens: int = 1
+    generated_context_completions: int = 0
+    kv_cache_holds_all_generations: bool = False
     fused_lm_head: bool = False
     source: str = ""
     notes: tuple[str, ...] = field(default=())
@@ -76,20 +102,20 @@ METHODS: dict[str, MethodProfile] = {
             "Policy and value model trained; reference (KL) and reward model frozen; rollouts generated each step.",
             (_POLICY, ModelCopy("value", trainable=True, dropped_by=("shared_value",), scalar_head=True),
              ModelCopy("reference", trainable=False, dropped_by=("lora",)), _RM),
-            generates=True, phases=("generation", "scoring", *_STEP),
+            phases=("generation", "scoring", *_STEP), scores_trainable_copies=True,
             source="Schulman et al. 2017; Ouyang et al. 2022, stage 3",
             notes=("policy and value are updated in one backward pass, so their activations coexist",),
         ),
         MethodProfile(
             "grpo", "GRPO", "G sampled completions per prompt, group-normalised reward as advantage; no value model.",
-            (_POLICY, _REF_KL, _RM), sequences_per_example=1, generates=True,
-            phases=("generation", "scoring", *_STEP), default_beta=0.0, default_generations=8,
+            (_POLICY, _REF_KL, _RM), sequences_per_example=1, phases=("generation", "scoring", *_STEP),
+            scores_trainable_copies=True, default_beta=0.0, default_generations=8,
             fused_lm_head=True, source="Shao et al. 2024 (DeepSeekMath); TRL GRPOConfig (beta 0.0, num_generations 8)",
         ),
         MethodProfile(
             "rloo", "RLOO", "REINFORCE with a leave-one-out baseline over G completions; no value model.",
-            (_POLICY, _REF_KL, _RM), sequences_per_example=1, generates=True,
-            phases=("generation", "scoring", *_STEP), default_beta=0.05, default_generations=2,
+            (_POLICY, _REF_KL, _RM), sequences_per_example=1, phases=("generation", "scoring", *_STEP),
+            scores_trainable_copies=True, default_beta=0.05, default_generations=2,
             fused_lm_head=True, source="Ahmadian et al. 2024; TRL RLOOConfig (beta 0.05, num_generations 2)",
         ),
         MethodProfile(
@@ -105,7 +131,7 @@ METHODS: dict[str, MethodProfile] = {
         MethodProfile(
             "kto", "KTO", "Unpaired desirable/undesirable examples against a reference (prospect-theory loss).",
             (_POLICY, _REF), sequences_per_example=1, phases=("scoring", *_STEP),
-            fused_lm_head=True, source="Ethayarajh et al. 2024",
+            scores_trainable_copies=True, fused_lm_head=True, source="Ethayarajh et al. 2024",
             notes=("KTO also scores a mismatched KL batch without gradients (counted in scoring)",),
         ),
         MethodProfile(
@@ -121,7 +147,7 @@ METHODS: dict[str, MethodProfile] = {
             "Policy samples two completions, a judge or reward model picks the better, DPO on the fresh pair.",
             (_POLICY, ModelCopy("reference", trainable=False, dropped_by=("lora",)),
              ModelCopy("judge", trainable=False, dropped_by=("api_judge",), scalar_head=True)),
-            sequences_per_example=2, generates=True, phases=("generation", "scoring", *_STEP),
+            sequences_per_example=2, phases=("generation", "scoring", *_STEP), scores_trainable_copies=True,
             default_generations=2, source="Guo et al. 2024",
         ),
         MethodProfile(
@@ -143,12 +169,13 @@ STAGES: dict[str, MethodProfile] = {
     "rlaif-label": MethodProfile(
         "rlaif-label", "RLAIF labelling", "The judge reads prompt + two responses and generates a verdict.",
         (ModelCopy("judge", trainable=False, dropped_by=("api_judge",)),), sequences_per_example=2,
-        generates=True, phases=("generation",), source="Lee et al. 2023",
+        phases=("generation",), generated_context_seq_lens=2, source="Lee et al. 2023",
     ),
     "cai-generate": MethodProfile(
         "cai-generate", "CAI critique and revision", "The policy generates a response, a critique and a revision.",
-        (ModelCopy("policy", trainable=False),), generates=True, phases=("generation",),
-        default_generations=3, source="Bai et al. 2022 (Constitutional AI)",
+        (ModelCopy("policy", trainable=False),), phases=("generation",), default_generations=3,
+        generated_context_completions=2, kv_cache_holds_all_generations=True,
+        source="Bai et al. 2022 (Constitutional AI)",
     ),
 }
 

@@ -486,14 +486,14 @@ LOSS_CHUNK_TOKENS = 4096  # TRL's fused LM head: tokens per projection tile (trl
 LOSS_CHUNK_VOCAB = 32768  # TRL's fused LM head: vocabulary columns per tile (trl/trainer/utils.py)
 
 
-def logits_bytes(tokens: int, vocab: int, act: int) -> int:
+def logits_bytes(tokens: int, vocab: int) -> int:
     """Materialised logits and loss for training, at their peak in the loss's backward: 12 T V bytes.
 
     The loss upcasts the logits to fp32 and keeps the fp32 log-softmax output for backward (4);
     backward then holds that, its fp32 gradient (4) and the gradient of the fp32 upcast (4), while
     the e-byte logits themselves are already gone (measured by MemTracker over a whole step on CPU,
     bench/results/cpu_checks.md). This is what a plain HF causal-LM loss, TRL's experimental
-    ORPO/CPO trainers and our PPO keep; `act` is accepted for symmetry and does not change it.
+    ORPO/CPO trainers and our PPO keep, whatever the activation dtype.
     """
     return tokens * vocab * 12
 

@@ -34,7 +34,7 @@ def test_worked_example_fit_verdicts():
 
 def test_orpo_vs_dpo_figures():
     orpo = estimate(PlanRequest(L8B, method="orpo"), with_min_gpus=False)
-    assert f"ORPO {orpo.peak_gib:.1f} GiB" in DOC
+    assert f"ORPO {orpo.peak_bytes_per_gpu / GIB:.1f} GiB" in DOC
     assert f"{orpo.components['logits'] / GIB:.1f} GiB for the loss" in DOC
 
 
@@ -55,4 +55,4 @@ def test_article_comparison_figures(method, precision, figure):
 def test_ppo_over_four_h100_figure():
     p = estimate(PlanRequest(L8B, method="ppo", gpu="H100-80GB", zero=3, gpus=4), with_min_gpus=False)
     assert not p.fits
-    assert f"each holds {p.peak_gib:.1f} GiB" in DOC
+    assert f"each holds {p.peak_bytes_per_gpu / GIB:.1f} GiB" in DOC

@@ -298,7 +298,7 @@ def test_to_frame_matches_phases():
     peak = df[df.is_peak].bytes.sum()
     assert peak == p.peak_bytes_per_gpu
     assert set(df.component) == set(planner.COMPONENTS)
-    assert df.groupby("phase").bytes.sum().max() / GIB == pytest.approx(p.peak_gib)
+    assert df.groupby("phase").bytes.sum().max() == p.peak_bytes_per_gpu
 
 
 @pytest.mark.parametrize("changes, field", [
@@ -343,3 +343,48 @@ def test_fsdp_stage3_scoring_gathers_the_whole_reference():
     # LoRA: the reference is the policy with its adapters off, no copy to gather
     lora = estimate(PlanRequest(**common, engine="fsdp", lora_rank=16), with_min_gpus=False)
     assert not any("one unit" in n for n in lora.notes)
+
+
+def test_every_profile_phase_is_known_and_in_order():
+    """The estimate walks a profile's phases in its order; each must be one it can size."""
+    from planner.methods import STAGES
+
+    for profile in [*planner.METHODS.values(), *STAGES.values()]:
+        assert set(profile.phases) <= set(planner.PHASES), profile.id
+        assert list(profile.phases) == sorted(profile.phases, key=planner.PHASES.index), profile.id
+        assert all(s in planner.METHODS or s in STAGES for s in profile.stages), profile.id
+
+
+def test_scoring_runs_the_trainable_copies_where_the_profile_says():
+    """KTO's mismatched KL batch goes through the policy without gradients: with LoRA (no separate
+    reference) KTO still has a scoring phase, DPO none."""
+    q = "Qwen/Qwen2.5-0.5B"
+    kto = estimate(PlanRequest(q, method="kto", lora_rank=16), with_min_gpus=False)
+    dpo = estimate(PlanRequest(q, method="dpo", lora_rank=16), with_min_gpus=False)
+    assert [p["name"] for p in kto.phases] == ["scoring", "forward_backward", "optimizer_step"]
+    assert [p["name"] for p in dpo.phases] == ["forward_backward", "optimizer_step"]
+    assert planner.METHODS["kto"].scores_trainable_copies and not planner.METHODS["dpo"].scores_trainable_copies
+
+
+def test_generated_context_comes_from_the_profile(monkeypatch):
+    """The KV cache of a generation phase is sized from the profile's fields alone: a new stage is
+    a profile, not a branch in the estimate. RLAIF's judge reads prompt + both responses (2 x
+    seq_len); CAI keeps response, critique and revision (seq_len + 2 completions) for each of its
+    3 generations."""
+    from dataclasses import replace
+
+    from planner.methods import STAGES
+
+    q = "Qwen/Qwen2.5-0.5B"
+    spec = planner.load_model(q)
+    req = PlanRequest(q, seq_len=1000, batch_size=4, completion_len=300)
+
+    def kv(method):
+        plan = estimate(req.replace(method=method), with_min_gpus=False)
+        return next(p for p in plan.phases if p["name"] == "generation")["components"]["kv_cache"]
+
+    assert kv("rlaif-label") == terms.kv_cache_bytes(spec, 2000, 4, 2)
+    assert kv("cai-generate") == terms.kv_cache_bytes(spec, 1600, 4 * 3, 2)
+    monkeypatch.setitem(STAGES, "judge-three", replace(STAGES["rlaif-label"], id="judge-three",
+                                                        generated_context_seq_lens=3))
+    assert kv("judge-three") == terms.kv_cache_bytes(spec, 3000, 4, 2)
