@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from alignplan import ui
+from alignplan import sidebar
 
 st.set_page_config(page_title="alignplan", page_icon=":material/memory:", layout="wide")
 
@@ -21,11 +21,11 @@ PAGES = [
 ]
 page = st.navigation(PAGES)
 
-ui.seed_shared_choices(st.query_params)
+sidebar.seed_shared_choices(st.query_params)
 
 with st.sidebar:
     st.markdown("### Hardware and model")
-    ui.sidebar_choices()
+    sidebar.sidebar_choices()
     st.caption("These choices are shared by every page. Memory in GiB (2^30 bytes).")
 
 page.run()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from alignplan import figures, ui
+from alignplan import errors, figures, inputs, plan_cache, sidebar
 
-ui.use_app_navigation()
+sidebar.use_app_navigation()
 
 ANSWERS = "advise_answers"
 ERROR = "advise_error"
@@ -22,7 +22,7 @@ def _default(q, answers: dict):
     hardware questions, else the question's own default."""
     if answers.get(q.key) is not None:
         return answers[q.key]
-    model, gpu, gpus = ui.shared_choices()
+    model, gpu, gpus = sidebar.shared_choices()
     return {"model": model, "gpu": gpu, "gpus": gpus}.get(q.kind if q.kind in ("model", "gpu") else q.key,
                                                           q.default)
 
@@ -43,14 +43,14 @@ def _answer_widget(q, answers: dict) -> None:
         start = int(default) if isinstance(default, int) and default >= lo else lo
         st.number_input(label, min_value=lo, value=start, step=1, key=key)
     elif q.kind == "model":
-        options = list(ui.catalogue_ids())
+        options = list(plan_cache.catalogue_ids())
         if default and default not in options:
             options.insert(0, default)
         st.selectbox(label, options, index=options.index(default) if default in options else 0,
                      accept_new_options=True, key=key,
                      help="A catalogue model, a hub id (org/name), or a local config.json path.")
     elif q.kind == "gpu":
-        options = list(ui.gpu_table())
+        options = list(plan_cache.gpu_table())
         st.selectbox(label, options, index=options.index(default) if default in options else 0, key=key)
     else:  # a kind this page does not know yet: free text, validated by the advisor
         st.text_input(label, value="" if default is None else str(default), key=key)
@@ -116,11 +116,11 @@ def _carry(rec, answers: dict) -> None:
     hardware = rec.memory or {}
     model = answers.get("model") or hardware.get("model")
     if model:
-        st.session_state[ui.MODEL_KEY] = model
+        st.session_state[inputs.MODEL_KEY] = model
     if hardware.get("gpu"):
-        st.session_state[ui.GPU_KEY] = hardware["gpu"]
+        st.session_state[inputs.GPU_KEY] = hardware["gpu"]
     if answers.get("gpus"):
-        st.session_state[ui.GPUS_KEY] = min(ui.MAX_GPUS_PER_NODE, int(answers["gpus"]))
+        st.session_state[inputs.GPUS_KEY] = min(inputs.MAX_GPUS_PER_NODE, int(answers["gpus"]))
     import planner
 
     methods = [m for m in dict.fromkeys([rec.method, rec.runner_up]) if m in planner.METHODS]
@@ -133,6 +133,8 @@ def _carry(rec, answers: dict) -> None:
 
 
 def _memory(mem: dict) -> None:
+    import advisor
+
     if not mem:
         st.caption("Answer the model question to check the memory fit on your hardware.")
         return
@@ -148,7 +150,7 @@ def _memory(mem: dict) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="advise_memory")
     if mem.get("suggestions"):
         st.warning("The recommendation does not fit as set up. Changes that make it fit:\n\n" + "\n".join(
-            f"- {s['change']}: {s['peak_gib']:.1f} GiB per GPU" for s in mem["suggestions"]))
+            f"- {advisor.fix_line(s)}" for s in mem["suggestions"]))
     for note in mem.get("notes", []):
         st.caption(note)
 
@@ -156,7 +158,7 @@ def _memory(mem: dict) -> None:
 def _card(answers: dict) -> None:
     import advisor
 
-    got = ui.attempt("Building the recommendation", advisor.advise, answers)
+    got = errors.attempt("Building the recommendation", advisor.advise, answers)
     if not got.ok:
         return
     rec = got.value
@@ -199,7 +201,7 @@ def _card(answers: dict) -> None:
 def _tree(answers: dict) -> None:
     import advisor
 
-    got = ui.attempt("Drawing the decision tree", advisor.tree_graph, answers)
+    got = errors.attempt("Drawing the decision tree", advisor.tree_graph, answers)
     if not got.ok:
         return
     g = got.value
@@ -226,7 +228,7 @@ def main() -> None:
     st.caption("A few questions about your reward signal, task, annotators, data and hardware; the answer "
                "follows the decision framework of the reference text, with its reasons and caveats.")
     answers = st.session_state.setdefault(ANSWERS, {})
-    got = ui.attempt("Reading the questionnaire", advisor.step, answers)
+    got = errors.attempt("Reading the questionnaire", advisor.step, answers)
     if not got.ok:
         st.button("Restart", on_click=_on_restart, key="advise_restart_broken")
         return
@@ -244,4 +246,4 @@ def main() -> None:
         _tree(answers)
 
 
-ui.run_page(main)
+errors.run_page(main)

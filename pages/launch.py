@@ -11,9 +11,9 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from alignplan import ui
+from alignplan import errors, formatting, launch_form, run_monitor, sidebar, uploads
 
-ui.use_app_navigation()
+sidebar.use_app_navigation()
 
 RUN_KEY = "launch_run_id"
 TINY = "Tiny demo model"
@@ -53,15 +53,16 @@ def _model_section(methods: tuple[str, ...]) -> tuple[str, str, bool]:
                       help="The tiny demo model (2 layers, built locally in a second) trains on a CPU in under "
                       "a minute; a real model needs its weights on this machine or the hub.")
     if source == TINY:
-        model = str(ui.tiny_model_dir())
-        from runners.tiny import is_built
+        from runners.demo.tiny import default_tiny_model_dir, is_built
+
+        model = str(default_tiny_model_dir())
 
         if not is_built(model):
             with st.spinner("Building the tiny demo model (once, a few seconds)…"):
-                ui.attempt("Building the tiny demo model", ui.ensure_tiny_model)
+                errors.attempt("Building the tiny demo model", launch_form.ensure_tiny_model)
         c2.caption(f"Two-layer Llama with its own tokenizer, in `{model}`.")
     else:
-        st.session_state.setdefault("launch_model", ui.shared_choices()[0])
+        st.session_state.setdefault("launch_model", sidebar.shared_choices()[0])
         model = c2.text_input("Hub id or local directory", key="launch_model").strip()
     trust = st.checkbox("Trust remote code", value=False, key="launch_trust",
                         help="Lets transformers run Python code shipped with the model. Off unless you trust it.")
@@ -70,7 +71,7 @@ def _model_section(methods: tuple[str, ...]) -> tuple[str, str, bool]:
 
 def _data_section(method: str) -> tuple[str | None, bool]:
     """(dataset path, usable) with a preview; an unusable dataset shows what to change."""
-    from runners import tiny
+    from runners.demo import tiny
 
     st.session_state.setdefault("launch_data_source", DEMO_DATA)
     source = st.radio("Data", (DEMO_DATA, UPLOAD, PATH), key="launch_data_source", horizontal=True)
@@ -82,13 +83,13 @@ def _data_section(method: str) -> tuple[str | None, bool]:
         up = st.file_uploader("Data file (.jsonl, .json, .csv, .parquet)", type=["jsonl", "json", "csv", "parquet"],
                               key="launch_upload")
         if up is not None:
-            path = str(ui.save_dataset_upload(up.getvalue(), up.name))
+            path = str(uploads.save_dataset_upload(up.getvalue(), up.name))
     else:
         path = st.text_input("Path or hub dataset id", key="launch_data_path").strip() or None
     if path is None:
         st.info("Choose a data file to continue.")
         return None, False
-    got = ui.attempt("This dataset cannot be used", ui.dataset_preview, path, ui.file_stamp(path), method)
+    got = errors.attempt("This dataset cannot be used", launch_form.dataset_preview, path, launch_form.file_stamp(path), method)
     if not got.ok:
         return path, False
     prev = got.value
@@ -101,7 +102,7 @@ def _data_section(method: str) -> tuple[str | None, bool]:
 def _hparams_section(method: str, tiny: bool) -> dict[str, Any] | None:
     preset = st.session_state.get("launch_preset") or {}
     preset_hp = preset.get("hparams") if preset.get("method") == method else None
-    fields, extras = ui.form_hparams(method, tiny, preset_hp)
+    fields, extras = launch_form.form_hparams(method, tiny, preset_hp)
     tag = f"{method}_{'tiny' if tiny else 'model'}"  # new defaults when the method or model kind changes
     values: dict[str, Any] = {}
     cols = st.columns(4)
@@ -120,7 +121,7 @@ def _hparams_section(method: str, tiny: bool) -> dict[str, Any] | None:
             values[name] = int(col.number_input(labels.get(name, name), value=int(default), min_value=1, step=1,
                                                 key=key))
     c1, c2, c3, c4 = st.columns(4)
-    from runners import tiny as tiny_model
+    from runners.demo import tiny as tiny_model
 
     values["max_steps"] = int(c1.number_input("Max steps (-1: epochs)", value=tiny_model.DEMO_MAX_STEPS if tiny else -1,
                                               min_value=-1, step=10, key=f"launch_steps_{tag}"))
@@ -176,17 +177,17 @@ def _spec_dict(method: str, model: str, trust: bool, data_path: str, v: dict[str
 
 
 def _devices_section():
-    got = ui.attempt("Finding the devices", ui.devices_found)
+    got = errors.attempt("Finding the devices", launch_form.devices_found)
     if not got.ok:
         return None
     dev = got.value
     if dev.gpus:
-        st.dataframe(pd.DataFrame([{"index": g.index, "GPU": g.name, "memory (GiB)": round(g.total_bytes / ui.GIB, 1),
-                                    "free (GiB)": round(g.free_bytes / ui.GIB, 1)} for g in dev.gpus]),
+        st.dataframe(pd.DataFrame([{"index": g.index, "GPU": g.name, "memory (GiB)": round(g.total_bytes / formatting.GIB, 1),
+                                    "free (GiB)": round(g.free_bytes / formatting.GIB, 1)} for g in dev.gpus]),
                      hide_index=True, key="launch_devices")
     else:
         st.caption(f"No GPU found: the run uses the CPU ({dev.cpu_count} cores, "
-                   f"{dev.ram_available_bytes / ui.GIB:.1f} GiB of {dev.ram_total_bytes / ui.GIB:.1f} GiB RAM free).")
+                   f"{dev.ram_available_bytes / formatting.GIB:.1f} GiB of {dev.ram_total_bytes / formatting.GIB:.1f} GiB RAM free).")
     for note in dev.notes:
         st.caption(note)
     return dev
@@ -200,35 +201,37 @@ STAGE_LABELS = {None: "the smallest that fits", 0: "0: a full copy per GPU (DDP)
 
 def _sharding_section(spec, dev) -> Any:
     """Several GPUs: what shards the model, and at which stage (the planner picks unless told)."""
-    from runners.spec import RunSpec
+    from runners.rundir.spec import RunSpec
 
     c1, c2 = st.columns(2)
     sharding = c1.selectbox("Sharding across GPUs", list(SHARDING_LABELS), format_func=SHARDING_LABELS.get,
                             key="launch_sharding")
     stage = c2.selectbox("Sharding stage", list(STAGE_LABELS), format_func=STAGE_LABELS.get, key="launch_stage",
                          help="Higher stages need less memory per GPU and move more data between GPUs.")
-    got = ui.attempt("The sharding settings are not valid", RunSpec.parse,
+    got = errors.attempt("The sharding settings are not valid", RunSpec.parse,
                      {**spec.model_dump(mode="json"), "sharding": sharding, "zero_stage": stage})
     return got.value if got.ok else None
 
 
 def _fit_section(spec, dev) -> tuple[Any, Any]:
     """The decision prepare() will take, and the spec it will write (it may precompute the reference)."""
-    from runners import rundir
+    from runners.rundir.decide import decide_with_reference_fallback
 
-    got = ui.attempt("Checking the memory fit", rundir.decide_with_reference_fallback, spec, dev)
+    got = errors.attempt("Checking the memory fit", decide_with_reference_fallback, spec, dev)
     if not got.ok:
         return spec, None
     spec, decision, planned = got.value
     where = "per GPU" if decision.gpu_ids else "in RAM"
     c1, c2, c3 = st.columns(3)
-    c1.metric(f"Predicted peak {where}", ui.gib(decision.predicted_peak_bytes))
-    c2.metric("Available" + (" per GPU" if decision.gpu_ids else " RAM"), ui.gib(decision.usable_bytes))
+    c1.metric(f"Predicted peak {where}", formatting.gib(decision.predicted_peak_bytes))
+    c2.metric("Available" + (" per GPU" if decision.gpu_ids else " RAM"), formatting.gib(decision.usable_bytes))
     c3.metric("Setup", decision.kind, help=decision.reason)
     if decision.fits is False:
         st.warning(f"**This run will not fit**: {decision.reason}. It would run out of memory.",
                    icon=":material/warning:")
-        fixes = ui.fixes_to_fit(planned.get("request") or {}, bool(decision.gpu_ids))
+        import advisor
+
+        fixes = advisor.fixes_to_fit(planned.get("request") or {}, bool(decision.gpu_ids))
         if fixes:
             st.markdown("Suggested fixes (each checked with the planner):\n" + "\n".join(f"- {f}" for f in fixes))
     elif decision.fits is None:
@@ -241,27 +244,32 @@ def _fit_section(spec, dev) -> tuple[Any, Any]:
 
 
 def _preview(spec, decision) -> None:
-    from runners import rundir
+    from runners.paths import runs_root
+    from runners.rundir.decide import accelerate_config
+    from runners.rundir.prepare import launch_argv
+    from runners.rundir.reader import RunDir
 
-    run = rundir.RunDir(ui.runs_dir() / "<new run id>")
+    run = RunDir(runs_root() / "<new run id>")
     tabs = st.tabs(["Command", "spec.yaml", "accelerate.yaml"])
     with tabs[0]:
-        st.code(shlex.join(rundir.launch_argv(run, decision, spec.method)), language="bash")
+        st.code(shlex.join(launch_argv(run, decision, spec.method)), language="bash")
         st.caption("Run through a supervisor that records it in the registry; the exact command is saved in "
                    "the run directory as command.sh (and command.json).")
     with tabs[1]:
         st.code(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), language="yaml")
     with tabs[2]:
-        st.code(yaml.safe_dump(rundir.accelerate_config(decision, spec), sort_keys=False), language="yaml")
+        st.code(yaml.safe_dump(accelerate_config(decision, spec), sort_keys=False), language="yaml")
 
 
 def _launch(spec) -> None:
-    from runners import launch, rundir
+    from runners.demo.tiny import default_tiny_model_dir
+    from runners.launch import launch
+    from runners.rundir.prepare import prepare
 
     with st.spinner("Preparing and starting the run…"):
-        if spec.model == str(ui.tiny_model_dir()):
-            ui.ensure_tiny_model()
-        run = rundir.prepare(spec)
+        if spec.model == str(default_tiny_model_dir()):
+            launch_form.ensure_tiny_model()
+        run = prepare(spec)
         launch.launch(run.path)
     st.session_state[RUN_KEY] = run.id
     st.session_state["runs_focus"] = run.id
@@ -269,11 +277,11 @@ def _launch(spec) -> None:
 
 def _monitor(run_id: str) -> None:
     st.subheader(f"Run {run_id}")
-    status = ui.render_run(run_id, key="launch_monitor")
+    status = run_monitor.render_run(run_id, key="launch_monitor")
     bar = st.container(horizontal=True)
     c1 = c2 = c3 = bar
     if status == "running" and c1.button("Stop", key="launch_stop", icon=":material/stop:"):
-        ui.stop_run_in_background(run_id)
+        run_monitor.stop_run_in_background(run_id)
         st.toast("Stopping: the run saves a checkpoint, then exits.")
     if c2.button("Open in Runs", key="launch_open_runs", icon=":material/list_alt:"):
         st.session_state["runs_focus"] = run_id
@@ -284,7 +292,7 @@ def _monitor(run_id: str) -> None:
 
 
 def main() -> None:
-    from runners.spec import RECIPE_METHODS, RunSpec
+    from runners.rundir.spec import RECIPE_METHODS, RunSpec
 
     st.title("Launch a run")
     run_id = st.session_state.get(RUN_KEY)
@@ -310,7 +318,7 @@ def main() -> None:
             st.error("Model: give a hub id (org/name) or a local model directory.")
         st.button("Launch", type="primary", disabled=True, key="launch_go_disabled", icon=":material/rocket_launch:")
         return
-    got = ui.attempt("The run settings are not valid", RunSpec.parse, _spec_dict(method, model, trust, data_path, values))
+    got = errors.attempt("The run settings are not valid", RunSpec.parse, _spec_dict(method, model, trust, data_path, values))
     if not got.ok:
         return
     spec = got.value
@@ -327,8 +335,8 @@ def main() -> None:
     if decision is not None:
         _preview(spec, decision)
     if st.button("Launch", type="primary", key="launch_go", icon=":material/rocket_launch:"):
-        if ui.attempt("Launching", _launch, spec).ok:
+        if errors.attempt("Launching", _launch, spec).ok:
             st.rerun()
 
 
-ui.run_page(main)
+errors.run_page(main)

@@ -7,11 +7,11 @@ import json
 import pandas as pd
 import streamlit as st
 
-from alignplan import figures, ui
+from alignplan import errors, figures, formatting, inputs, plan_cache, share_link, sidebar, uploads
 
 P = "plan_"  # widget-key prefix of this page's inputs
 
-ui.use_app_navigation()
+sidebar.use_app_navigation()
 
 
 def _seed_from_link() -> None:
@@ -19,9 +19,9 @@ def _seed_from_link() -> None:
     if st.session_state.get("_plan_seeded"):
         return
     st.session_state["_plan_seeded"] = True
-    methods = ui.attempt("Loading the methods", ui.method_ids)
-    params = {k: v for k, v in st.query_params.to_dict().items() if k in ui.PLAN_DEFAULTS}
-    values, problems = ui.inputs_from_query(params, methods=methods.value if methods.ok else None)
+    methods = errors.attempt("Loading the methods", plan_cache.method_ids)
+    params = {k: v for k, v in st.query_params.to_dict().items() if k in inputs.PLAN_DEFAULTS}
+    values, problems = share_link.inputs_from_query(params, methods=methods.value if methods.ok else None)
     for name, value in values.items():
         st.session_state[P + name] = value
     st.session_state.setdefault("_link_problems", []).extend(problems)
@@ -31,7 +31,7 @@ def _inputs() -> dict:
     """Draw the inputs; return their values by query-parameter name."""
     import planner
 
-    for name, default in ui.PLAN_DEFAULTS.items():
+    for name, default in inputs.PLAN_DEFAULTS.items():
         st.session_state.setdefault(P + name, default)
     method_names = {m: f"{p.name} ({m})" for m, p in planner.METHODS.items()}
     st.multiselect(
@@ -41,12 +41,12 @@ def _inputs() -> dict:
     )
     c1, c2, c3, c4 = st.columns(4)
     c1.selectbox(
-        "Precision", ui.PRECISIONS, key=P + "precision", persist_state="session",
+        "Precision", inputs.PRECISIONS, key=P + "precision", persist_state="session",
         help="bf16: weights and AdamW states in bf16 (8 bytes/param for weights+grads+states); "
         "amp-bf16: fp32 weights with bf16 autocast (16 bytes/param); fp32.",
     )
     c2.segmented_control(
-        "Adapters", ui.ADAPTERS, key=P + "adapter", persist_state="session", required=True,
+        "Adapters", inputs.ADAPTERS, key=P + "adapter", persist_state="session", required=True,
         format_func={"full": "Full", "lora": "LoRA", "qlora": "QLoRA (4-bit)"}.get,
         help="LoRA trains small adapters; QLoRA also stores the frozen base in 4-bit NF4.",
     )
@@ -54,7 +54,7 @@ def _inputs() -> dict:
         "LoRA rank", min_value=1, max_value=1024, step=8, key=P + "rank", persist_state="session",
         disabled=st.session_state[P + "adapter"] == "full",
     )
-    c4.selectbox("Optimizer", ui.OPTIMIZERS, key=P + "optimizer", persist_state="session",
+    c4.selectbox("Optimizer", inputs.OPTIMIZERS, key=P + "optimizer", persist_state="session",
                  help="AdamW keeps two moments per trainable parameter; 8-bit AdamW stores them in 1 byte each; "
                  "Adafactor factors the second moment; SGD keeps none.")
     c1, c2, c3 = st.columns(3)
@@ -68,20 +68,20 @@ def _inputs() -> dict:
     c1.number_input("Nodes", min_value=1, max_value=1024, step=1, key=P + "nodes", persist_state="session",
                     help="GPU type and GPUs per node are in the sidebar.")
     c2.selectbox(
-        "Sharding", ui.ZERO_STAGES, key=P + "zero", persist_state="session",
+        "Sharding", inputs.ZERO_STAGES, key=P + "zero", persist_state="session",
         format_func={0: "None (DDP)", 1: "Stage 1 (optimizer states)", 2: "Stage 2 (+ gradients)",
                      3: "Stage 3 / full shard (+ weights)"}.get,
         help="How the training state is split across all GPUs (GPUs per node x nodes).",
     )
-    c3.selectbox("Sharding engine", ui.ENGINES, key=P + "engine", persist_state="session",
+    c3.selectbox("Sharding engine", inputs.ENGINES, key=P + "engine", persist_state="session",
                  format_func={"deepspeed": "DeepSpeed ZeRO", "fsdp": "PyTorch FSDP"}.get,
                  disabled=st.session_state[P + "zero"] == 0)
     c4.selectbox(
-        "CPU offload", ui.OFFLOADS, key=P + "offload", persist_state="session",
+        "CPU offload", inputs.OFFLOADS, key=P + "offload", persist_state="session",
         format_func={"none": "None", "optimizer": "Optimizer states", "params": "Optimizer + weights"}.get,
         help="Optimizer offload needs sharding stage 1-3; weight offload needs stage 3.",
     )
-    return {name: st.session_state[P + name] for name in ui.PLAN_DEFAULTS}
+    return {name: st.session_state[P + name] for name in inputs.PLAN_DEFAULTS}
 
 
 def _model_choice() -> str | None:
@@ -89,7 +89,7 @@ def _model_choice() -> str | None:
     upload = st.file_uploader("…or upload a model's config.json", type=["json"], key=P + "upload",
                               help="The planner reads the architecture from it; no weights are needed.")
     if upload is None:
-        return ui.shared_choices()[0]
+        return sidebar.shared_choices()[0]
     data = upload.getvalue()
     try:
         json.loads(data)
@@ -97,7 +97,7 @@ def _model_choice() -> str | None:
         st.error(f"{upload.name}: not a valid JSON file ({exc}). Upload the model's config.json.")
         return None
     st.caption(f"Planning the uploaded {upload.name}; a shared link cannot carry an upload.")
-    return str(ui.save_upload(data, "config.json"))
+    return str(uploads.save_upload(data, "config.json"))
 
 
 def _copies_frame(plans: dict) -> pd.DataFrame:
@@ -107,9 +107,9 @@ def _copies_frame(plans: dict) -> pd.DataFrame:
             row = {"method": method}
             for key, value in copy.items():
                 if isinstance(value, dict):  # bytes per component
-                    row.update({f"{figures.COMPONENT_LABELS.get(k, k)} (GiB)": v / ui.GIB for k, v in value.items()})
+                    row.update({f"{figures.COMPONENT_LABELS.get(k, k)} (GiB)": v / formatting.GIB for k, v in value.items()})
                 elif key.endswith("bytes"):
-                    row[key.replace("_bytes", "").replace("bytes", "total") + " (GiB)"] = value / ui.GIB
+                    row[key.replace("_bytes", "").replace("bytes", "total") + " (GiB)"] = value / formatting.GIB
                 else:
                     row[key] = value
             rows.append(row)
@@ -117,10 +117,10 @@ def _copies_frame(plans: dict) -> pd.DataFrame:
 
 
 def _fits_frame(plans: dict) -> pd.DataFrame:
-    gpus = ui.gpu_table()
+    gpus = plan_cache.gpu_table()
     rows = []
     for gpu_id, spec in gpus.items():
-        row = {"GPU": gpu_id, "memory (GiB)": round(spec["memory_bytes"] / ui.GIB, 1)}
+        row = {"GPU": gpu_id, "memory (GiB)": round(spec["memory_bytes"] / formatting.GIB, 1)}
         for method, plan in plans.items():
             n = plan.min_gpus.get(gpu_id)
             row[method] = "no fit" if n is None else int(n)
@@ -132,15 +132,15 @@ def _phases_frame(plans: dict) -> pd.DataFrame:
     rows = []
     for method, plan in plans.items():
         for phase in plan.phases:
-            rows.append({"method": method, "phase": phase["name"], "total (GiB)": phase["total_bytes"] / ui.GIB,
-                         **{f"{figures.COMPONENT_LABELS.get(k, k)} (GiB)": v / ui.GIB
+            rows.append({"method": method, "phase": phase["name"], "total (GiB)": phase["total_bytes"] / formatting.GIB,
+                         **{f"{figures.COMPONENT_LABELS.get(k, k)} (GiB)": v / formatting.GIB
                             for k, v in phase.get("components", {}).items()},
                          "peak": phase["name"] == plan.peak_phase})
     return pd.DataFrame(rows)
 
 
 def _results(plans: dict, model: str, gpu: str, gpus: int) -> None:
-    table = ui.gpu_table()
+    table = plan_cache.gpu_table()
     capacity = table[gpu]["usable_bytes"]
     cols = st.columns(min(len(plans), 5))
     for i, (method, plan) in enumerate(plans.items()):
@@ -148,9 +148,9 @@ def _results(plans: dict, model: str, gpu: str, gpus: int) -> None:
         delta = None if fits is None else ("fits" if fits else "does not fit")
         col = cols[i % len(cols)]
         col.metric(
-            f"{method} peak per GPU", ui.gib(plan.peak_bytes_per_gpu), delta=delta,
+            f"{method} peak per GPU", formatting.gib(plan.peak_bytes_per_gpu), delta=delta,
             delta_color="normal" if fits else "inverse", delta_arrow="off",
-            help=f"Headroom on {gpu}: {ui.gib(plan.headroom_bytes)}.",
+            help=f"Headroom on {gpu}: {formatting.gib(plan.headroom_bytes)}.",
         )
         col.caption(f"peak phase: {plan.peak_phase.replace('_', ' ')}")
     fig = figures.memory_breakdown_figure(
@@ -193,19 +193,19 @@ def main() -> None:
         st.warning(problem)
     model = _model_choice()
     values = _inputs()
-    _, gpu, gpus = ui.shared_choices()
-    st.query_params.from_dict(ui.query_from_inputs({**values, ui.MODEL_KEY: ui.shared_choices()[0],
-                                                    ui.GPU_KEY: gpu, ui.GPUS_KEY: gpus}))
+    _, gpu, gpus = sidebar.shared_choices()
+    st.query_params.from_dict(share_link.query_from_inputs({**values, inputs.MODEL_KEY: sidebar.shared_choices()[0],
+                                                            inputs.GPU_KEY: gpu, inputs.GPUS_KEY: gpus}))
     if model is None:
         return
     if not values["methods"]:
         st.info("Pick at least one method to compare.")
         return
-    kwargs = ui.request_kwargs(values, model, gpu, gpus)
+    kwargs = inputs.request_kwargs(values, model, gpu, gpus)
     with st.spinner("Planning…"):
-        plans = ui.attempt("Planning", ui.plans_for, kwargs, list(values["methods"]))
+        plans = errors.attempt("Planning", plan_cache.plans_for, kwargs, list(values["methods"]))
     if plans.ok:
-        ui.attempt("Showing the plan", _results, plans.value, model, gpu, gpus)
+        errors.attempt("Showing the plan", _results, plans.value, model, gpu, gpus)
 
 
-ui.run_page(main)
+errors.run_page(main)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from alignplan import figures, ui
+from alignplan import errors, figures, formatting, run_monitor, sidebar
 
-ui.use_app_navigation()
+sidebar.use_app_navigation()
 
 
 def _short_model(model: str) -> str:
@@ -25,9 +25,9 @@ def _table(records: list) -> pd.DataFrame:
         rows.append({
             "id": r.id, "status": r.status, "method": r.method, "model": _short_model(r.model),
             "step": last.get("step"), "loss": last.get("loss"),
-            "predicted peak (GiB)": None if r.predicted_peak_bytes is None else r.predicted_peak_bytes / ui.GIB,
-            "measured peak (GiB)": None if r.measured_peak_bytes is None else r.measured_peak_bytes / ui.GIB,
-            "duration": ui.fmt_duration((r.ended_at or r.updated_at) - r.started_at) if r.started_at else "–",
+            "predicted peak (GiB)": None if r.predicted_peak_bytes is None else r.predicted_peak_bytes / formatting.GIB,
+            "measured peak (GiB)": None if r.measured_peak_bytes is None else r.measured_peak_bytes / formatting.GIB,
+            "duration": formatting.fmt_duration((r.ended_at or r.updated_at) - r.started_at) if r.started_at else "–",
             "created": dt.datetime.fromtimestamp(r.created_at), "name": r.name or "", "dataset": r.dataset,
         })
     return pd.DataFrame(rows)
@@ -51,19 +51,19 @@ def _filters(records: list) -> list:
 
 
 def _actions(rec) -> None:
-    from runners import launch
+    from runners.launch import launch
 
     bar = st.container(horizontal=True)
     c1 = c2 = c3 = bar
     if rec.status == "running" and c1.button("Stop", key="runs_stop", icon=":material/stop:"):
-        ui.stop_run_in_background(rec.id)
+        run_monitor.stop_run_in_background(rec.id)
         st.toast(f"Asked {rec.id} to stop: it saves a checkpoint first, then the status turns to stopped.")
     if rec.status in launch.STARTABLE_STATUSES and c2.button("Start", key="runs_start", icon=":material/play_arrow:"):
-        if ui.attempt("Starting the run", launch.start, rec.id).ok:
+        if errors.attempt("Starting the run", launch.start, rec.id).ok:
             st.toast(f"Started {rec.id}.")
             st.rerun()
     if rec.status in launch.RESUMABLE_STATUSES and c2.button("Resume", key="runs_resume", icon=":material/replay:"):
-        if ui.attempt("Resuming the run", launch.resume, rec.id).ok:
+        if errors.attempt("Resuming the run", launch.resume, rec.id).ok:
             st.toast(f"Resumed {rec.id} from its newest checkpoint.")
             st.rerun()
     if rec.status != "running" and c3.button("Delete…", key="runs_delete", icon=":material/delete:"):
@@ -78,10 +78,10 @@ def _confirm_delete(run_id: str) -> None:
                    "will be removed.", icon=":material/delete:")
         c1 = c2 = st.container(horizontal=True)
         if c1.button("Delete", type="primary", key="runs_delete_yes"):
-            from runners import launch
+            from runners.launch import launch
 
             st.session_state.pop("runs_confirm_delete", None)
-            if ui.attempt("Deleting the run", launch.delete, run_id).ok:
+            if errors.attempt("Deleting the run", launch.delete, run_id).ok:
                 st.session_state.pop("runs_selected", None)
                 st.toast(f"Deleted {run_id}.")
                 st.rerun()
@@ -100,9 +100,9 @@ def _detail(records: list) -> None:
     run_id = st.selectbox("Run", ids, key="runs_selected")
     rec = next(r for r in records if r.id == run_id)
     _actions(rec)
-    ui.render_run(run_id, key="runs_detail")
+    run_monitor.render_run(run_id, key="runs_detail")
     with st.expander("Spec (spec.yaml)"):
-        from runners.rundir import RunDir
+        from runners.rundir.reader import RunDir
 
         run = RunDir(Path(rec.run_dir))
         text = run.spec_path.read_text(encoding="utf-8") if run.spec_path.exists() else "(missing)"
@@ -113,7 +113,7 @@ def _detail(records: list) -> None:
 
 
 def _compare(records: list) -> None:
-    from runners.rundir import RunDir
+    from runners.rundir.reader import RunDir
 
     ids = [r.id for r in reversed(records)]
     if len(ids) < 2:
@@ -124,16 +124,18 @@ def _compare(records: list) -> None:
     b = c2.selectbox("Second run", ids, index=1, key="runs_cmp_b")
     by_id = {r.id: r for r in records}
     rows = {rid: RunDir(Path(by_id[rid].run_dir)).metrics() for rid in dict.fromkeys([a, b])}
-    keys = ["loss"] + sorted({k for rs in rows.values() for k in ui.method_metric_keys(rs)})
+    keys = ["loss"] + sorted({k for rs in rows.values() for k in run_monitor.method_metric_keys(rs)})
     metric = c3.selectbox("Metric", keys, key="runs_cmp_metric")
     st.plotly_chart(figures.compare_runs_figure(rows, metric), key="runs_cmp_chart")
 
 
 def main() -> None:
+    from runners.paths import runs_root
+
     st.title("Runs")
-    st.caption(f"Every run prepared or launched from this machine (registry: {ui.runs_dir()}/registry.db). "
+    st.caption(f"Every run prepared or launched from this machine (registry: {runs_root()}/registry.db). "
                "Runs keep going when the tab closes; this page finds them again.")
-    reg = ui.attempt("Opening the run registry", ui.registry)
+    reg = errors.attempt("Opening the run registry", run_monitor.registry)
     if not reg.ok:
         return
     records = reg.value.list()
@@ -158,4 +160,4 @@ def main() -> None:
         _compare(shown)
 
 
-ui.run_page(main)
+errors.run_page(main)

@@ -1,24 +1,25 @@
-"""Query parameters <-> plan inputs, and the planner request built from them."""
+"""The app's plain helpers: query parameters <-> plan inputs, the planner request built from them, uploads,
+the Launch form's defaults, the run monitor's metric choice, errors shown on a page."""
 
 from __future__ import annotations
 
-from alignplan import ui
+from alignplan import inputs, launch_form, run_monitor, share_link, uploads
 
 
 def test_query_round_trip_keeps_only_non_defaults():
-    values = {**ui.PLAN_DEFAULTS, "methods": ["dpo", "grpo"], "seq": 4096, "ckpt": False, "zero": 3,
-              ui.MODEL_KEY: "Qwen/Qwen2.5-7B", ui.GPU_KEY: ui.DEFAULT_GPU, ui.GPUS_KEY: 4}
-    query = ui.query_from_inputs(values)
+    values = {**inputs.PLAN_DEFAULTS, "methods": ["dpo", "grpo"], "seq": 4096, "ckpt": False, "zero": 3,
+              inputs.MODEL_KEY: "Qwen/Qwen2.5-7B", inputs.GPU_KEY: inputs.DEFAULT_GPU, inputs.GPUS_KEY: 4}
+    query = share_link.query_from_inputs(values)
     assert query == {"methods": "dpo,grpo", "seq": "4096", "ckpt": "0", "zero": "3",
                      "model": "Qwen/Qwen2.5-7B", "gpus": "4"}
-    back, problems = ui.inputs_from_query(query, methods={"dpo": 1, "grpo": 1})
+    back, problems = share_link.inputs_from_query(query, methods={"dpo": 1, "grpo": 1})
     assert problems == []
     assert back == {"methods": ["dpo", "grpo"], "seq": 4096, "ckpt": False, "zero": 3,
                     "model": "Qwen/Qwen2.5-7B", "gpus": 4}
 
 
 def test_bad_query_values_are_reported_and_dropped():
-    back, problems = ui.inputs_from_query(
+    back, problems = share_link.inputs_from_query(
         {"seq": "lots", "zero": "5", "methods": "dpo,nope", "gpu": "Z80", "batch": "0", "precision": "fp8",
          "foreign": "x", "rank": "8"},
         methods={"dpo": 1}, gpus={"H100-80GB": 1},
@@ -31,32 +32,32 @@ def test_bad_query_values_are_reported_and_dropped():
 
 
 def test_request_kwargs_maps_adapters_and_offload():
-    kw = ui.request_kwargs({**ui.PLAN_DEFAULTS, "adapter": "qlora", "rank": 32, "offload": "optimizer"},
+    kw = inputs.request_kwargs({**inputs.PLAN_DEFAULTS, "adapter": "qlora", "rank": 32, "offload": "optimizer"},
                            "m", "A100-80GB", 2)
     assert kw["lora_rank"] == 32 and kw["quant"] == "nf4" and kw["offload"] == "optimizer"
     assert kw["gpu"] == "A100-80GB" and kw["gpus"] == 2
-    full = ui.request_kwargs(ui.PLAN_DEFAULTS, "m", "H100-80GB", 1)
+    full = inputs.request_kwargs(inputs.PLAN_DEFAULTS, "m", "H100-80GB", 1)
     assert full["lora_rank"] is None and full["quant"] is None and full["offload"] is None
     assert full["seq_len"] == 2048 and full["grad_ckpt"] is True
 
 
 def test_save_upload_is_content_addressed(tmp_path, monkeypatch):
-    monkeypatch.setattr(ui.tempfile, "gettempdir", lambda: str(tmp_path))
-    a = ui.save_upload(b'{"a": 1}', "../../evil.json")
-    b = ui.save_upload(b'{"a": 1}', "../../evil.json")
-    c = ui.save_upload(b'{"a": 2}')
+    monkeypatch.setattr(uploads.tempfile, "gettempdir", lambda: str(tmp_path))
+    a = uploads.save_upload(b'{"a": 1}', "../../evil.json")
+    b = uploads.save_upload(b'{"a": 1}', "../../evil.json")
+    c = uploads.save_upload(b'{"a": 2}')
     assert a == b != c and a.name == "evil.json" and tmp_path in a.parents
     assert a.read_bytes() == b'{"a": 1}'
 
 
 def test_trl_defaults_table_matches_trl(monkeypatch):
-    """The Launch form's defaults (kept in ui so the page opens without importing TRL) are TRL's."""
+    """The Launch form's defaults (kept in alignplan.launch_form so the page opens without importing TRL) are TRL's."""
     monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
     import dataclasses
 
-    from runners import trl_compat
+    from runners.recipes import trl_compat
 
-    for method, fields in ui.TRL_DEFAULTS.items():
+    for method, fields in launch_form.TRL_DEFAULTS.items():
         cls, _ = trl_compat.config_for(method)
         defaults = {f.name: f.default for f in dataclasses.fields(cls)}
         for key, value in fields.items():
@@ -64,18 +65,18 @@ def test_trl_defaults_table_matches_trl(monkeypatch):
 
 
 def test_form_hparams_layers_defaults_demo_and_preset():
-    from runners import tiny
+    from runners.demo import tiny
 
-    fields, extras = ui.form_hparams("dpo", tiny=False, preset={"beta": 0.3, "loss_type": ["ipo"]})
-    assert fields == {**ui.TRL_DEFAULTS["dpo"], "beta": 0.3} and extras == {"loss_type": ["ipo"]}
-    fields, extras = ui.form_hparams("dpo", tiny=True, preset={"beta": 0.3, "learning_rate": 1e-6})
+    fields, extras = launch_form.form_hparams("dpo", tiny=False, preset={"beta": 0.3, "loss_type": ["ipo"]})
+    assert fields == {**launch_form.TRL_DEFAULTS["dpo"], "beta": 0.3} and extras == {"loss_type": ["ipo"]}
+    fields, extras = launch_form.form_hparams("dpo", tiny=True, preset={"beta": 0.3, "learning_rate": 1e-6})
     assert fields["learning_rate"] == tiny.DEMO_HPARAMS["learning_rate"] and fields["beta"] == 0.3
     assert fields["max_length"] == tiny.DEMO_HPARAMS["max_length"]
     assert fields["per_device_train_batch_size"] == tiny.DEMO_HPARAMS["per_device_train_batch_size"]
     assert extras["lr_scheduler_type"] == tiny.DEMO_HPARAMS["lr_scheduler_type"]
-    fields, _ = ui.form_hparams("grpo", tiny=False)
+    fields, _ = launch_form.form_hparams("grpo", tiny=False)
     assert fields["num_generations"] == 8 and "max_length" not in fields
-    fields, _ = ui.form_hparams("grpo", tiny=True, preset={"num_generations": 8})
+    fields, _ = launch_form.form_hparams("grpo", tiny=True, preset={"num_generations": 8})
     assert fields["num_generations"] == 4 and fields["max_completion_length"] == 16  # the CPU demo's
     assert fields["per_device_train_batch_size"] % fields["num_generations"] == 0
 
@@ -83,23 +84,23 @@ def test_form_hparams_layers_defaults_demo_and_preset():
 def test_metric_keys_pick_the_method_metrics():
     dpo = [{"step": 1, "loss": 0.7, "num_tokens": 300, "entropy": 5.0, "rewards/margins": 0.1, "logps/chosen": -3.0,
             "rewards/accuracies": 0.5, "memory_kind": "cpu_rss", "done": True}]
-    assert ui.method_metric_keys(dpo) == ["entropy", "rewards/margins", "logps/chosen", "rewards/accuracies"]
-    assert ui.key_metric_keys(dpo) == ["rewards/accuracies", "rewards/margins"]
-    assert ui.key_metric_keys([{"step": 1, "reward": 1.0, "kl": 0.1, "completions/mean_length": 3}]) == ["reward", "kl"]
-    assert ui.key_metric_keys([{"step": 1, "foo": 2.0}]) == ["foo"]
+    assert run_monitor.method_metric_keys(dpo) == ["entropy", "rewards/margins", "logps/chosen", "rewards/accuracies"]
+    assert run_monitor.key_metric_keys(dpo) == ["rewards/accuracies", "rewards/margins"]
+    assert run_monitor.key_metric_keys([{"step": 1, "reward": 1.0, "kl": 0.1, "completions/mean_length": 3}]) == ["reward", "kl"]
+    assert run_monitor.key_metric_keys([{"step": 1, "foo": 2.0}]) == ["foo"]
 
 
 def test_errors_reach_the_page_as_messages_not_tracebacks():
     from streamlit.testing.v1 import AppTest
 
     def page():
-        from alignplan import ui
+        from alignplan import errors
 
         def boom():
             raise RuntimeError("kaboom")
 
-        ui.run_page(boom)
-        ui.attempt("Reading the count", int, "many")
+        errors.run_page(boom)
+        errors.attempt("Reading the count", int, "many")
 
     at = AppTest.from_function(page).run()
     assert not at.exception
@@ -109,26 +110,26 @@ def test_errors_reach_the_page_as_messages_not_tracebacks():
 
 
 def test_upload_names_cannot_leave_their_folder(tmp_path, monkeypatch):
-    assert ui.upload_name("../../etc/passwd", "x") == "passwd"
-    assert ui.upload_name("..", "x") == "x" and ui.upload_name("", "x") == "x"
-    assert ui.upload_name("C:\\Users\\me\\prefs.jsonl", "x") == "prefs.jsonl"
+    assert uploads.upload_name("../../etc/passwd", "x") == "passwd"
+    assert uploads.upload_name("..", "x") == "x" and uploads.upload_name("", "x") == "x"
+    assert uploads.upload_name("C:\\Users\\me\\prefs.jsonl", "x") == "prefs.jsonl"
     monkeypatch.setenv("ALIGNPLAN_RUNS_DIR", str(tmp_path / "runs"))
-    path = ui.save_dataset_upload(b'{"prompt": "p"}\n', "..")
+    path = uploads.save_dataset_upload(b'{"prompt": "p"}\n', "..")
     assert path.parent.parent == (tmp_path / "runs" / "uploads").resolve() and path.name == "data.jsonl"
 
 
 def test_every_choice_the_plan_page_offers_is_accepted_by_the_planner():
     import planner
 
-    for offload in ui.OFFLOADS:
-        for engine in ui.ENGINES:
-            for adapter in ui.ADAPTERS:
-                values = {**ui.PLAN_DEFAULTS, "offload": offload, "engine": engine, "zero": 3, "adapter": adapter}
-                kw = ui.request_kwargs(values, "Qwen/Qwen2.5-0.5B", "A10G-24GB", 2)
+    for offload in inputs.OFFLOADS:
+        for engine in inputs.ENGINES:
+            for adapter in inputs.ADAPTERS:
+                values = {**inputs.PLAN_DEFAULTS, "offload": offload, "engine": engine, "zero": 3, "adapter": adapter}
+                kw = inputs.request_kwargs(values, "Qwen/Qwen2.5-0.5B", "A10G-24GB", 2)
                 plan = planner.estimate(planner.PlanRequest(method="dpo", **kw))
                 assert plan.peak_bytes_per_gpu > 0
-    for precision in ui.PRECISIONS:
-        for optimizer in ui.OPTIMIZERS:
-            kw = ui.request_kwargs({**ui.PLAN_DEFAULTS, "precision": precision, "optimizer": optimizer},
+    for precision in inputs.PRECISIONS:
+        for optimizer in inputs.OPTIMIZERS:
+            kw = inputs.request_kwargs({**inputs.PLAN_DEFAULTS, "precision": precision, "optimizer": optimizer},
                                    "Qwen/Qwen2.5-0.5B", "A10G-24GB", 1)
             assert planner.estimate(planner.PlanRequest(method="sft", **kw)).peak_bytes_per_gpu > 0

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runners import tiny
+from runners.demo import tiny
 
 
 def _launch_page(app):
@@ -68,7 +68,7 @@ def test_the_advice_prefills_the_form(app):
 
 @pytest.mark.slow
 def test_launching_the_demo_trains_and_the_runs_page_finds_it(app):
-    from runners import launch
+    from runners.launch import launch
 
     at = _launch_page(app)
     at.button(key="launch_go").click().run()
@@ -97,9 +97,9 @@ def test_launching_the_demo_trains_and_the_runs_page_finds_it(app):
 
 @pytest.mark.slow
 def test_stop_then_resume_from_the_pages(app):
-    from runners import launch
-    from runners.registry import Registry
-    from runners.rundir import RunDir
+    from runners.launch import launch
+    from runners.registry.store import Registry
+    from runners.rundir.reader import RunDir
 
     at = _launch_page(app)
     at.number_input(key="launch_steps_dpo_tiny").set_value(400).run()
@@ -129,17 +129,17 @@ def test_stop_then_resume_from_the_pages(app):
 @contextlib.contextmanager
 def _hub_model_form(app, monkeypatch, fake_gpus: str, model: str = "meta-llama/Llama-3.1-8B"):
     """The Launch page with fake GPUs and a hub model typed in (devices are cached: cleared around it)."""
-    from alignplan import ui
+    from alignplan import launch_form
 
     monkeypatch.setenv("ALIGNPLAN_FAKE_GPUS", fake_gpus)
-    ui.devices_found.clear()
+    launch_form.devices_found.clear()
     try:
         at = _launch_page(app)
         at.radio(key="launch_model_source").set_value("Hub id or local model directory").run()
         at.text_input(key="launch_model").set_value(model).run()
         yield at
     finally:
-        ui.devices_found.clear()
+        launch_form.devices_found.clear()
 
 
 def test_a_run_that_will_not_fit_warns_with_fixes(app, monkeypatch):
@@ -156,7 +156,7 @@ def test_a_run_that_will_not_fit_warns_with_fixes(app, monkeypatch):
 
 
 def test_several_gpus_offer_sharding_and_the_stage_reaches_the_plan(app, monkeypatch):
-    monkeypatch.setattr("runners.rundir.deepspeed_installed", lambda: False)
+    monkeypatch.setattr("runners.rundir.decide.deepspeed_installed", lambda: False)
     with _hub_model_form(app, monkeypatch, "A100-40GB,A100-40GB,A100-40GB,A100-40GB") as at:
         at.number_input(key="launch_hp_dpo_model_per_device_train_batch_size").set_value(1).run()
         assert not at.exception and not at.error, [e.value for e in at.error]
@@ -185,7 +185,7 @@ def test_a_tight_reference_is_precomputed_and_the_page_says_so(app, monkeypatch)
 
 
 def test_every_recipe_method_gets_a_valid_demo_form(app):
-    from runners.spec import RECIPE_METHODS
+    from runners.rundir.spec import RECIPE_METHODS
 
     at = _launch_page(app)
     for method in RECIPE_METHODS:

@@ -77,9 +77,9 @@ def test_uploaded_config_json_is_planned(app):
 
 
 def test_gib_display():
-    from alignplan import ui
+    from alignplan import formatting
 
-    assert ui.gib(None) == "–" and ui.gib(2**29) == "0.50 GiB" and ui.gib(80 * 2**30) == "80.0 GiB"
+    assert formatting.gib(None) == "–" and formatting.gib(2**29) == "0.50 GiB" and formatting.gib(80 * 2**30) == "80.0 GiB"
 
 
 def test_an_unknown_hub_id_says_what_to_do(app):

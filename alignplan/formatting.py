@@ -1,0 +1,22 @@
+"""How the app shows numbers: bytes in GiB (2^30), durations."""
+
+from __future__ import annotations
+
+GIB = 2**30
+
+
+def gib(n: int | float | None) -> str:
+    """Bytes as GiB (2^30) for display: two decimals below 10 GiB, one above."""
+    if n is None:
+        return "–"
+    value = n / GIB
+    return f"{value:,.2f} GiB" if abs(value) < 10 else f"{value:,.1f} GiB"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")

@@ -1,0 +1,112 @@
+"""The Launch page's form: its hyper-parameter defaults (TRL's, the tiny demo model's, the advice's
+preset), the tiny demo model, the data preview and the devices found."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+# TRL 1.16's defaults for the fields the Launch form shows, per recipe method. Kept here so the page
+# opens without importing TRL (seconds); tests/app/test_app_helpers.py checks them against TRL's classes.
+_PREF = {"learning_rate": 1e-6, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
+         "max_length": 1024, "beta": 0.1}
+_ONLINE = {"learning_rate": 1e-6, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
+           "max_completion_length": 512}
+TRL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sft": {"learning_rate": 2e-5, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
+            "max_length": 1024},
+    "rm": {"learning_rate": 1e-4, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
+           "max_length": 1024},
+    "dpo": dict(_PREF),
+    "ipo": dict(_PREF),
+    "kto": dict(_PREF),
+    "orpo": dict(_PREF),
+    "simpo": dict(_PREF),
+    "grpo": {**_ONLINE, "beta": 0.0, "num_generations": 8},
+    "rloo": {**_ONLINE, "beta": 0.05, "num_generations": 2},
+}
+
+
+TINY_KEEPS = frozenset({"learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length",
+                        "lr_scheduler_type", "warmup_steps", "max_completion_length", "num_generations"})
+
+
+def form_hparams(method: str, tiny: bool, preset: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(values of the form's hyper-parameter fields, extra hparams for the free-form box) for a method.
+
+    TRL's defaults; then the tiny demo model's settings when it is the model (TRL's defaults are tuned
+    for billion-parameter models); then what the advisor's preset sets, except, for the tiny model,
+    the settings of scale in TINY_KEEPS."""
+    fields = dict(TRL_DEFAULTS.get(method, TRL_DEFAULTS["dpo"]))
+    extras: dict[str, Any] = {}
+    if tiny:
+        from runners.demo import tiny as tiny_model
+
+        online = tiny_model.DEMO_ONLINE_HPARAMS if "num_generations" in fields else {}
+        for key, value in {**tiny_model.DEMO_HPARAMS, **online}.items():
+            if key in fields:
+                fields[key] = value
+            elif key in ("lr_scheduler_type", "warmup_steps"):
+                extras[key] = value
+    for key, value in (preset or {}).items():
+        if tiny and key in TINY_KEEPS:
+            continue  # a randomly initialised 2-layer model needs the demo's step size to learn at all
+        if key in fields:
+            fields[key] = value
+        else:
+            extras[key] = value
+    return fields, extras
+
+
+def ensure_tiny_model() -> Path:
+    """Build the tiny demo model once, in a child process (keeps torch out of the app's process)."""
+    import subprocess
+    import sys
+
+    from runners.demo.tiny import default_tiny_model_dir, is_built
+    from runners.paths import runs_root
+
+    out = default_tiny_model_dir()
+    if is_built(out):
+        return out
+    log = runs_root() / "tiny-model-build.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as fh:
+        code = subprocess.call([sys.executable, "-m", "runners.demo.tiny", str(out)], stdout=fh,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                               cwd=str(Path(__file__).resolve().parent.parent))
+    if code != 0 or not is_built(out):
+        raise RuntimeError(f"building the tiny demo model into {out} failed (exit {code}); see {log}")
+    return out
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def dataset_preview(path: str, stamp: tuple[float, int], method: str, rows: int = 5) -> dict[str, Any]:
+    """First rows as read, and the format detected and checked for the method (runners.data).
+    stamp (mtime, size) makes an edited file a new cache entry. Raises DataError for unusable data."""
+    from runners.data import load as data
+
+    dataset, fmt = data.load_and_normalize({"path": path}, method)
+    raw, _, _ = data.load_rows(path)
+    return {"rows": raw[:rows], "format": fmt.name, "description": fmt.description, "count": fmt.rows,
+            "columns": list(dataset.column_names)}
+
+
+def file_stamp(path: str) -> tuple[float, int]:
+    try:
+        st_ = Path(path).stat()
+        return (st_.st_mtime, st_.st_size)
+    except OSError:
+        return (0.0, 0)
+
+
+
+@st.cache_data(show_spinner=False, ttl=30)
+def devices_found() -> Any:
+    from runners.rundir import devices
+
+    return devices.discover()
+
