@@ -82,6 +82,7 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
     "kto": ("unpaired", *PREFERENCE_FORMATS),
     "grpo": ("prompt-only", "prompt-completion", "unpaired", *PREFERENCE_FORMATS),
     "rloo": ("prompt-only", "prompt-completion", "unpaired", *PREFERENCE_FORMATS),
+    "ppo": ("prompt-only", "prompt-completion", "unpaired", *PREFERENCE_FORMATS),
     "sft": ("sft-messages", "prompt-completion", "text", *PREFERENCE_FORMATS),
 }
 
@@ -94,6 +95,7 @@ EXPECTED_COLUMNS: dict[str, str] = {
     "kto": "prompt/completion/label (or paired prompt/chosen/rejected, which is unpaired)",
     "grpo": "prompt",
     "rloo": "prompt",
+    "ppo": "prompt",
     "sft": "messages, prompt/completion, or text",
 }
 
@@ -464,7 +466,7 @@ def normalize(rows: Iterable[dict[str, Any]], name: str, method: str) -> list[di
         pairs = [to_explicit_preference(row, name) for row in rows]
         if method == "kto":
             return unpair(pairs)
-        if method in ("grpo", "rloo"):
+        if method in ("grpo", "rloo", "ppo"):
             return [{"prompt": p["prompt"]} for p in pairs]
         if method == "sft":
             return [{"prompt": p["prompt"], "completion": p["chosen"]} for p in pairs]

@@ -35,6 +35,10 @@ def cpo():
 def config_for(method: str) -> tuple[type, dict[str, Any]]:
     """(the TRL config class the method's recipe builds, the settings the recipe fixes); KeyError
     for a method without a recipe."""
+    if method == "ppo":  # TRL 1.16 has no PPO: our own config, checked the same way
+        from runners.rl.ppo_config import PPOConfig
+
+        return PPOConfig, {}
     if method == "orpo":
         return orpo()[0], {}
     if method == "simpo":
