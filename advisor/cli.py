@@ -113,7 +113,7 @@ def ask_interactively(out: TextIO = sys.stdout) -> dict[str, Any]:
 
 def check_has_recipe(method: str, spec_file: str) -> None:
     """A spec file is only useful to `alignplan run`, which has recipes for RECIPE_METHODS only."""
-    from runners.spec import RECIPE_METHODS
+    from runners.rundir.spec import RECIPE_METHODS
 
     if method not in RECIPE_METHODS:
         raise AdvisorError(

@@ -114,7 +114,7 @@ def planner_phases(model_dir: Path) -> dict[str, dict[str, int]]:
 def rows() -> list[dict]:
     import torch
 
-    from runners import tiny
+    from runners.demo import tiny
 
     torch.set_num_threads(2)
     out = []

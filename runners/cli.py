@@ -145,7 +145,7 @@ def parse_devices(value: str) -> str | list[int]:
 
 
 def spec_from_args(args: argparse.Namespace):
-    from runners.spec import RunSpec
+    from runners.rundir.spec import RunSpec
 
     data: dict[str, Any] = {}
     if args.spec:
@@ -175,9 +175,9 @@ def spec_from_args(args: argparse.Namespace):
 def check_local_inputs(spec) -> None:
     """Fail before preparing or launching on inputs the recipe would reject: a missing or
     incomplete model folder, an unreachable hub, unknown hparams, data that does not load or does
-    not suit the method (runners.preflight). A dry run skips this: planning for another machine
+    not suit the method (runners.launch.preflight). A dry run skips this: planning for another machine
     needs no local data."""
-    from runners.preflight import check_run_inputs
+    from runners.launch.preflight import check_run_inputs
 
     check_run_inputs(spec)
 
@@ -185,7 +185,7 @@ def check_local_inputs(spec) -> None:
 def dry_run_warnings(spec) -> list[str]:
     """A dry run may plan for another machine, so inputs missing here do not stop it; say which,
     so that a typo is not found only when the run starts."""
-    from runners import preflight
+    from runners.launch import preflight
 
     warnings = []
     for check in (preflight.check_model, preflight.check_dataset):
@@ -291,13 +291,13 @@ def print_plan(doc: dict[str, Any]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from runners.rundir import prepare
+    from runners.rundir.prepare import prepare
 
     spec = spec_from_args(args)
     if not args.dry_run:
         check_local_inputs(spec)
     if args.dry_run:
-        from runners.preflight import check_hparams
+        from runners.launch.preflight import check_hparams
 
         check_hparams(spec)  # wrong on any machine, unlike a model or data set that is not here
     unchecked = dry_run_warnings(spec) if args.dry_run else []
@@ -313,9 +313,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def launch_and_follow(run_id: str, run_path: Path, *, detach: bool, as_json: bool, grace: float,
                       resume_run: bool = False, start_run: bool = False) -> int:
-    from runners import launch
-    from runners.registry import Registry
-    from runners.rundir import RunDir
+    from runners.launch import launch
+    from runners.registry.store import Registry
+    from runners.rundir.reader import RunDir
 
     out = sys.stderr if as_json else sys.stdout
     interrupted = False
@@ -350,7 +350,7 @@ def launch_and_follow(run_id: str, run_path: Path, *, detach: bool, as_json: boo
 
 def stop_after_interrupt(run_id: str, grace: float, out) -> None:
     """Ctrl-C: a clean stop (checkpoint, exit); a second Ctrl-C kills the run's process group at once."""
-    from runners import launch
+    from runners.launch import launch
 
     print(f"\nstopping run {run_id} (checkpoint, then exit; up to {grace:.0f}s; Ctrl-C again to kill)...",
           file=out, flush=True)
@@ -381,7 +381,7 @@ def print_outcome(rec) -> None:
 
 def failure_line(rec) -> str | None:
     """The recipe's one-line error (result.json), else the first line of the registry's error text."""
-    from runners.rundir import RunDir
+    from runners.rundir.reader import RunDir
 
     try:
         error = (RunDir(Path(rec.run_dir)).result() or {}).get("error")
@@ -393,7 +393,7 @@ def failure_line(rec) -> str | None:
 
 
 def _records():
-    from runners.registry import Registry
+    from runners.registry.store import Registry
 
     return Registry.for_runs_root()
 
@@ -418,7 +418,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from runners.rundir import RunDir
+    from runners.rundir.reader import RunDir
 
     rec = _records().resolve(args.id)
     run = RunDir(Path(rec.run_dir))
@@ -436,8 +436,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from runners.registry import FINAL_STATUSES
-    from runners.rundir import RunDir
+    from runners.registry.store import FINAL_STATUSES
+    from runners.rundir.reader import RunDir
 
     if args.lines < 1:
         raise CliInputError(f"-n/--lines {args.lines}: expected a number of lines >= 1")
@@ -470,7 +470,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    from runners import launch
+    from runners.launch import launch
 
     rec = launch.stop(args.id, grace=args.grace)
     if args.json:
@@ -487,8 +487,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    from runners import launch
-    from runners.rundir import RunDir
+    from runners.launch import launch
+    from runners.rundir.reader import RunDir
 
     rec = _records().resolve(args.id)
     if rec.status not in launch.STARTABLE_STATUSES:
@@ -499,7 +499,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from runners import launch
+    from runners.launch import launch
 
     run_id = launch.delete(args.id)
     emit_json({"deleted": run_id}) if args.json else print(f"deleted run {run_id}")
@@ -507,7 +507,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_tiny_model(args: argparse.Namespace) -> int:
-    from runners.tiny import build_tiny_model
+    from runners.demo.tiny import build_tiny_model
 
     path = build_tiny_model(args.dir)
     emit_json({"path": str(path)}) if args.json else print(path)
@@ -516,10 +516,10 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Tiny model + bundled preference pairs + DPO on CPU, followed to the end."""
-    from runners import launch
-    from runners.rundir import prepare
-    from runners.spec import RunSpec
-    from runners.tiny import DEMO_HPARAMS, DEMO_MAX_STEPS, build_tiny_model, demo_dataset_path
+    from runners.demo.tiny import DEMO_HPARAMS, DEMO_MAX_STEPS, build_tiny_model, demo_dataset_path
+    from runners.launch import launch
+    from runners.rundir.prepare import prepare
+    from runners.rundir.spec import RunSpec
 
     if args.steps is not None and args.steps < 1:
         raise CliInputError(f"--steps {args.steps}: expected a number of optimizer steps >= 1")

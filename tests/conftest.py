@@ -22,7 +22,7 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny Llama + tokenizer: $ALIGNPLAN_TINY_MODEL when set (reused across sessions), else a tmp dir."""
-    from runners.tiny import TINY_MODEL_DIR_ENV, build_tiny_model
+    from runners.demo.tiny import TINY_MODEL_DIR_ENV, build_tiny_model
 
     target = os.environ.get(TINY_MODEL_DIR_ENV)
     out = Path(target) if target else tmp_path_factory.mktemp("tiny") / "tiny-model"
@@ -32,14 +32,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def demo_data() -> dict[str, Path]:
     """Bundled samples: 'preference', 'kto', 'prompts', 'sft' -> JSONL path."""
-    from runners.tiny import demo_data_paths
+    from runners.demo.tiny import demo_data_paths
 
     return demo_data_paths()
 
 
 def write_run_dir(run_dir: Path, **spec_fields: Any) -> Path:
     """Create run_dir with spec.yaml for RunSpec(**spec_fields); returns the spec path."""
-    from runners.spec import RunSpec
+    from runners.rundir.spec import RunSpec
 
     run_dir.mkdir(parents=True, exist_ok=True)
     spec = RunSpec.parse(spec_fields)

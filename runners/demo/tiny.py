@@ -20,7 +20,7 @@ TINY_MODEL_DIR_ENV = "ALIGNPLAN_TINY_MODEL"
 TINY_VERSION = "3"
 MARKER_FILE = "alignplan_tiny.json"
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
@@ -78,7 +78,7 @@ def default_tiny_model_dir() -> Path:
     env = os.environ.get(TINY_MODEL_DIR_ENV)
     if env:
         return Path(env).expanduser().resolve()
-    from runners.rundir import runs_root
+    from runners.paths import runs_root
 
     return runs_root() / "tiny-model"
 

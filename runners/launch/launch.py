@@ -1,6 +1,6 @@
 """Launch, follow, stop, resume and delete runs.
 
-``launch`` starts ``python -m runners.supervise`` in its own session; the supervisor starts the
+``launch`` starts ``python -m runners.registry.supervise`` in its own session; the supervisor starts the
 run's command (command.json) in its own process group, records it, and records the outcome when
 it ends, so nothing depends on the launching process staying alive. ``stop`` asks the recipe to
 stop (the STOP file), then escalates to SIGTERM and SIGKILL on the process group.
@@ -21,7 +21,8 @@ from typing import Any
 
 import psutil
 
-from runners.registry import (
+from runners.paths import REPO_ROOT, runs_root
+from runners.registry.store import (
     FINAL_STATUSES,
     Registry,
     RunRecord,
@@ -29,7 +30,7 @@ from runners.registry import (
     is_alive,
     process_started,
 )
-from runners.rundir import REPO_ROOT, RunDir, runs_root
+from runners.rundir.reader import RunDir
 
 STOP_GRACE_S = 60.0
 TERM_GRACE_S = 10.0
@@ -48,7 +49,7 @@ class LaunchError(ValueError):
 def check_engine_installed(run: RunDir) -> None:
     """A run prepared for DeepSpeed (perhaps on another machine) cannot start where it is missing:
     say so before launching rather than let accelerate fail inside the run."""
-    from runners.rundir import deepspeed_installed
+    from runners.rundir.decide import deepspeed_installed
 
     decision = run.decision()
     if decision.get("distributed_type") == "DEEPSPEED" and not deepspeed_installed():
@@ -86,7 +87,7 @@ def launch(run_dir: str | Path, *, resume: bool = False, registry: Registry | No
     run.stop_path.unlink(missing_ok=True)
     if run.result_path.exists():  # the previous attempt's result; the relaunch writes a new one
         run.result_path.replace(run.path / "result.previous.json")
-    argv = [sys.executable, "-m", "runners.supervise", str(run.path), "--registry", str(reg.path)]
+    argv = [sys.executable, "-m", "runners.registry.supervise", str(run.path), "--registry", str(reg.path)]
     if resume:
         argv.append("--resume")
     env = dict(os.environ)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from runners.spec import RunSpec, SpecError
+from runners.rundir.spec import RunSpec, SpecError
 
 LOCAL_HINT = "download it elsewhere and pass a local path"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
@@ -55,7 +55,7 @@ def check_model(spec: RunSpec) -> None:
 
 
 def _hub_id(model: str) -> str:
-    from runners.rundir import catalogue_hub_id
+    from runners.rundir.prepare import catalogue_hub_id
 
     return model if "/" in model else (catalogue_hub_id(model) or model)
 
@@ -73,7 +73,7 @@ def _cached(repo_id: str) -> bool:
 def check_dataset(spec: RunSpec) -> None:
     """Load and detect the data as the recipe will (empty file, bad encoding, bad JSON line, a format
     the method cannot use); a hub data set needs the hub or datasets' local cache."""
-    from runners.data import load_and_normalize
+    from runners.data.load import load_and_normalize
 
     path = spec.dataset.path
     if not looks_local(path) and Path(path).suffix.lower() not in (".jsonl", ".json", ".csv", ".parquet", ".txt"):
@@ -89,7 +89,7 @@ def check_dataset(spec: RunSpec) -> None:
 
 def config_class(method: str) -> tuple[type, dict[str, Any]]:
     """The TRL config class the method's recipe builds, and the settings the recipe fixes."""
-    from runners import trl_compat
+    from runners.recipes import trl_compat
 
     try:
         return trl_compat.config_for(method)

@@ -24,9 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runners.callbacks import METRICS_FILE, RESULT_FILE, STOP_FILE, PeakMemory, RunMonitor, write_result
-from runners.data import DataError, DetectedFormat, load_and_normalize
-from runners.spec import RunSpec, SpecError
+from runners.data.load import DataError, DetectedFormat, load_and_normalize
+from runners.recipes.callbacks import (
+    METRICS_FILE,
+    RESULT_FILE,
+    STOP_FILE,
+    PeakMemory,
+    RunMonitor,
+    write_result,
+)
+from runners.rundir.spec import RunSpec, SpecError
 
 # Spec fields that set these TrainingArguments; hparams may not set them a second time.
 SPEC_OWNED = {

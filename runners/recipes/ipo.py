@@ -9,7 +9,7 @@ on the log-ratio margin, target 1/(2*beta), which does not saturate on determini
 from __future__ import annotations
 
 from runners.recipes import common, dpo
-from runners.trl_compat import FORCED_SETTINGS
+from runners.recipes.trl_compat import FORCED_SETTINGS
 
 
 def train(argv: list[str] | None = None) -> int:

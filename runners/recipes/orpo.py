@@ -3,13 +3,12 @@
     python -m runners.recipes.orpo --spec runs/<id>/spec.yaml [--resume]
 
 No reference model: the loss is the SFT loss on the chosen answer plus beta times a log-odds-ratio
-term that pushes chosen above rejected. The trainer comes from runners.trl_compat (trl.experimental).
+term that pushes chosen above rejected. The trainer comes from runners.recipes.trl_compat (trl.experimental).
 """
 
 from __future__ import annotations
 
-from runners import trl_compat
-from runners.recipes import common
+from runners.recipes import common, trl_compat
 
 
 def train(argv: list[str] | None = None) -> int:

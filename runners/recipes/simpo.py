@@ -4,13 +4,12 @@
 
 No reference model: the implicit reward is the length-normalized log-likelihood, and the loss asks
 chosen to beat rejected by a margin `simpo_gamma`. TRL's CPOTrainer (trl.experimental, imported via
-runners.trl_compat) implements it; cpo_alpha 0 drops CPO's extra NLL term as in the SimPO paper.
+runners.recipes.trl_compat) implements it; cpo_alpha 0 drops CPO's extra NLL term as in the SimPO paper.
 """
 
 from __future__ import annotations
 
-from runners import trl_compat
-from runners.recipes import common
+from runners.recipes import common, trl_compat
 
 
 def train(argv: list[str] | None = None) -> int:

@@ -22,7 +22,8 @@ from typing import Any
 
 import psutil
 
-from runners import rundir as rd
+from runners import paths
+from runners.rundir.reader import RunDir
 
 STATUSES = ("prepared", "running", "succeeded", "failed", "stopped")
 FINAL_STATUSES = ("succeeded", "failed", "stopped")
@@ -108,7 +109,7 @@ class RunRecord:
 
 
 def default_path(runs_root: str | Path | None = None) -> Path:
-    return rd.runs_root(runs_root) / "registry.db"
+    return paths.runs_root(runs_root) / "registry.db"
 
 
 class Registry:
@@ -289,7 +290,7 @@ class Registry:
     def record_outcome(self, run_id: str, exit_code: int | None) -> RunRecord:
         """Final status of a running run from its directory (result.json, STOP, exit code, log)."""
         rec = self.get(run_id)
-        run = rd.RunDir(Path(rec.run_dir))
+        run = RunDir(Path(rec.run_dir))
         status, error = run.outcome(exit_code)
         fields: dict[str, Any] = {"ended_at": time.time(), "exit_code": exit_code, "error": error}
         fields.update(run.measurements())
@@ -320,7 +321,7 @@ class Registry:
         for rec in self.list():
             if rec.status not in ("prepared", "stopped", "failed"):
                 continue
-            run = rd.RunDir(Path(rec.run_dir))
+            run = RunDir(Path(rec.run_dir))
             result = run.result() or {}
             if result.get("status") not in FINAL_STATUSES:
                 continue

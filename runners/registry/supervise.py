@@ -1,4 +1,4 @@
-"""The per-run supervisor: ``python -m runners.supervise RUN_DIR --registry DB [--resume]``.
+"""The per-run supervisor: ``python -m runners.registry.supervise RUN_DIR --registry DB [--resume]``.
 
 The launcher starts this in its own session and returns; the supervisor starts the run's command
 (command.json) in a new process group, records its pid, keeps the registry's last metrics fresh,
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import psutil
 
-from runners.registry import Registry, process_started
-from runners.rundir import RunDir
+from runners.registry.store import Registry, process_started
+from runners.rundir.reader import RunDir
 
 POLL_S = 0.5
 CLEANUP_GRACE_S = 5.0
@@ -157,7 +157,7 @@ def supervise(run_dir: Path, registry_path: Path, resume: bool = False) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runners.supervise")
+    parser = argparse.ArgumentParser(prog="python -m runners.registry.supervise")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--registry", type=Path, required=True)
     parser.add_argument("--resume", action="store_true")

@@ -1,212 +1,22 @@
-"""Run directories: ``prepare`` turns a RunSpec into runs/<id>/ and RunDir reads what a run wrote.
-
-runs/<id>/
-    spec.yaml        RunSpec.dump(): what the recipe reads
-    accelerate.yaml  the accelerate setup chosen for the devices found (see decide())
-    command.sh       the exact launch command, runnable by hand: ``bash command.sh [--resume]``
-    command.json     the same command as an argument list (argv, cwd, env) for the launcher
-    plan.json        planner request and estimate, the devices found and the decision taken
-    stdout.log       the command's output (written by the launcher)
-    metrics.jsonl    one JSON line per logging step (written by the recipe)
-    result.json      final status, metrics and measured peak memory (written by the recipe)
-    checkpoints/     unless spec.output_dir says otherwise
-    STOP             created by stop(): the recipe saves a checkpoint and exits 0
+"""The launch decision: which devices a run uses and how accelerate starts it (CPU, one GPU, DDP,
+DeepSpeed ZeRO or FSDP2), from the planner's estimate for the spec on the devices found; and the
+accelerate.yaml that carries it out.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
-import shlex
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
+from runners.rundir import devices as dev
+from runners.rundir.hparams import hparam_bool, hparam_float, hparam_int
+from runners.rundir.spec import RunSpec, SpecError
 
-from runners import devices as dev
-from runners.spec import RunSpec, SpecError
-
-RUNS_DIR_ENV = "ALIGNPLAN_RUNS_DIR"
-REPO_ROOT = Path(__file__).resolve().parent.parent
-RESUME_FLAG = "--resume"
 # TRL 1.16 defaults used when the spec's hparams leave them out.
 DEFAULT_MAX_LENGTH = 1024
 DEFAULT_BATCH_SIZE = 8
-
-
-class RunDirError(ValueError):
-    """A run directory or launch setup that cannot be used; the message names the file or field."""
-
-
-def runs_root(root: str | Path | None = None) -> Path:
-    """Where run directories live: ``root``, else $ALIGNPLAN_RUNS_DIR, else ./runs (absolute)."""
-    chosen = root if root is not None else os.environ.get(RUNS_DIR_ENV) or "runs"
-    return Path(chosen).expanduser().resolve()
-
-
-_resolve_root = runs_root  # prepare() takes a parameter of the same name
-
-
-def new_run_id(method: str, now: float | None = None) -> str:
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now if now is not None else time.time()))
-    return f"{stamp}-{method}-{secrets.token_hex(3)}"
-
-
-def make_run_dir(root: Path, method: str) -> Path:
-    """Create a fresh run directory; os.mkdir fails on an existing name, so concurrent calls never share one."""
-    root.mkdir(parents=True, exist_ok=True)
-    for _ in range(100):
-        path = root / new_run_id(method)
-        try:
-            os.mkdir(path)
-        except FileExistsError:
-            continue
-        return path
-    raise RunDirError(f"{root}: could not create a unique run directory")
-
-
-# --- reading a run directory -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunDir:
-    path: Path
-
-    @property
-    def id(self) -> str:
-        return self.path.name
-
-    spec_path = property(lambda self: self.path / "spec.yaml")
-    accelerate_path = property(lambda self: self.path / "accelerate.yaml")
-    command_sh = property(lambda self: self.path / "command.sh")
-    command_json = property(lambda self: self.path / "command.json")
-    plan_path = property(lambda self: self.path / "plan.json")
-    stdout_log = property(lambda self: self.path / "stdout.log")
-    metrics_path = property(lambda self: self.path / "metrics.jsonl")
-    result_path = property(lambda self: self.path / "result.json")
-    stop_path = property(lambda self: self.path / "STOP")
-
-    def spec(self) -> RunSpec:
-        return RunSpec.load(self.spec_path)
-
-    def command(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.command_json.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise RunDirError(f"{self.command_json}: missing; prepare the run first") from None
-        except json.JSONDecodeError as exc:
-            raise RunDirError(f"{self.command_json}: not valid JSON ({exc})") from None
-        if not isinstance(data.get("argv"), list) or not all(isinstance(a, str) for a in data["argv"]):
-            raise RunDirError(f"{self.command_json}: 'argv' must be a list of strings")
-        return data
-
-    def plan(self) -> dict[str, Any]:
-        return _read_json(self.plan_path) or {}
-
-    def result(self) -> dict[str, Any] | None:
-        return _read_json(self.result_path)
-
-    def decision(self) -> dict[str, Any]:
-        """plan.json's launch decision ({} when the file or the entry is missing or malformed)."""
-        decision = self.plan().get("decision")
-        return decision if isinstance(decision, dict) else {}
-
-    def parameters_held(self) -> dict[str, Any] | None:
-        """result.json's parameters_held when it is well formed: whole counts, total > 0."""
-        held = (self.result() or {}).get("parameters_held")
-        if not isinstance(held, dict):
-            return None
-        mine, total = held.get("this_process"), held.get("total")
-        if not (isinstance(mine, int) and isinstance(total, int)) or isinstance(mine, bool) or total <= 0:
-            return None
-        return {"this_process": mine, "total": total, "sharded": bool(held.get("sharded"))}
-
-    def metrics(self) -> list[dict[str, Any]]:
-        """Complete metrics lines so far (a line being written is skipped)."""
-        try:
-            text = self.metrics_path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in text.splitlines():
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(item, dict):
-                out.append(item)
-        return out
-
-    def log_tail(self, lines: int = 40, max_chars: int = 4000) -> str:
-        try:
-            with open(self.stdout_log, "rb") as fh:
-                fh.seek(0, os.SEEK_END)
-                size = fh.tell()
-                fh.seek(max(0, size - 64_000))
-                text = fh.read().decode("utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
-        tail = "\n".join(text.splitlines()[-lines:])
-        return tail[-max_chars:]
-
-    def measurements(self) -> dict[str, Any]:
-        """Measured peak memory and last metrics, from result.json or else metrics.jsonl."""
-        result = self.result() or {}
-        rows = self.metrics()
-        peaks = [int(r["peak_memory_bytes"]) for r in rows if isinstance(r.get("peak_memory_bytes"), int | float)]
-        if isinstance(result.get("peak_memory_bytes"), int | float):
-            peaks.append(int(result["peak_memory_bytes"]))
-        peak = max(peaks) if peaks else None  # over every attempt of a resumed run
-        evals = [r for r in rows if is_eval_row(r)]
-        train_rows = [r for r in rows if not is_eval_row(r)]
-        last = result.get("final") if isinstance(result.get("final"), dict) else (train_rows[-1] if train_rows else None)
-        if evals:  # the newest held-out metrics ride along with the last training metrics
-            last = {**(last or {}), **{k: v for k, v in evals[-1].items() if k.startswith("eval_")}}
-        out: dict[str, Any] = {}
-        if peak is not None:
-            out["measured_peak_bytes"] = int(peak)
-        if last is not None:
-            out["last_metrics"] = last
-        return out
-
-    def outcome(self, exit_code: int | None) -> tuple[str, str | None]:
-        """(final status, error text) of an ended run.
-
-        result.json decides when the recipe wrote one; otherwise exit code 0 is success, a STOP
-        file means the user stopped it (killed after the grace period), anything else failed.
-        """
-        result = self.result() or {}
-        status = result.get("status")
-        if status in ("succeeded", "stopped") and exit_code in (0, None):
-            return status, None
-        if exit_code == 0 and status is None:
-            return "succeeded", None
-        if self.stop_path.exists():
-            return "stopped", f"stopped by signal before a clean exit (exit code {exit_code})"
-        if status == "failed" and result.get("error"):
-            return "failed", f"{result['error']}\n--- log tail ---\n{self.log_tail()}"
-        why = "process gone, no exit code recorded" if exit_code is None else f"exit code {exit_code}"
-        return "failed", f"{why}\n--- log tail ---\n{self.log_tail()}"
-
-
-def is_eval_row(row: dict[str, Any]) -> bool:
-    return any(key.startswith("eval_") for key in row)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-# --- the launch decision ---------------------------------------------------------------------------
 
 
 @dataclass
@@ -234,56 +44,10 @@ class Decision:
 # estimate(spec, precision, zero, gpus, gpu, engine) -> (planner request dict, planner plan dict)
 Estimator = Callable[..., tuple[dict[str, Any], dict[str, Any]]]
 
+
 # TRL/transformers `optim` names -> the planner's optimizer ids (anything else is planned as AdamW).
 _PLANNER_OPTIMIZERS = {"adamw_8bit": "adamw-8bit", "paged_adamw_8bit": "adamw-8bit", "adamw_bnb_8bit": "adamw-8bit",
                        "adafactor": "adafactor", "sgd": "sgd"}
-
-
-def hparam_int(hp: dict[str, Any], key: str, default: int | None = None, *, minimum: int = 1) -> int | None:
-    """An integer hparam (None when unset -> default); a list, text, fraction or a value below minimum
-    is a SpecError naming hparams.<key>. 0 is not "unset": TRL would fail on it later."""
-    value = hp.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise SpecError(f"hparams.{key}: expected an integer >= {minimum}, got {value!r}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise SpecError(f"hparams.{key}: expected an integer >= {minimum}, got {value!r}") from None
-    if not number.is_integer() or number < minimum:
-        raise SpecError(f"hparams.{key}: expected an integer >= {minimum}, got {value!r}")
-    return int(number)
-
-
-def hparam_float(hp: dict[str, Any], key: str) -> float | None:
-    value = hp.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise SpecError(f"hparams.{key}: expected a number, got {value!r}")
-    try:
-        return float(value)
-    except ValueError:
-        raise SpecError(f"hparams.{key}: expected a number, got {value!r}") from None
-
-
-_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
-
-
-def hparam_bool(hp: dict[str, Any], key: str, default: bool = False) -> bool:
-    """true/false (also yes/no, on/off, 1/0); anything else is a SpecError, not a truthy guess."""
-    value = hp.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower() if isinstance(value, (str, int)) else None
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise SpecError(f"hparams.{key}: expected true or false, got {value!r}")
 
 
 def plan_request(spec: RunSpec, *, precision: str, zero: int, gpus: int, gpu: str | None,
@@ -581,9 +345,6 @@ def _reason(kind: str, n: int, peak: int | None, usable: int, fits: bool | None,
     return f"does not fit even with {how} over {n} GPUs ({est})"
 
 
-# --- accelerate.yaml and the command ---------------------------------------------------------------
-
-
 def accelerate_config(decision: Decision, spec: RunSpec) -> dict[str, Any]:
     """accelerate's config file contents for the decision; num_processes always explicit."""
     on_cpu = decision.kind == "cpu"
@@ -666,16 +427,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def command_env(decision: Decision) -> dict[str, str]:
-    env = {"PYTHONPATH": str(REPO_ROOT)}
-    if decision.kind == "cpu" and decision.num_processes > 1:
-        env["CUDA_VISIBLE_DEVICES"] = ""  # every process on the CPU, even where GPUs exist
-    if decision.gpu_ids:
-        # GPU indices were read in NVML's (PCI bus) order; make CUDA number them the same way.
-        env["CUDA_DEVICE_ORDER"] = os.environ.get("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
-    return env
-
-
 def gpu_ids_for_env(indices: list[int]) -> str:
     """accelerate's gpu_ids: "all", or the entries of CUDA_VISIBLE_DEVICES behind the visible indices.
 
@@ -689,157 +440,3 @@ def gpu_ids_for_env(indices: list[int]) -> str:
     if entries is None:
         return ",".join(str(i) for i in indices)
     return ",".join(entries[i] for i in indices)
-
-
-def recipe_module(method: str) -> str:
-    return f"runners.recipes.{method.replace('-', '_')}"
-
-
-def cpu_threads_per_process(num_processes: int) -> int:
-    """accelerate's own CPU default (physical cores / processes), made explicit so command.sh repeats it."""
-    import psutil
-
-    cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
-    return max(1, cores // max(1, num_processes))
-
-
-def launch_argv(run: RunDir, decision: Decision, method: str, python: str | None = None) -> list[str]:
-    argv = [
-        python or sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--config_file",
-        str(run.accelerate_path),
-        "--num_processes",
-        str(decision.num_processes),
-    ]
-    if decision.kind == "cpu":
-        argv += ["--num_cpu_threads_per_process", str(cpu_threads_per_process(decision.num_processes))]
-    return argv + ["-m", recipe_module(method), "--spec", str(run.spec_path)]
-
-
-def write_command(run: RunDir, argv: list[str], cwd: str | Path = REPO_ROOT, env: dict[str, str] | None = None) -> None:
-    """command.json (argument list for the launcher) and command.sh (the same, for a shell)."""
-    env = dict(env) if env is not None else {"PYTHONPATH": str(cwd)}
-    data = {"argv": argv, "cwd": str(cwd), "env": env, "resume_flag": RESUME_FLAG}
-    run.command_json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    lines = [
-        "#!/usr/bin/env bash",
-        f"# Run {run.id} by hand: bash command.sh  (add {RESUME_FLAG} to continue from the newest checkpoint).",
-        f"# Generated by alignplan with {shlex.quote(argv[0])}; command.json holds the same argument list.",
-        "set -euo pipefail",
-        f"cd {shlex.quote(str(cwd))}",
-    ]
-    for key, value in env.items():
-        if key == "PYTHONPATH":
-            lines.append(f"export PYTHONPATH={shlex.quote(value)}${{PYTHONPATH:+:$PYTHONPATH}}")
-        else:
-            lines.append(f"export {key}={shlex.quote(value)}")
-    lines.append("exec " + shlex.join(argv) + ' "$@"')
-    run.command_sh.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    run.command_sh.chmod(0o755)
-
-
-def catalogue_hub_id(alias: str) -> str | None:
-    """The hub id behind a planner catalogue alias ("llama-3.1-8b" -> "meta-llama/Llama-3.1-8B")."""
-    try:
-        import planner
-
-        found = planner.load_model(alias)
-    except Exception:  # not an alias the planner knows: leave the name to the recipe
-        return None
-    model_id = getattr(found, "id", None)
-    return model_id if isinstance(model_id, str) and "/" in model_id else None
-
-
-def with_absolute_paths(spec: RunSpec) -> RunSpec:
-    """Local model and data paths made absolute: the recipe runs from the repository root, and
-    command.sh must work from any directory. A planner alias becomes its hub id, which the recipe
-    can load; other hub ids are left alone."""
-    changes: dict[str, Any] = {}
-    model = _local(spec.model)
-    if model is not None:
-        changes["model"] = model
-    elif not Path(spec.model).exists() and "/" not in spec.model:
-        hub_id = catalogue_hub_id(spec.model)
-        if hub_id:
-            changes["model"] = hub_id
-    data = _local(spec.dataset.path)
-    if data is not None:
-        changes["dataset"] = spec.dataset.model_copy(update={"path": data})
-    reward_model = _local(spec.reward.model) if spec.reward and spec.reward.model else None
-    if reward_model is not None:
-        changes["reward"] = spec.reward.model_copy(update={"model": reward_model})
-    return spec.model_copy(update=changes) if changes else spec
-
-
-def _local(path: str) -> str | None:
-    """The absolute form of a local path ("~" expanded) when it differs from path, else None.
-    A path starting with "~" is always local, so it is expanded even before it exists."""
-    expanded = Path(path).expanduser()
-    if path.startswith("~") or (not expanded.is_absolute() and expanded.exists()):
-        absolute = str(expanded.resolve())
-        return absolute if absolute != path else None
-    return None
-
-
-def check_lora_fits_model(spec: RunSpec) -> None:
-    """peft 0.21 wraps MoE expert weights as parameters and refuses dropout on them: say so before
-    a run is made, not as a crash after the model has loaded."""
-    if not spec.lora or spec.lora.dropout == 0:
-        return
-    try:
-        import planner
-
-        model = planner.load_model(spec.model)
-    except (ImportError, ValueError):
-        return  # the plan step reports an unreadable model
-    if model.is_moe:
-        raise SpecError(
-            f"lora.dropout: {spec.model} is a mixture-of-experts model and peft cannot apply dropout to "
-            "its expert weights; set lora.dropout to 0"
-        )
-
-
-def prepare(
-    spec: RunSpec,
-    runs_root: str | Path | None = None,
-    *,
-    devices: dev.Devices | None = None,
-    estimate: Estimator = planner_estimate,
-    register: bool = True,
-) -> RunDir:
-    """Write runs/<id>/ (spec.yaml, accelerate.yaml, command.sh + command.json, plan.json) and register it."""
-    spec = with_absolute_paths(spec)
-    check_lora_fits_model(spec)
-    devices = devices if devices is not None else dev.discover()
-    spec, decision, planned = decide_with_reference_fallback(spec, devices, estimate)
-    root = _resolve_root(runs_root)
-    run = RunDir(make_run_dir(root, spec.method))
-    spec.dump(run.spec_path)
-    run.accelerate_path.write_text(
-        yaml.safe_dump(accelerate_config(decision, spec), sort_keys=False), encoding="utf-8"
-    )
-    write_command(run, launch_argv(run, decision, spec.method), env=command_env(decision))
-    plan_doc = {
-        "run_id": run.id,
-        "request": planned["request"],
-        "plan": planned["plan"],
-        "predicted_peak_bytes": decision.predicted_peak_bytes,
-        "devices": devices.to_dict(),
-        "decision": decision.to_dict(),
-    }
-    run.plan_path.write_text(json.dumps(plan_doc, indent=2, default=str) + "\n", encoding="utf-8")
-    if register:
-        from runners.registry import Registry
-
-        Registry.for_runs_root(root, reconcile=False).add(
-            run_id=run.id,
-            name=spec.name,
-            method=spec.method,
-            model=spec.model,
-            dataset=spec.dataset.path,
-            run_dir=run.path,
-            predicted_peak_bytes=decision.predicted_peak_bytes,
-        )
-    return run

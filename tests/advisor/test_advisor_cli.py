@@ -145,7 +145,7 @@ def test_answers_file_not_found_or_not_a_mapping(tmp_path, capsys):
 
 
 def test_write_spec_writes_a_runspec_and_points_the_command_at_it(tmp_path, capsys):
-    spec_mod = pytest.importorskip("runners.spec")
+    spec_mod = pytest.importorskip("runners.rundir.spec")
     answers = tmp_path / "answers.yaml"
     answers.write_text("reward_signal: verifiable\n")
     out = tmp_path / "my spec.yaml"
@@ -163,7 +163,7 @@ def test_the_preset_command_prepares_a_runner_run_directory(tmp_path, monkeypatc
     whose spec carries the preset (dry run: nothing is trained)."""
     import shlex
 
-    spec_mod = pytest.importorskip("runners.spec")
+    spec_mod = pytest.importorskip("runners.rundir.spec")
     monkeypatch.setenv("ALIGNPLAN_RUNS_DIR", str(tmp_path / "runs"))
     f = tmp_path / "answers.yaml"
     f.write_text(yaml.safe_dump({"reward_signal": "pairwise", "task": "style", "annotators": "human", "pairs": 2000,
@@ -179,7 +179,7 @@ def test_the_preset_command_prepares_a_runner_run_directory(tmp_path, monkeypatc
 
 
 def test_write_spec_refuses_a_method_without_a_runner_recipe(tmp_path, capsys):
-    pytest.importorskip("runners.spec")
+    pytest.importorskip("runners.rundir.spec")
     answers = tmp_path / "answers.yaml"
     answers.write_text("reward_signal: episode\n")  # -> RLHF with PPO, which the runners cannot train
     out = tmp_path / "spec.yaml"

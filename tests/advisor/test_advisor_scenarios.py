@@ -157,7 +157,7 @@ def _planner() -> bool:
 
 
 def test_preset_run_spec_is_a_valid_runner_spec_for_every_recipe_method():
-    spec_mod = pytest.importorskip("runners.spec")
+    spec_mod = pytest.importorskip("runners.rundir.spec")
     fw = advisor.framework()
     for oid, outcome in fw.outcomes.items():
         from advisor.recommend import build_preset
@@ -186,7 +186,7 @@ def _runner_spec_from_command(command: str, tmp_path):
 def test_preset_commands_parse_with_the_runners_cli_into_the_preset(tmp_path, monkeypatch):
     """Every outcome's command, read by `alignplan run`'s parser, gives the preset's RunSpec (typed hparams:
     1.0e-06 stays a float)."""
-    spec_mod = pytest.importorskip("runners.spec")
+    spec_mod = pytest.importorskip("runners.rundir.spec")
     from advisor.recommend import build_preset
 
     monkeypatch.chdir(tmp_path)

@@ -214,7 +214,7 @@ def test_plan_advise_launch_runs_in_a_browser(start_server, browser_page, tmp_pa
     # monitor's first refresh on an idle machine).
     # The model kind is part of the widget key, so the old "Max steps" box stays on screen (stale)
     # until the rerun ends: wait for the tiny model's own box before typing into it.
-    from runners.tiny import DEMO_MAX_STEPS
+    from runners.demo.tiny import DEMO_MAX_STEPS
 
     max_steps = page.get_by_label("Max steps (-1: epochs)")
     expect(max_steps).to_have_count(1)
@@ -235,7 +235,7 @@ def test_plan_advise_launch_runs_in_a_browser(start_server, browser_page, tmp_pa
     # --- The tab closes and the app stops mid-run; the run goes on, and a new app finds it.
     page.goto("about:blank")
     stop_server()
-    from runners.registry import Registry
+    from runners.registry.store import Registry
 
     assert Registry.for_runs_root(tmp_path / "runs").get(run_id).status == "running"  # outlived the app
     server, _ = start_server()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from runners import rundir, tiny
-from runners.devices import discover
-from runners.spec import RunSpec
+from runners.demo import tiny
+from runners.rundir.devices import discover
+from runners.rundir.prepare import prepare
+from runners.rundir.spec import RunSpec
 
 
 @pytest.fixture
@@ -15,7 +16,7 @@ def two_runs(runs_dir):
     for method, data in (("dpo", "preference"), ("sft", "sft")):
         spec = RunSpec.parse({"method": method, "model": "Qwen/Qwen2.5-0.5B", "name": f"{method}-trial",
                               "dataset": {"path": str(tiny.demo_data_paths()[data])}, "max_steps": 5})
-        ids.append(rundir.prepare(spec, runs_dir, devices=discover(gpus=[])).id)
+        ids.append(prepare(spec, runs_dir, devices=discover(gpus=[])).id)
     return ids
 
 

@@ -4,8 +4,8 @@ import typing
 
 import planner
 from planner.estimate import PlanRequest
-from runners import rundir
-from runners.spec import RECIPE_METHODS, RunSpec
+from runners.rundir.decide import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH
+from runners.rundir.spec import RECIPE_METHODS, RunSpec
 
 
 def test_runner_precisions_are_the_planners():
@@ -20,8 +20,8 @@ def test_run_defaults_are_the_planners_and_trls():
     from trl import DPOConfig
 
     trl = DPOConfig(output_dir="/tmp/x", use_cpu=True, bf16=False)
-    assert rundir.DEFAULT_MAX_LENGTH == PlanRequest.__dataclass_fields__["seq_len"].default == trl.max_length
-    assert rundir.DEFAULT_BATCH_SIZE == PlanRequest.__dataclass_fields__["batch_size"].default == (
+    assert DEFAULT_MAX_LENGTH == PlanRequest.__dataclass_fields__["seq_len"].default == trl.max_length
+    assert DEFAULT_BATCH_SIZE == PlanRequest.__dataclass_fields__["batch_size"].default == (
         trl.per_device_train_batch_size)
 
 

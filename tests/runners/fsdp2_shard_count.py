@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 from torch.distributed.fsdp import fully_shard
 
-from runners.callbacks import parameters_held
+from runners.recipes.callbacks import parameters_held
 
 
 def main(rank: int, world: int, port: int, out_dir: str) -> None:

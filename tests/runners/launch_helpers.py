@@ -10,9 +10,10 @@ from typing import Any
 
 import psutil
 
-from runners import devices as dev
-from runners import rundir
-from runners.spec import RunSpec
+from runners.rundir import devices as dev
+from runners.rundir.prepare import prepare, write_command
+from runners.rundir.reader import RunDir
+from runners.rundir.spec import RunSpec
 
 FAKE_RECIPE = Path(__file__).resolve().parent / "fake_recipe.py"
 GIB = 2**30
@@ -38,11 +39,11 @@ def no_estimate(spec, **kw):
     raise RuntimeError("no planner in this test")
 
 
-def fake_run(root: Path, steps: int = 5, **hparams: Any) -> rundir.RunDir:
+def fake_run(root: Path, steps: int = 5, **hparams: Any) -> RunDir:
     """A prepared run (registered, status prepared) whose command is the fake recipe."""
     s = spec(max_steps=steps, save_steps=hparams.pop("save_steps", 2), hparams=hparams)
-    run = rundir.prepare(s, root, devices=cpu_devices(), estimate=no_estimate)
-    rundir.write_command(run, [sys.executable, str(FAKE_RECIPE), "--spec", str(run.spec_path)])
+    run = prepare(s, root, devices=cpu_devices(), estimate=no_estimate)
+    write_command(run, [sys.executable, str(FAKE_RECIPE), "--spec", str(run.spec_path)])
     return run
 
 
@@ -71,8 +72,8 @@ def processes_in_group(pgid: int) -> list[psutil.Process]:
 def stop_leftovers(root: Path) -> None:
     """Kill runs a failed test left running under ``root`` (each registry.db found), so no process
     outlives its test."""
-    from runners import launch
-    from runners.registry import Registry
+    from runners.launch import launch
+    from runners.registry.store import Registry
 
     for db in root.rglob("registry.db"):
         for rec in Registry(db).list(status="running"):

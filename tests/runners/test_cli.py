@@ -12,9 +12,10 @@ import pytest
 from launch_helpers import fake_run, processes_in_group, stop_leftovers, wait_until
 
 from alignplan.cli import main
-from runners import launch
-from runners.registry import Registry
-from runners.rundir import REPO_ROOT, RUNS_DIR_ENV, RunDir
+from runners.launch import launch
+from runners.paths import REPO_ROOT, RUNS_DIR_ENV
+from runners.registry.store import Registry
+from runners.rundir.reader import RunDir
 
 
 @pytest.fixture
@@ -193,7 +194,7 @@ def test_run_follows_progress_and_ctrl_c_stops_then_resume_continues(tmp_path, t
 
 @pytest.mark.slow
 def test_demo_reaches_reward_accuracy_above_half(capsys, runs_dir, tiny_model_dir, monkeypatch):
-    from runners.tiny import TINY_MODEL_DIR_ENV
+    from runners.demo.tiny import TINY_MODEL_DIR_ENV
 
     monkeypatch.setenv(TINY_MODEL_DIR_ENV, str(tiny_model_dir))
     t0 = time.monotonic()
@@ -290,7 +291,7 @@ def test_failed_run_prints_the_recipes_one_line_error(capsys, runs_dir):
 
 def test_tilde_paths_pass_the_local_input_checks(tmp_path, monkeypatch, tiny_model_dir, demo_data):
     from runners.cli import check_local_inputs
-    from runners.spec import RunSpec
+    from runners.rundir.spec import RunSpec
 
     (tmp_path / "tiny").symlink_to(tiny_model_dir)
     (tmp_path / "prefs.jsonl").write_text(demo_data["preference"].read_text())

@@ -1,4 +1,4 @@
-"""runners.data: format detection, normalization, and every bad-data error (fast: no model, no torch)."""
+"""runners.data.load: format detection, normalization, and every bad-data error (fast: no model, no torch)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runners.data import (
+from runners.data.load import (
     ACCEPTED,
     DataError,
     detect_format,
@@ -143,7 +143,7 @@ def test_column_mapping_renames_before_detection(tmp_path: Path) -> None:
 
 
 def test_dataset_spec_object_is_accepted(tmp_path: Path) -> None:
-    from runners.spec import DatasetSpec
+    from runners.rundir.spec import DatasetSpec
 
     path = write_jsonl(tmp_path / "p.jsonl", [ROWS_BY_FORMAT["prompt-only"]] * 2)
     dataset, fmt = load_and_normalize(DatasetSpec(path=str(path)), "rloo")
@@ -308,7 +308,7 @@ def test_data_module_does_not_import_torch() -> None:
     import subprocess
     import sys
 
-    code = "import runners.data, sys; print('torch' in sys.modules)"
+    code = "import runners.data.load, sys; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -384,8 +384,8 @@ def test_the_launch_check_accepts_a_cached_hub_dataset_offline(tmp_path: Path, m
     import datasets
 
     import planner.models
-    from runners.preflight import check_dataset
-    from runners.spec import RunSpec
+    from runners.launch.preflight import check_dataset
+    from runners.rundir.spec import RunSpec
 
     cache_hub_dataset(tmp_path / "cache", "acme/prefs",
                       [{"prompt": "q", "chosen": "good", "rejected": "bad"}] * 3)

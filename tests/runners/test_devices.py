@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from runners import devices as dev
+from runners.rundir import devices as dev
 
 GIB = 2**30
 

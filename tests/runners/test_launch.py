@@ -13,9 +13,11 @@ import psutil
 import pytest
 from launch_helpers import fake_run, processes_in_group, spec, stop_leftovers, wait_until
 
-from runners import launch, rundir
-from runners.registry import Registry
-from runners.rundir import REPO_ROOT, RunDir
+from runners.launch import launch
+from runners.paths import REPO_ROOT
+from runners.registry.store import Registry
+from runners.rundir.prepare import prepare, write_command
+from runners.rundir.reader import RunDir
 
 
 @pytest.fixture(autouse=True)
@@ -70,12 +72,12 @@ def test_a_run_prepared_for_deepspeed_does_not_launch_where_it_is_missing(tmp_pa
     plan = json.loads(run.plan_path.read_text())
     plan["decision"].update(distributed_type="DEEPSPEED", zero=3)
     run.plan_path.write_text(json.dumps(plan))
-    monkeypatch.setattr(rundir, "deepspeed_installed", lambda: False)
+    monkeypatch.setattr("runners.rundir.decide.deepspeed_installed", lambda: False)
     with pytest.raises(launch.LaunchError, match=r"sharding: .*DeepSpeed ZeRO-3.*alignplan\[deepspeed\]"):
         launch.launch(run.path)
     rec = registry(tmp_path).get(run.id)
     assert (rec.status, rec.launches) == ("prepared", 0) and not run.stdout_log.exists()
-    monkeypatch.setattr(rundir, "deepspeed_installed", lambda: True)
+    monkeypatch.setattr("runners.rundir.decide.deepspeed_installed", lambda: True)
     launch.launch(run.path)  # installed: it starts (the fake recipe ignores the engine)
     assert launch.wait(run.id, timeout=60, runs=tmp_path).status == "succeeded"
 
@@ -195,7 +197,7 @@ def test_two_processes_prepare_and_launch_at_the_same_moment(tmp_path):
     code = (
         f"import sys, time; sys.path.insert(0, {str(here)!r})\n"
         "from launch_helpers import fake_run\n"
-        "from runners import launch\n"
+        "from runners.launch import launch\n"
         "start = float(sys.argv[1])\n"
         "while time.time() < start: time.sleep(0.001)\n"
         f"run = fake_run(__import__('pathlib').Path({str(tmp_path)!r}), steps=3)\n"
@@ -217,7 +219,7 @@ def test_two_processes_prepare_and_launch_at_the_same_moment(tmp_path):
 
 def test_status_is_recorded_after_the_launcher_exits(tmp_path):
     run = fake_run(tmp_path, steps=10, fake_step_seconds=0.1)
-    code = f"from runners import launch; print(launch.launch({str(run.path)!r}))"
+    code = f"from runners.launch import launch; print(launch.launch({str(run.path)!r}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert out.returncode == 0, out.stderr
@@ -259,7 +261,7 @@ def test_delete_removes_dir_and_row_but_not_a_running_run(tmp_path):
 
 def test_broken_command_fails_cleanly(tmp_path):
     run = fake_run(tmp_path)
-    rundir.write_command(run, [str(tmp_path / "no-such-program")])
+    write_command(run, [str(tmp_path / "no-such-program")])
     with pytest.raises(launch.LaunchError, match="supervisor exited"):
         launch.launch(run.path)
     rec = registry(tmp_path).get(run.id)
@@ -270,11 +272,11 @@ def test_broken_command_fails_cleanly(tmp_path):
 
 
 def dpo_run(root, tiny_model_dir, demo_data, steps: int, save_steps: int = 50) -> RunDir:
-    from runners.tiny import DEMO_HPARAMS
+    from runners.demo.tiny import DEMO_HPARAMS
 
     s = spec(model=str(tiny_model_dir), dataset={"path": str(demo_data["preference"])}, devices="cpu",
              max_steps=steps, save_steps=save_steps, hparams=dict(DEMO_HPARAMS))
-    return rundir.prepare(s, root)
+    return prepare(s, root)
 
 
 @pytest.mark.slow
@@ -308,7 +310,7 @@ def test_dpo_stop_at_step_k_then_resume(tmp_path, tiny_model_dir, demo_data):
 
 
 def test_start_and_resume_statuses_follow_the_registry_lifecycle() -> None:
-    from runners.registry import STATUSES, TRANSITIONS
+    from runners.registry.store import STATUSES, TRANSITIONS
 
     into_running = {s for s in STATUSES if "running" in TRANSITIONS[s]}
     assert set(launch.STARTABLE_STATUSES) | set(launch.RESUMABLE_STATUSES) == into_running

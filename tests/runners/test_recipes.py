@@ -123,7 +123,7 @@ def test_tokens_per_second_is_measured(method, tiny_model_dir, demo_data, make_r
 
 
 def dpo_demo_run(make_run_dir, tiny_model_dir: Path, data_path: Path, name: str) -> tuple[list[dict], float]:
-    from runners.tiny import DEMO_HPARAMS, DEMO_MAX_STEPS
+    from runners.demo.tiny import DEMO_HPARAMS, DEMO_MAX_STEPS
 
     spec_path = make_run_dir(
         name,
@@ -142,7 +142,7 @@ def dpo_demo_run(make_run_dir, tiny_model_dir: Path, data_path: Path, name: str)
 
 
 def test_dpo_learns_the_demo_preference(tiny_model_dir, demo_data, make_run_dir) -> None:
-    from runners.tiny import DEMO_MAX_STEPS
+    from runners.demo.tiny import DEMO_MAX_STEPS
 
     records, wall = dpo_demo_run(make_run_dir, tiny_model_dir, demo_data["preference"], "demo")
     accuracies = [r["rewards/accuracies"] for r in records]
@@ -461,7 +461,7 @@ def test_two_process_data_parallel_dpo_on_cpu_stops_and_resumes(tiny_model_dir, 
 def test_parameters_held_counts_an_fsdp2_shard(tmp_path: Path) -> None:
     """Under FSDP2 each process reports its own shard: 64*32 + 32 + 32*10 = 2,400 parameters, each
     tensor split along dim 0 over 2 processes (16 of 32 rows, 16 of 32 biases, 5 of 10 rows): 1,200 each."""
-    from runners.rundir import free_port
+    from runners.rundir.decide import free_port
 
     script, port = Path(__file__).with_name("fsdp2_shard_count.py"), str(free_port())
     procs = [subprocess.Popen([sys.executable, str(script), str(rank), "2", port, str(tmp_path)], cwd=REPO,
@@ -482,7 +482,7 @@ def test_hparams_the_spec_owns_are_refused(key, field) -> None:
     from trl import DPOConfig
 
     from runners.recipes import common
-    from runners.spec import SpecError
+    from runners.rundir.spec import SpecError
 
     with pytest.raises(SpecError, match=rf"hparams\.{key}: set it with the spec field '{field}'"):
         common.check_hparams({key: True}, DPOConfig, {})
@@ -493,7 +493,7 @@ def test_build_config_gives_recomputation_to_fsdp(tiny_model_dir, demo_data, mak
     from trl import DPOConfig
 
     from runners.recipes import common
-    from runners.spec import SpecError
+    from runners.rundir.spec import SpecError
 
     spec_path = make_run_dir(**spec_fields("dpo", tiny_model_dir, demo_data, gradient_checkpointing=True))
     run = common.start("dpo", ["--spec", str(spec_path)])
@@ -557,7 +557,7 @@ def fake_state(step: int = 3, world_zero: bool = True) -> Any:
 def test_monitor_writes_contract_fields_and_trl_metrics(tmp_path: Path) -> None:
     from transformers import TrainerControl
 
-    from runners.callbacks import PeakMemory, RunMonitor
+    from runners.recipes.callbacks import PeakMemory, RunMonitor
 
     monitor = RunMonitor(tmp_path, PeakMemory(cuda=False))
     control = TrainerControl()
@@ -579,7 +579,7 @@ def test_monitor_writes_contract_fields_and_trl_metrics(tmp_path: Path) -> None:
 def test_only_the_main_process_writes_metrics(tmp_path: Path) -> None:
     from transformers import TrainerControl
 
-    from runners.callbacks import PeakMemory, RunMonitor
+    from runners.recipes.callbacks import PeakMemory, RunMonitor
 
     monitor = RunMonitor(tmp_path, PeakMemory(cuda=False))
     monitor.on_log(None, fake_state(1, world_zero=False), TrainerControl(), logs={"loss": 1.0})
@@ -590,7 +590,7 @@ def test_only_the_main_process_writes_metrics(tmp_path: Path) -> None:
 def test_stop_file_asks_the_trainer_to_save_and_stop(tmp_path: Path) -> None:
     from transformers import TrainerControl
 
-    from runners.callbacks import PeakMemory, RunMonitor
+    from runners.recipes.callbacks import PeakMemory, RunMonitor
 
     monitor = RunMonitor(tmp_path, PeakMemory(cuda=False))
     control = monitor.on_step_end(None, fake_state(1), TrainerControl())
@@ -603,7 +603,7 @@ def test_stop_file_asks_the_trainer_to_save_and_stop(tmp_path: Path) -> None:
 def test_peak_memory_uses_cuda_max_allocated_on_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from runners.callbacks import PeakMemory
+    from runners.recipes.callbacks import PeakMemory
 
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a, **k: 123456789)
     memory = PeakMemory(cuda=True)

@@ -10,8 +10,9 @@ import time
 
 import pytest
 
-from runners.registry import Registry, RegistryError, TransitionError, is_alive, process_started
-from runners.rundir import REPO_ROOT, RunDir
+from runners.paths import REPO_ROOT
+from runners.registry.store import Registry, RegistryError, TransitionError, is_alive, process_started
+from runners.rundir.reader import RunDir
 
 
 def add(reg: Registry, tmp_path, run_id: str = "20260101-000000-dpo-abc123", **kw):
@@ -164,7 +165,7 @@ def test_two_processes_transition_the_same_run_only_once(tmp_path):
     rec = add(reg, tmp_path)
     reg.transition(rec.id, "running")
     code = (
-        "import sys; from runners.registry import Registry, TransitionError\n"
+        "import sys; from runners.registry.store import Registry, TransitionError\n"
         f"reg = Registry({str(path)!r}, reconcile=False)\n"
         "try:\n"
         f"    reg.transition({rec.id!r}, sys.argv[1], expect='running'); print('won')\n"
@@ -207,7 +208,7 @@ def test_processes_opening_a_fresh_registry_together(tmp_path):
     path = tmp_path / "fresh" / "registry.db"
     code = (
         "import sys, time\n"
-        "from runners.registry import Registry\n"
+        "from runners.registry.store import Registry\n"
         "start = float(sys.argv[1])\n"
         "while time.time() < start: pass\n"
         f"reg = Registry({str(path)!r})\n"

@@ -1,4 +1,4 @@
-"""runners.tiny: the locally built tiny model, its tokenizer, the demo data and demo hyper-parameters."""
+"""runners.demo.tiny: the locally built tiny model, its tokenizer, the demo data and demo hyper-parameters."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runners import tiny
+from runners.demo import tiny
 
 
 def test_build_writes_a_loadable_llama_with_the_declared_size(tiny_model_dir: Path) -> None:
@@ -143,9 +143,9 @@ def test_an_empty_folder_is_built_into(tmp_path: Path) -> None:
 
 
 def test_every_recipe_method_has_demo_data_of_a_shape_it_accepts() -> None:
-    from runners.data import load_and_normalize
+    from runners.data.load import load_and_normalize
     from runners.recipes.common import import_function
-    from runners.spec import RECIPE_METHODS
+    from runners.rundir.spec import RECIPE_METHODS
 
     assert set(tiny.DEMO_DATA_KIND) == set(RECIPE_METHODS)
     for method, kind in tiny.DEMO_DATA_KIND.items():

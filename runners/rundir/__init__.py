@@ -1,0 +1,22 @@
+"""The run directory and its spec: what a run is (RunSpec), how it is launched (the decision), and
+the folder that holds both and everything the run writes.
+
+    spec.py      RunSpec: method, model, data, LoRA, devices, hyper-parameters; SpecError
+    hparams.py   reading integers, numbers and true/false values from spec.hparams
+    devices.py   what this machine can run on: visible GPUs, CPU cores and RAM
+    decide.py    the launch decision (CPU, one GPU, DDP, ZeRO, FSDP2) from the planner; accelerate.yaml
+    prepare.py   prepare(): spec -> runs/<id>/ with the files below (registering it is the registry's step)
+    reader.py    RunDir: reads what a run wrote
+
+runs/<id>/
+    spec.yaml        RunSpec.dump(): what the recipe reads
+    accelerate.yaml  the accelerate setup chosen for the devices found (see decide.decide())
+    command.sh       the exact launch command, runnable by hand: ``bash command.sh [--resume]``
+    command.json     the same command as an argument list (argv, cwd, env) for the launcher
+    plan.json        planner request and estimate, the devices found and the decision taken
+    stdout.log       the command's output (written by the launcher)
+    metrics.jsonl    one JSON line per logging step (written by the recipe)
+    result.json      final status, metrics and measured peak memory (written by the recipe)
+    checkpoints/     unless spec.output_dir says otherwise
+    STOP             created by launch.stop(): the recipe saves a checkpoint and exits 0
+"""
