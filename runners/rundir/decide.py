@@ -87,6 +87,12 @@ def plan_request(spec: RunSpec, *, precision: str, zero: int, gpus: int, gpu: st
             req["completion_len"] = min(completion, req["seq_len"])
         if spec.reward and spec.reward.function:
             req["reward_model"] = "rule"
+    if spec.method == "ppo":
+        response = hparam_int(hp, "response_length")
+        if response is not None:
+            req["completion_len"] = min(response, req["seq_len"])
+        if spec.reward and spec.reward.function:
+            req["reward_model"] = "rule"
     if gpu is not None:
         req["gpu"] = gpu
     return req

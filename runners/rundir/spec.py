@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # Methods with a recipe under runners/recipes/. Ids are the planner's method ids (planner.methods).
-RECIPE_METHODS = ("sft", "rm", "dpo", "ipo", "kto", "orpo", "simpo", "grpo", "rloo")
+RECIPE_METHODS = ("sft", "rm", "dpo", "ipo", "kto", "orpo", "simpo", "grpo", "rloo", "ppo")
 
 Precision = Literal["bf16", "amp-bf16", "fp32"]
 
@@ -88,7 +88,7 @@ class RunSpec(BaseModel):
         "per_device_train_batch_size, gradient_accumulation_steps, max_length, num_generations, ...).",
     )
     lora: LoraSpec | None = Field(None, description="Train LoRA adapters instead of all weights.")
-    reward: RewardSpec | None = Field(None, description="Reward source for grpo/rloo.")
+    reward: RewardSpec | None = Field(None, description="Reward source for grpo/rloo/ppo.")
     precision: Precision | None = Field(
         None,
         description="bf16: load weights in bf16, AdamW states in bf16 (8 B/param); amp-bf16: fp32 "
@@ -129,8 +129,8 @@ class RunSpec(BaseModel):
 
     @model_validator(mode="after")
     def _reward_for_online(self) -> RunSpec:
-        if self.method in ("grpo", "rloo") and self.reward is None:
-            raise ValueError("reward: grpo and rloo need a reward model or a reward function")
+        if self.method in ("grpo", "rloo", "ppo") and self.reward is None:
+            raise ValueError("reward: grpo, rloo and ppo need a reward model or a reward function")
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError("max_steps: a positive step count, or -1 to use num_train_epochs")
         return self
