@@ -16,8 +16,7 @@ import yaml
 
 FRAMEWORK_PATH = Path(__file__).with_name("framework.yaml")
 KINDS = ("choice", "bool", "int", "model", "gpu")
-_TRUE = {"true", "yes", "y", "1"}
-_FALSE = {"false", "no", "n", "0"}
+_SHORT_BOOL = {"y": "yes", "n": "no"}  # a prompt's y/n, on top of the planner's true/false words
 
 
 class AdvisorError(ValueError):
@@ -326,14 +325,14 @@ def parse_answer(q: Question, raw: Any) -> Any:
             raise bad
         return value
     if q.kind == "bool":
-        if isinstance(raw, bool):
-            return raw
-        text = str(raw).strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-        raise bad
+        from planner.parsing import parse_bool  # the one true/false parser (lazy, as every planner use here)
+
+        if isinstance(raw, str):
+            raw = _SHORT_BOOL.get(raw.strip().lower(), raw)
+        try:
+            return parse_bool(raw, q.key)
+        except ValueError:
+            raise bad from None
     if q.kind == "int":
         if isinstance(raw, bool):
             raise bad

@@ -22,6 +22,7 @@ from alignplan.inputs import (
     SHARED_DEFAULTS,
     ZERO_STAGES,
 )
+from planner.parsing import parse_bool
 
 
 def _parse_int(name: str, raw: str) -> int:
@@ -30,14 +31,6 @@ def _parse_int(name: str, raw: str) -> int:
     if not lo <= value <= hi:
         raise ValueError(f"{name}: {value} is outside {lo}..{hi}")
     return value
-
-
-def _parse_bool(raw: str) -> bool:
-    if raw.lower() in ("1", "true", "yes", "on"):
-        return True
-    if raw.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"not a yes/no value: {raw!r}")
 
 
 def inputs_from_query(params: Mapping[str, str], methods: Mapping[str, Any] | None = None,
@@ -68,7 +61,7 @@ def inputs_from_query(params: Mapping[str, str], methods: Mapping[str, Any] | No
                     raise ValueError(f"accepted: {', '.join(map(str, ZERO_STAGES))}")
                 values[name] = stage
             elif name == "ckpt":
-                values[name] = _parse_bool(raw)
+                values[name] = parse_bool(raw, name)
             elif name in choices:
                 if raw not in choices[name]:
                     raise ValueError(f"accepted: {', '.join(choices[name])}")

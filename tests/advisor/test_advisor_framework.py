@@ -159,3 +159,16 @@ def test_the_paths_cover_the_answer_space_without_dead_ends():
         rec = advisor.advise(answers)
         seen.add(rec.method)
     assert seen == set(FW.outcomes) - {"ipo", "simpo", "orpo"}  # those three need a failure_mode answer
+
+
+def test_yes_no_answers_go_through_the_shared_parser_and_keep_a_prompts_y_n():
+    from advisor.framework import parse_answer
+
+    q = next(q for q in advisor.framework().questions.values() if q.kind == "bool")
+    for raw, value in ((True, True), ("y", True), (" Yes ", True), ("on", True), (1, True),
+                       ("n", False), ("FALSE", False), ("off", False), ("0", False)):
+        assert parse_answer(q, raw) is value, raw
+    for raw in ("maybe", "2", 1.5):
+        with pytest.raises(AdvisorError) as err:
+            parse_answer(q, raw)
+        assert str(err.value).startswith(f"{q.key}: ") and "accepted: true or false (yes/no)" in str(err.value)

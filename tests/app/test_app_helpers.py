@@ -25,6 +25,9 @@ def test_bad_query_values_are_reported_and_dropped():
         methods={"dpo": 1}, gpus={"H100-80GB": 1},
     )
     assert back == {"rank": 8}
+    assert share_link.inputs_from_query({"ckpt": "Off"})[0] == {"ckpt": False}
+    _, bad_bool = share_link.inputs_from_query({"ckpt": "maybe"})
+    assert bad_bool[0].startswith("link parameter ckpt='maybe' ignored: ckpt: expected true or false")
     joined = "\n".join(problems)
     for name in ("seq", "zero", "methods", "gpu", "batch", "precision"):
         assert f"link parameter {name}=" in joined
