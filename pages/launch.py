@@ -264,12 +264,11 @@ def _preview(spec, decision) -> None:
 def _launch(spec) -> None:
     from runners.demo.tiny import default_tiny_model_dir
     from runners.launch import launch
-    from runners.rundir.prepare import prepare
 
     with st.spinner("Preparing and starting the run…"):
         if spec.model == str(default_tiny_model_dir()):
             launch_form.ensure_tiny_model()
-        run = prepare(spec)
+        run = launch.prepare_and_register(spec)
         launch.launch(run.path)
     st.session_state[RUN_KEY] = run.id
     st.session_state["runs_focus"] = run.id

@@ -291,7 +291,7 @@ def print_plan(doc: dict[str, Any]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from runners.rundir.prepare import prepare
+    from runners.launch.launch import prepare_and_register
 
     spec = spec_from_args(args)
     if not args.dry_run:
@@ -301,7 +301,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         check_hparams(spec)  # wrong on any machine, unlike a model or data set that is not here
     unchecked = dry_run_warnings(spec) if args.dry_run else []
-    run = prepare(spec)
+    run = prepare_and_register(spec)
     if args.dry_run:
         doc = {**describe(run), "launched": False, "warnings": unchecked}
         emit_json(doc) if args.json else print_plan(doc)
@@ -518,7 +518,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Tiny model + bundled preference pairs + DPO on CPU, followed to the end."""
     from runners.demo.tiny import DEMO_HPARAMS, DEMO_MAX_STEPS, build_tiny_model, demo_dataset_path
     from runners.launch import launch
-    from runners.rundir.prepare import prepare
     from runners.rundir.spec import RunSpec
 
     if args.steps is not None and args.steps < 1:
@@ -538,7 +537,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "save_steps": steps,  # one checkpoint and one held-out evaluation, at the end
         "name": None,
     })
-    run = prepare(spec)
+    run = launch.prepare_and_register(spec)
     print(f"run {run.id}: DPO on {demo_dataset_path().name}, {steps} steps on CPU", file=out, flush=True)
     try:
         launch.launch(run.path)

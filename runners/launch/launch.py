@@ -30,7 +30,11 @@ from runners.registry.store import (
     is_alive,
     process_started,
 )
+from runners.rundir.decide import Estimator, planner_estimate
+from runners.rundir.devices import Devices
+from runners.rundir.prepare import prepare
 from runners.rundir.reader import RunDir
+from runners.rundir.spec import RunSpec
 
 STOP_GRACE_S = 60.0
 TERM_GRACE_S = 10.0
@@ -61,6 +65,15 @@ def check_engine_installed(run: RunDir) -> None:
 
 def registry_for(run: RunDir) -> Registry:
     return Registry(run.path.parent / "registry.db", reconcile=False)
+
+
+def prepare_and_register(spec: RunSpec, runs_root: str | Path | None = None, *, devices: Devices | None = None,
+                         estimate: Estimator = planner_estimate) -> RunDir:
+    """The run directory for ``spec`` (rundir.prepare.prepare), registered as prepared in the registry
+    beside it: what the CLI and the app do before launching."""
+    run = prepare(spec, runs_root, devices=devices, estimate=estimate)
+    registry_for(run).add_run(run)
+    return run
 
 
 def launch(run_dir: str | Path, *, resume: bool = False, registry: Registry | None = None) -> int:

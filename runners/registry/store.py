@@ -238,6 +238,19 @@ class Registry:
             )
         return self.get(run_id)
 
+    def add_run(self, run: RunDir) -> RunRecord:
+        """Register a prepared run directory (status prepared), from its spec.yaml and plan.json."""
+        spec = run.spec()
+        return self.add(
+            run_id=run.id,
+            name=spec.name,
+            method=spec.method,
+            model=spec.model,
+            dataset=spec.dataset.path,
+            run_dir=run.path,
+            predicted_peak_bytes=run.plan().get("predicted_peak_bytes"),
+        )
+
     def transition(self, run_id: str, new_status: str, *, expect: str | None = None, **fields: Any) -> RunRecord:
         """Move a run to ``new_status`` (validated), setting ``fields`` in the same transaction."""
         if new_status not in STATUSES:

@@ -176,9 +176,11 @@ def prepare(
     *,
     devices: dev.Devices | None = None,
     estimate: Estimator = planner_estimate,
-    register: bool = True,
 ) -> RunDir:
-    """Write runs/<id>/ (spec.yaml, accelerate.yaml, command.sh + command.json, plan.json) and register it."""
+    """Write runs/<id>/ (spec.yaml, accelerate.yaml, command.sh + command.json, plan.json).
+
+    The run is not registered here: Registry.add_run(run) does that (launch.prepare_and_register
+    does both, for the CLI and the app)."""
     spec = with_absolute_paths(spec)
     check_lora_fits_model(spec)
     devices = devices if devices is not None else dev.discover()
@@ -199,16 +201,4 @@ def prepare(
         "decision": decision.to_dict(),
     }
     run.plan_path.write_text(json.dumps(plan_doc, indent=2, default=str) + "\n", encoding="utf-8")
-    if register:
-        from runners.registry.store import Registry
-
-        Registry.for_runs_root(root, reconcile=False).add(
-            run_id=run.id,
-            name=spec.name,
-            method=spec.method,
-            model=spec.model,
-            dataset=spec.dataset.path,
-            run_dir=run.path,
-            predicted_peak_bytes=decision.predicted_peak_bytes,
-        )
     return run

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from runners.demo import tiny
+from runners.launch.launch import prepare_and_register
 from runners.rundir.devices import discover
-from runners.rundir.prepare import prepare
 from runners.rundir.spec import RunSpec
 
 
@@ -16,7 +16,7 @@ def two_runs(runs_dir):
     for method, data in (("dpo", "preference"), ("sft", "sft")):
         spec = RunSpec.parse({"method": method, "model": "Qwen/Qwen2.5-0.5B", "name": f"{method}-trial",
                               "dataset": {"path": str(tiny.demo_data_paths()[data])}, "max_steps": 5})
-        ids.append(prepare(spec, runs_dir, devices=discover(gpus=[])).id)
+        ids.append(prepare_and_register(spec, runs_dir, devices=discover(gpus=[])).id)
     return ids
 
 

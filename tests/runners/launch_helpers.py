@@ -10,8 +10,9 @@ from typing import Any
 
 import psutil
 
+from runners.launch.launch import prepare_and_register
 from runners.rundir import devices as dev
-from runners.rundir.prepare import prepare, write_command
+from runners.rundir.prepare import write_command
 from runners.rundir.reader import RunDir
 from runners.rundir.spec import RunSpec
 
@@ -42,7 +43,7 @@ def no_estimate(spec, **kw):
 def fake_run(root: Path, steps: int = 5, **hparams: Any) -> RunDir:
     """A prepared run (registered, status prepared) whose command is the fake recipe."""
     s = spec(max_steps=steps, save_steps=hparams.pop("save_steps", 2), hparams=hparams)
-    run = prepare(s, root, devices=cpu_devices(), estimate=no_estimate)
+    run = prepare_and_register(s, root, devices=cpu_devices(), estimate=no_estimate)
     write_command(run, [sys.executable, str(FAKE_RECIPE), "--spec", str(run.spec_path)])
     return run
 

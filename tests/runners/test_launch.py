@@ -16,7 +16,7 @@ from launch_helpers import fake_run, processes_in_group, spec, stop_leftovers, w
 from runners.launch import launch
 from runners.paths import REPO_ROOT
 from runners.registry.store import Registry
-from runners.rundir.prepare import prepare, write_command
+from runners.rundir.prepare import write_command
 from runners.rundir.reader import RunDir
 
 
@@ -276,7 +276,7 @@ def dpo_run(root, tiny_model_dir, demo_data, steps: int, save_steps: int = 50) -
 
     s = spec(model=str(tiny_model_dir), dataset={"path": str(demo_data["preference"])}, devices="cpu",
              max_steps=steps, save_steps=save_steps, hparams=dict(DEMO_HPARAMS))
-    return prepare(s, root)
+    return launch.prepare_and_register(s, root)
 
 
 @pytest.mark.slow

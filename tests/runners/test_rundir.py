@@ -12,6 +12,7 @@ import yaml
 from launch_helpers import FAKE_RECIPE, GIB, cpu_devices, fake_gpus, no_estimate, spec
 
 import planner
+from runners.launch.launch import prepare_and_register
 from runners.registry.store import Registry
 from runners.rundir.decide import decide, decide_with_reference_fallback, gpu_ids_for_env, plan_request
 from runners.rundir.prepare import prepare, write_command
@@ -25,7 +26,7 @@ def read_yaml(path):
 
 def test_prepare_writes_the_four_files_for_cpu(tmp_path, tiny_model_dir):
     s = spec(model=str(tiny_model_dir), max_steps=3, hparams={"max_length": 64, "per_device_train_batch_size": 2})
-    run = prepare(s, tmp_path, devices=cpu_devices())
+    run = prepare_and_register(s, tmp_path, devices=cpu_devices())
     names = {p.name for p in run.path.iterdir()}
     assert {"spec.yaml", "accelerate.yaml", "command.sh", "command.json", "plan.json"} <= names
     assert RunSpec.load(run.spec_path) == s
@@ -161,7 +162,7 @@ def test_concurrent_prepares_get_distinct_dirs_and_rows(tmp_path):
 
     def one():
         try:
-            runs.append(prepare(spec(), tmp_path, devices=cpu_devices(), estimate=no_estimate))
+            runs.append(prepare_and_register(spec(), tmp_path, devices=cpu_devices(), estimate=no_estimate))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 

@@ -37,8 +37,7 @@ def prepared_run(tmp_path: Path, tiny_model_dir: Path, demo_data, **over):
                     "sample_every": 2, "num_samples": 2},
         "max_steps": 4, "save_steps": 2, "gradient_checkpointing": False, "devices": "cpu", **over,
     }
-    return prepare(RunSpec.parse(fields), tmp_path / "runs", devices=cpu_devices(), estimate=no_estimate,
-                   register=False)
+    return prepare(RunSpec.parse(fields), tmp_path / "runs", devices=cpu_devices(), estimate=no_estimate)
 
 
 @pytest.mark.slow
