@@ -17,7 +17,7 @@ from typing import Any
 
 GIB = 2**30
 # Metrics worth a column in progress lines, in this order, when the recipe logs them.
-PROGRESS_KEYS = ("rewards/accuracies", "rewards/margins", "reward", "kl")
+PROGRESS_KEYS = ("rewards/accuracies", "rewards/margins", "accuracy", "reward", "score", "kl")
 EVAL_KEYS = ("eval_loss", "eval_rewards/accuracies", "eval_rewards/margins", "eval_reward", "eval_accuracy")
 
 
@@ -36,7 +36,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="prepare a run directory and launch a training run",
                        description="Prepare runs/<id>/ for a method, model and data set, then launch it.")
     p.add_argument("--spec", type=Path, help="a spec.yaml (RunSpec) to start from; flags below override it")
-    p.add_argument("--method", help="sft, rm, dpo, ipo, kto, orpo, simpo, grpo, rloo")
+    p.add_argument("--method", help="sft, rm, dpo, ipo, kto, orpo, simpo, grpo, rloo, ppo; or a pipeline: rlhf")
     p.add_argument("--model", help="hub id or local model directory")
     p.add_argument("--dataset", help="local .jsonl/.json/.csv/.parquet file or hub dataset id")
     p.add_argument("--eval-fraction", type=float, help="share of rows held out for evaluation")
@@ -55,6 +55,16 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
                    help="force the sharding stage: 0 DDP, 2 gradients + optimizer states, 3 everything "
                         "(default: the smallest stage that fits)")
     p.add_argument("--name", help="a label for the run registry")
+    g = p.add_argument_group("rewards (ppo, grpo, rloo)")
+    g.add_argument("--reward-model", help="reward model directory or hub id (rlhf: skips the reward-model stage)")
+    g.add_argument("--reward-function", help="reward function 'package.module:function'")
+    g = p.add_argument_group("pipelines (rlhf: sft -> rm -> ppo)")
+    g.add_argument("--sft-dataset", help="rlhf: demonstrations for the SFT stage")
+    g.add_argument("--prompts", help="rlhf: prompts for PPO (default: the prompts of --dataset's pairs)")
+    g.add_argument("--sft-model", help="rlhf: an existing SFT model; skips the SFT stage")
+    g.add_argument("--stage", action="append", default=[], metavar="STAGE.FIELD=VALUE",
+                   help="rlhf: a spec field of one stage, e.g. ppo.max_steps=40; repeatable "
+                        "(--hparam takes STAGE.KEY=VALUE for a pipeline)")
     p.add_argument("--dry-run", action="store_true", help="write the run directory and print the plan; launch nothing")
     add_follow_options(p)
     p.set_defaults(func=cmd_run)
@@ -166,20 +176,17 @@ def spec_from_args(args: argparse.Namespace):
     if args.devices is not None:
         data["devices"] = parse_devices(args.devices)
     data["hparams"] = {**(data.get("hparams") or {}), **parse_hparams(args.hparam)}
+    if args.reward_model or args.reward_function:
+        data["reward"] = {"model": args.reward_model, "function": args.reward_function}
+    for flag in ("sft_dataset", "prompts", "sft_model"):
+        if getattr(args, flag, None):
+            raise CliInputError(f"--{flag.replace('_', '-')}: only for a pipeline (--method rlhf)")
+    if args.stage:
+        raise CliInputError("--stage: only for a pipeline (--method rlhf)")
     missing = [f"--{f}" for f in ("method", "model", "dataset") if not data.get(f)]
     if missing:
         raise CliInputError(f"{', '.join(missing)}: required (or give --spec FILE)")
     return RunSpec.parse(data)
-
-
-def check_local_inputs(spec) -> None:
-    """Fail before preparing or launching on inputs the recipe would reject: a missing or
-    incomplete model folder, an unreachable hub, unknown hparams, data that does not load or does
-    not suit the method (runners.launch.preflight). A dry run skips this: planning for another machine
-    needs no local data."""
-    from runners.launch.preflight import check_run_inputs
-
-    check_run_inputs(spec)
 
 
 def dry_run_warnings(spec) -> list[str]:
@@ -213,6 +220,8 @@ def progress_line(row: dict[str, Any]) -> str:
         keys = [k for k in EVAL_KEYS if k in row] or [k for k in row if k.startswith("eval_")][:4]
         return "  ".join([f"eval at step {row.get('step')}"] + [f"{k} {_num(row[k])}" for k in keys])
     step = f"step {row.get('step')}/{row.get('max_steps')}" if row.get("max_steps") else f"step {row.get('step')}"
+    if row.get("stage"):
+        step = f"[{row.get('stage_index')}/{row.get('stages')} {row['stage']}] {step}"
     parts = [step, f"loss {_num(row.get('loss'))}"]
     parts += [f"{k} {_num(row[k])}" for k in PROGRESS_KEYS if k in row]
     if row.get("tokens_per_second"):
@@ -231,8 +240,11 @@ def _num(v: Any) -> str:
 
 
 def describe(run, rec=None) -> dict[str, Any]:
-    """The JSON document for a run: registry record, decision, plan summary, command, result."""
+    """The JSON document for a run: registry record, decision, plan summary, command, result.
+    A pipeline's also has its stages' plans (pipeline_plan) and, with a record, their records."""
     plan = run.plan()
+    if plan.get("pipeline"):
+        return describe_pipeline(run, plan, rec)
     decision = plan.get("decision") or {}
     planned = plan.get("plan") or {}
     return {
@@ -251,6 +263,42 @@ def describe(run, rec=None) -> dict[str, Any]:
             "fits": decision.get("fits"),
             "notes": planned.get("notes"),
         },
+        "devices": plan.get("devices"),
+        "result": run.result(),
+    }
+
+
+def describe_pipeline(run, plan: dict[str, Any], rec=None) -> dict[str, Any]:
+    from runners.pipelines.pipeline_dir import PipelineDir
+
+    stages = []
+    reg = None
+    if rec is not None:
+        from runners.registry.store import Registry
+
+        reg = Registry(run.path.parent / "registry.db", reconcile=False)
+    for stage in PipelineDir(run.path).stage_runs():
+        item: dict[str, Any] = {"stage": stage.name, "method": stage.method, "run_id": stage.run_id}
+        if reg is not None:
+            try:
+                srec = reg.get(stage.run_id)
+                item.update(status=srec.status, last_metrics=srec.last_metrics,
+                            measured_peak_bytes=srec.measured_peak_bytes)
+            except ValueError:
+                item["status"] = None
+        stages.append(item)
+    return {
+        "run_id": run.id,
+        "run_dir": str(run.path),
+        "status": rec.status if rec else None,
+        "record": rec.to_dict() if rec else None,
+        "decision": plan.get("decision") or {},
+        "command": run.command()["argv"] if run.command_json.exists() else None,
+        "command_sh": str(run.command_sh),
+        "plan": {"predicted_peak_bytes": plan.get("predicted_peak_bytes"),
+                 "fits": (plan.get("decision") or {}).get("fits")},
+        "pipeline_plan": plan,
+        "stages": stages,
         "devices": plan.get("devices"),
         "result": run.result(),
     }
@@ -290,16 +338,68 @@ def print_plan(doc: dict[str, Any]) -> None:
 # --- commands --------------------------------------------------------------------------------------
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from runners.launch.launch import prepare_and_register
+def is_pipeline_request(args: argparse.Namespace) -> bool:
+    from runners.pipelines.definitions import PIPELINE_METHODS
 
-    spec = spec_from_args(args)
-    if not args.dry_run:
-        check_local_inputs(spec)
+    if args.method:
+        return args.method in PIPELINE_METHODS
+    if args.spec:
+        doc = _yaml(Path(args.spec))
+        if isinstance(doc, dict) and doc.get("method") in PIPELINE_METHODS:
+            args.method = doc["method"]
+            return True
+    return False
+
+
+def cmd_run_pipeline(args: argparse.Namespace) -> int:
+    """spec -> checks (once) -> pipeline and stage directories -> registry -> launch -> follow."""
+    from runners.pipelines.cli import pipeline_spec_from_args
+    from runners.pipelines.prepare import check_pipeline_inputs, prepare_pipeline
+    from runners.pipelines.registry import register_pipeline
+    from runners.registry.store import Registry
+
+    spec = pipeline_spec_from_args(args, parse_devices)
+    check_pipeline_inputs(spec, hparams_only=args.dry_run)
+    pipeline, stages = prepare_pipeline(spec)
+    register_pipeline(Registry.for_runs_root(pipeline.path.parent, reconcile=False), pipeline, spec, stages)
+    doc = {**describe(pipeline.run), "launched": False}
     if args.dry_run:
-        from runners.launch.preflight import check_hparams
+        emit_json(doc) if args.json else print_pipeline_plan(doc)
+        return 0
+    if not args.json:
+        print_pipeline_plan(doc)
+    return launch_and_follow(pipeline.id, pipeline.path, detach=args.detach, as_json=args.json, grace=args.stop_grace)
 
-        check_hparams(spec)  # wrong on any machine, unlike a model or data set that is not here
+
+def print_pipeline_plan(doc: dict[str, Any]) -> None:
+    plan = doc.get("pipeline_plan") or {}
+    print(f"pipeline {doc['run_id']}  ({doc['run_dir']}): {plan.get('pipeline')}, "
+          f"{len(plan.get('stages') or [])} stages")
+    for i, stage in enumerate(plan.get("stages") or [], 1):
+        fits = {True: "fits", False: "does NOT fit", None: "fit unknown"}[stage.get("fits")]
+        print(f"  {i}. {stage['stage']:4} {stage['method']:4} run {stage['run_id']}: predicted "
+              f"{gib(stage.get('predicted_peak_bytes'))} per device ({stage.get('peak_phase')}, {stage.get('setup')}; "
+              f"{fits})")
+        print(f"     {stage.get('summary')}; model {stage.get('model')}")
+    for name, why in (plan.get("skipped") or {}).items():
+        print(f"  skipped: {name} ({why})")
+    for note in (plan.get("decision") or {}).get("notes") or []:
+        print(f"note: {note}")
+    print(f"command: bash {doc['command_sh']}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from runners.launch import preflight
+    from runners.launch.launch import prepare_and_register
+    from runners.rundir.prepare import with_absolute_paths
+
+    if is_pipeline_request(args):
+        return cmd_run_pipeline(args)
+    spec = with_absolute_paths(spec_from_args(args))  # what prepare() writes, and what the checks read
+    if not args.dry_run:
+        preflight.check_run_inputs(spec)
+    if args.dry_run:
+        preflight.check_hparams(spec)  # wrong on any machine, unlike a model or data set that is not here
     unchecked = dry_run_warnings(spec) if args.dry_run else []
     run = prepare_and_register(spec)
     if args.dry_run:
@@ -406,13 +506,27 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not recs:
         print("no runs yet (alignplan run ... or alignplan demo)")
         return 0
-    header = f"{'ID':34} {'STATUS':10} {'METHOD':6} {'STEP':>9} {'LOSS':>8} {'PRED PEAK':>11} {'MEAS PEAK':>11}  MODEL"
+    # a pipeline's stages are listed under it, indented; where it is shows as "stage k/n name step"
+    shown = {r.id for r in recs}
+    ordered = [r for r in recs if not r.pipeline_id or r.pipeline_id not in shown]
+    for stage in [r for r in recs if r.pipeline_id and r.pipeline_id in shown]:
+        parent = next(i for i, r in enumerate(ordered) if r.id == stage.pipeline_id)
+        while parent + 1 < len(ordered) and ordered[parent + 1].pipeline_id == stage.pipeline_id:
+            parent += 1
+        ordered.insert(parent + 1, stage)
+    width = max(34, *(len(r.id) + (2 if r.pipeline_id else 0) for r in ordered))
+    header = (f"{'ID':{width}} {'STATUS':10} {'METHOD':6} {'STEP':>13} {'LOSS':>8} {'PRED PEAK':>11} "
+              f"{'MEAS PEAK':>11}  MODEL")
     print(header)
-    for r in recs:
+    for r in ordered:
         m = r.last_metrics or {}
         step = f"{m.get('step', '-')}/{m.get('max_steps', '-')}" if m else "-"
+        if m.get("stage") and not r.pipeline_id:
+            step = f"{m.get('stage_index')}/{m.get('stages')} {m['stage']} {step}"
+        loss = m.get("loss", m.get("policy_loss"))
         model = r.model if len(r.model) <= 40 else "..." + r.model[-37:]
-        print(f"{r.id:34} {r.status:10} {r.method:6} {step:>9} {_num(m.get('loss')):>8} "
+        rid = f"  {r.id}" if r.pipeline_id else r.id
+        print(f"{rid:{width}} {r.status:10} {r.method:6} {step:>13} {_num(loss):>8} "
               f"{gib(r.predicted_peak_bytes):>11} {gib(r.measured_peak_bytes):>11}  {model}")
     return 0
 
@@ -425,6 +539,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     doc = describe(run, rec)
     if args.json:
         emit_json(doc)
+        return 0
+    if "pipeline_plan" in doc:
+        print_pipeline_plan(doc)
+        for i, stage in enumerate(doc["stages"], 1):
+            m = stage.get("last_metrics") or {}
+            where = f"step {m.get('step')}/{m.get('max_steps')}" if m else "not started"
+            print(f"  stage {i}/{len(doc['stages'])} {stage['stage']}: {stage.get('status')}, {where}")
+        print_outcome(rec)
         return 0
     print_plan(doc)
     print_outcome(rec)
@@ -487,13 +609,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    from runners.launch import launch
+    from runners.launch import launch, preflight
     from runners.rundir.reader import RunDir
 
     rec = _records().resolve(args.id)
     if rec.status not in launch.STARTABLE_STATUSES:
         launch.start(rec.id)  # raises the LaunchError that says why
-    check_local_inputs(RunDir(Path(rec.run_dir)).spec())  # a dry run may have been made for another machine
+    preflight.check_run_inputs(RunDir(Path(rec.run_dir)).spec())  # a dry run may have been made for another machine
     return launch_and_follow(rec.id, Path(rec.run_dir), detach=args.detach, as_json=args.json,
                              grace=args.stop_grace, start_run=True)
 

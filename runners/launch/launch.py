@@ -304,14 +304,21 @@ def start(run_id: str, runs: str | Path | None = None) -> int:
 
 
 def delete(run_id: str, runs: str | Path | None = None) -> str:
-    """Remove a run that is not running: its directory and its registry row."""
+    """Remove a run that is not running: its directory and its registry row; a pipeline's stages go
+    with it, and a stage alone is not deleted (its pipeline would lose a step)."""
     reg = _open(runs)
     rec = reg.resolve(run_id)
-    if rec.status == "running":
-        raise LaunchError(f"run {rec.id}: running; stop it first (alignplan runs stop {rec.id})")
-    run_dir = Path(rec.run_dir)
+    if rec.pipeline_id:
+        raise LaunchError(f"run {rec.id}: a stage of pipeline {rec.pipeline_id}; delete the pipeline "
+                          f"(alignplan runs delete {rec.pipeline_id})")
+    stages = [r for r in reg.list() if r.pipeline_id == rec.id]
+    for item in [rec, *stages]:
+        if item.status == "running":
+            raise LaunchError(f"run {item.id}: running; stop it first (alignplan runs stop {rec.id})")
     root = reg.path.parent.resolve()
-    if run_dir.resolve().parent == root and run_dir.is_dir():  # never delete outside the runs root
-        shutil.rmtree(run_dir)
-    reg.delete(rec.id)
+    for item in [*stages, rec]:
+        run_dir = Path(item.run_dir)
+        if run_dir.resolve().parent == root and run_dir.is_dir():  # never delete outside the runs root
+            shutil.rmtree(run_dir)
+        reg.delete(item.id)
     return rec.id

@@ -478,6 +478,8 @@ def finish(run: Run, trainer) -> int:
         # gathered whole so that from_pretrained can load it.
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(final_dir))
+    if run.spec.lora is not None and run.spec.merge_lora and trainer.is_world_process_zero():
+        save_merged(run, trainer, final_dir)
     if trainer.is_world_process_zero():
         write_result(run.run_dir, "succeeded", run.monitor, final_model=str(final_dir), **_result_extras(run))
     held = run.monitor.parameters_held
@@ -485,6 +487,21 @@ def finish(run: Run, trainer) -> int:
         run.log(f"sharded: this process held {held['this_process']:,} of {held['total']:,} parameters")
     run.log(f"done: final model in {final_dir}")
     return 0
+
+
+def save_merged(run: Run, trainer, final_dir: Path) -> None:
+    """final/ becomes the whole model with the LoRA adapter merged in (what a later pipeline stage
+    loads); the adapter alone moves to final-adapter/."""
+    import shutil
+
+    adapter_dir = run.output_dir / "final-adapter"
+    shutil.rmtree(adapter_dir, ignore_errors=True)
+    final_dir.rename(adapter_dir)
+    merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+    merged.save_pretrained(str(final_dir))
+    if trainer.processing_class is not None:
+        trainer.processing_class.save_pretrained(str(final_dir))
+    run.log(f"LoRA adapter merged into the base model: {final_dir} (adapter alone: {adapter_dir})")
 
 
 def _result_extras(run: Run) -> dict[str, Any]:

@@ -60,7 +60,8 @@ CREATE TABLE IF NOT EXISTS runs (
     run_dir TEXT NOT NULL,
     error TEXT,
     launches INTEGER NOT NULL DEFAULT 0,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    pipeline_id TEXT
 )
 """
 
@@ -97,6 +98,7 @@ class RunRecord:
     error: str | None
     launches: int
     updated_at: float
+    pipeline_id: str | None = None  # a pipeline stage: the id of its pipeline run
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> RunRecord:
@@ -228,13 +230,14 @@ class Registry:
         run_dir: str | Path,
         name: str | None = None,
         predicted_peak_bytes: int | None = None,
+        pipeline_id: str | None = None,
     ) -> RunRecord:
         now = time.time()
         with self._transaction() as con:
             con.execute(
                 "INSERT INTO runs (id, name, method, model, dataset, status, created_at, run_dir, "
-                "predicted_peak_bytes, updated_at) VALUES (?, ?, ?, ?, ?, 'prepared', ?, ?, ?, ?)",
-                (run_id, name, method, model, dataset, now, str(run_dir), predicted_peak_bytes, now),
+                "predicted_peak_bytes, updated_at, pipeline_id) VALUES (?, ?, ?, ?, ?, 'prepared', ?, ?, ?, ?, ?)",
+                (run_id, name, method, model, dataset, now, str(run_dir), predicted_peak_bytes, now, pipeline_id),
             )
         return self.get(run_id)
 

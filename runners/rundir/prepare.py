@@ -176,6 +176,7 @@ def prepare(
     *,
     devices: dev.Devices | None = None,
     estimate: Estimator = planner_estimate,
+    run_dir: Path | None = None,
 ) -> RunDir:
     """Write runs/<id>/ (spec.yaml, accelerate.yaml, command.sh + command.json, plan.json).
 
@@ -186,7 +187,8 @@ def prepare(
     devices = devices if devices is not None else dev.discover()
     spec, decision, planned = decide_with_reference_fallback(spec, devices, estimate)
     root = _resolve_root(runs_root)
-    run = RunDir(make_run_dir(root, spec.method))
+    # run_dir: an empty directory made by the caller (a pipeline names its stages' directories)
+    run = RunDir(run_dir if run_dir is not None else make_run_dir(root, spec.method))
     spec.dump(run.spec_path)
     run.accelerate_path.write_text(
         yaml.safe_dump(accelerate_config(decision, spec), sort_keys=False), encoding="utf-8"

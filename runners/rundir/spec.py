@@ -118,6 +118,11 @@ class RunSpec(BaseModel):
     logging_steps: int = Field(1, ge=1, description="Write metrics every N steps.")
     trust_remote_code: bool = Field(False, description="Run model code from the hub; off unless you trust it.")
     output_dir: str | None = Field(None, description="Where checkpoints go; default runs/<id>/checkpoints.")
+    merge_lora: bool = Field(
+        False,
+        description="With lora: save the final model with the adapter merged into its base (a whole model "
+        "that a later stage or another tool loads alone; the adapter is kept beside it in final-adapter/).",
+    )
     name: str | None = Field(None, description="A label for the run registry.")
 
     @field_validator("method")

@@ -1,0 +1,96 @@
+"""Pipelines as data: the stages each pipeline method runs, and which earlier stage feeds each one.
+
+A stage is an ordinary run (its own spec, plan, metrics, checkpoints and registry row, run id
+``<pipeline id>.<stage name>``). What a stage hands on is its final model (``checkpoints/final``).
+A new pipeline (RLAIF, Constitutional AI) is a new entry in PIPELINES, not new control flow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class StageDefinition:
+    """One stage of a pipeline.
+
+    name: short and unique within the pipeline; the stage's run id is "<pipeline id>.<name>".
+    method: the recipe that runs the stage (a runners.rundir RECIPE_METHODS id, planned by the
+        planner's profile of the same id).
+    data: which of the pipeline's data sets the stage trains on (a key of PipelineDefinition.data).
+    model_from: the earlier stage whose final model this stage starts from; None: the base model.
+    reward_from: the earlier stage whose final model scores this stage's rollouts (spec.reward.model).
+    """
+
+    name: str
+    method: str
+    data: str
+    model_from: str | None = None
+    reward_from: str | None = None
+    summary: str = ""
+
+    def consumes(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.model_from, self.reward_from) if s)
+
+
+@dataclass(frozen=True)
+class PipelineDefinition:
+    """A method made of stages run in order.
+
+    data: the data sets the pipeline takes, name -> what it holds (shown in errors and help).
+    data_fallback: a data set that may be left out because another serves it, e.g. PPO's prompts
+        are taken from the preference pairs when no prompt file is given.
+    given_help: what an existing model given in place of a stage must be, per stage name.
+    """
+
+    id: str
+    name: str
+    stages: tuple[StageDefinition, ...]
+    data: dict[str, str]
+    data_fallback: dict[str, str] = field(default_factory=dict)
+    given_help: dict[str, str] = field(default_factory=dict)
+    source: str = ""
+
+    def stage(self, name: str) -> StageDefinition:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(name)
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.stages)
+
+
+RLHF = PipelineDefinition(
+    id="rlhf",
+    name="RLHF with PPO",
+    stages=(
+        StageDefinition("sft", "sft", data="sft",
+                        summary="supervised fine-tuning on demonstrations: the policy PPO starts from"),
+        StageDefinition("rm", "rm", data="preferences", model_from="sft",
+                        summary="reward model trained on preference pairs, initialised from the SFT model"),
+        StageDefinition("ppo", "ppo", data="prompts", model_from="sft", reward_from="rm",
+                        summary="PPO against the reward model; policy and reference from SFT, value from the reward model"),
+    ),
+    data={
+        "sft": "demonstrations (prompt/completion or messages) for the SFT stage",
+        "preferences": "preference pairs (prompt/chosen/rejected) for the reward model",
+        "prompts": "prompts the policy answers during PPO (default: the preference pairs' prompts)",
+    },
+    data_fallback={"prompts": "preferences"},
+    given_help={
+        "sft": "an instruction-tuned (SFT) causal LM: skips the SFT stage",
+        "rm": "a reward model (sequence classifier with one output): skips the reward-model stage",
+    },
+    source="Ouyang et al. 2022 (InstructGPT): SFT, reward model, PPO",
+)
+
+PIPELINES: dict[str, PipelineDefinition] = {p.id: p for p in (RLHF,)}
+PIPELINE_METHODS = tuple(PIPELINES)
+
+
+def get_pipeline(method: str) -> PipelineDefinition:
+    if method not in PIPELINES:
+        raise KeyError(method)
+    return PIPELINES[method]

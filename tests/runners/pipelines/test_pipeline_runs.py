@@ -1,0 +1,139 @@
+"""RLHF pipelines on the tiny model: prepared, run, stopped, resumed and failed as one run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from alignplan.cli import main
+from runners.launch import launch
+from runners.paths import RUNS_DIR_ENV
+from runners.registry.store import Registry
+from runners.rundir.reader import RunDir
+from tests.runners.launch_helpers import stop_leftovers, wait_until
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "runs"
+    monkeypatch.setenv(RUNS_DIR_ENV, str(root))
+    monkeypatch.delenv("ALIGNPLAN_FAKE_GPUS", raising=False)
+    yield root
+    stop_leftovers(tmp_path)
+
+
+def rlhf_argv(tiny_model_dir, demo_data, *extra: str) -> list[str]:
+    return ["run", "--method", "rlhf", "--model", str(tiny_model_dir), "--sft-dataset", str(demo_data["sft"]),
+            "--dataset", str(demo_data["preference"]), "--devices", "cpu", "--max-steps", "3", *extra]
+
+
+def records(root: Path) -> dict[str, object]:
+    return {r.id: r for r in Registry.for_runs_root(root, reconcile=False).list()}
+
+
+def test_dry_run_prepares_the_pipeline_and_its_three_stages(capsys, runs_dir, tiny_model_dir, demo_data):
+    code = main(rlhf_argv(tiny_model_dir, demo_data, "--dry-run", "--json", "--stage", "ppo.max_steps=5"))
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and doc["launched"] is False
+    pid = doc["run_id"]
+    plan = doc["pipeline_plan"]
+    assert [s["stage"] for s in plan["stages"]] == ["sft", "rm", "ppo"]
+    assert plan["predicted_peak_bytes"] == max(s["predicted_peak_bytes"] for s in plan["stages"])
+    assert all(s["planned_with"] == str(tiny_model_dir) for s in plan["stages"])  # the SFT output's architecture
+    recs = records(runs_dir)
+    assert recs[pid].method == "rlhf" and recs[pid].status == "prepared"
+    assert {r.id: r.pipeline_id for r in recs.values() if r.pipeline_id} == {
+        f"{pid}.sft": pid, f"{pid}.rm": pid, f"{pid}.ppo": pid}
+    ppo = RunDir(runs_dir / f"{pid}.ppo").spec()
+    assert ppo.max_steps == 5 and ppo.model == str(runs_dir / f"{pid}.sft" / "checkpoints" / "final")
+    assert ppo.reward.model == str(runs_dir / f"{pid}.rm" / "checkpoints" / "final")
+
+
+def test_a_pipeline_flag_on_a_single_run_and_a_bad_stage_name_are_one_line(capsys, runs_dir, tiny_model_dir, demo_data):
+    code = main(["run", "--method", "dpo", "--model", str(tiny_model_dir), "--dataset", str(demo_data["preference"]),
+                 "--sft-model", "x", "--dry-run"])
+    assert code == 2 and "--sft-model: only for a pipeline" in capsys.readouterr().err
+    code = main(rlhf_argv(tiny_model_dir, demo_data, "--dry-run", "--stage", "dpo.max_steps=3"))
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown stage 'dpo'; stages: sft, rm, ppo" in err
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())
+
+
+@pytest.mark.slow
+def test_rlhf_runs_sft_rm_ppo_and_hands_each_stage_its_inputs(capsys, runs_dir, tiny_model_dir, demo_data):
+    code = main(rlhf_argv(tiny_model_dir, demo_data, "--json"))
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and doc["status"] == "succeeded"
+    pid = doc["run_id"]
+    assert [s["status"] for s in doc["stages"]] == ["succeeded"] * 3
+    rows = RunDir(runs_dir / pid).metrics()
+    assert [(r["stage"], r["step"]) for r in rows if "step" in r and not any(k.startswith("eval_") for k in r)] == [
+        (stage, step) for stage in ("sft", "rm", "ppo") for step in (1, 2, 3)]
+    assert {"score", "kl", "policy_loss", "value_loss"} <= set(rows[-1])
+    ppo_result = RunDir(runs_dir / f"{pid}.ppo").result()
+    assert doc["result"]["final_model"] == ppo_result["final_model"]
+    assert Path(ppo_result["final_model"], "config.json").is_file()
+    # the RM stage started from the SFT stage's final model and saved a one-output classifier
+    rm_config = json.loads((runs_dir / f"{pid}.rm" / "checkpoints" / "final" / "config.json").read_text())
+    assert rm_config["architectures"] == ["LlamaForSequenceClassification"]
+    assert len(rm_config.get("id2label", {0: "LABEL_0"})) == 1
+
+
+@pytest.mark.slow
+def test_stop_and_resume_act_on_the_pipeline_and_never_rerun_a_finished_stage(capsys, runs_dir, tiny_model_dir,
+                                                                               demo_data):
+    # many PPO steps, so that the stop lands inside the PPO stage
+    code = main(rlhf_argv(tiny_model_dir, demo_data, "--detach", "--json", "--stage", "ppo.max_steps=400",
+                          "--stage", "ppo.save_steps=2"))
+    pid = json.loads(capsys.readouterr().out)["run_id"]
+    assert code == 0
+    reg = Registry.for_runs_root(runs_dir, reconcile=False)
+    assert wait_until(lambda: len(RunDir(runs_dir / f"{pid}.ppo").metrics()) >= 3, timeout=240)
+    stopped = launch.stop(pid, grace=60)
+    assert stopped.status == "stopped"
+    stages = {s: reg.get(f"{pid}.{s}") for s in ("sft", "rm", "ppo")}
+    assert [stages[s].status for s in ("sft", "rm", "ppo")] == ["succeeded", "succeeded", "stopped"]
+    result = RunDir(runs_dir / pid).result()
+    assert result["status"] == "stopped" and result["stage"] == "ppo"
+    done_steps = max(r["step"] for r in RunDir(runs_dir / f"{pid}.ppo").metrics())
+
+    launch.resume(pid)
+    assert wait_until(lambda: reg.get(f"{pid}.ppo").launches == 2 and
+                      max(r["step"] for r in RunDir(runs_dir / f"{pid}.ppo").metrics()) > done_steps + 1, timeout=120)
+    launch.stop(pid, grace=60)
+    assert reg.get(f"{pid}.sft").launches == 1 and reg.get(f"{pid}.rm").launches == 1  # never run again
+    ppo_steps = [r["step"] for r in RunDir(runs_dir / f"{pid}.ppo").metrics()]
+    assert ppo_steps == sorted(ppo_steps) and ppo_steps[0] == 1  # resumed from its checkpoint, counting on
+
+
+@pytest.mark.slow
+def test_a_failed_stage_fails_the_pipeline_by_name_and_a_retry_after_the_fix_continues(capsys, runs_dir, tmp_path,
+                                                                                     tiny_model_dir, demo_data):
+    # an "SFT model" with config and tokenizer but no weights passes the checks and fails in the RM stage
+    broken = tmp_path / "sft-without-weights"
+    shutil.copytree(tiny_model_dir, broken, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    code = main(rlhf_argv(tiny_model_dir, demo_data, "--sft-model", str(broken), "--json"))
+    doc = json.loads(capsys.readouterr().out)
+    pid = doc["run_id"]
+    assert code == 1 and doc["status"] == "failed"
+    assert [s["stage"] for s in doc["stages"]] == ["rm", "ppo"]
+    assert doc["result"]["error"].startswith(f"stage 1/2 (rm, run {pid}.rm) failed")
+    for weights in Path(tiny_model_dir).glob("*.safetensors"):
+        shutil.copy(weights, broken)
+    launch.resume(pid)
+    rec = launch.wait(pid, timeout=300)
+    assert rec.status == "succeeded"
+    assert [r.status for r in records(runs_dir).values() if r.pipeline_id == pid] == ["succeeded", "succeeded"]
+
+
+def test_deleting_a_stage_alone_is_refused_and_deleting_the_pipeline_removes_its_stages(capsys, runs_dir,
+                                                                                       tiny_model_dir, demo_data):
+    main(rlhf_argv(tiny_model_dir, demo_data, "--dry-run", "--json"))
+    pid = json.loads(capsys.readouterr().out)["run_id"]
+    code = main(["runs", "delete", f"{pid}.rm"])
+    assert code == 2 and f"a stage of pipeline {pid}" in capsys.readouterr().err
+    assert main(["runs", "delete", pid]) == 0
+    assert records(runs_dir) == {} and not any(runs_dir.glob(f"{pid}*"))
