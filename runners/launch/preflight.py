@@ -3,6 +3,10 @@
 The recipe would find the same problems, but only after its imports, a run directory and a registry
 row exist; here they are one-line ValueErrors (exit 2) and nothing is created. A dry run skips these
 checks: planning for another machine needs neither the data nor the model on this one.
+
+Every check takes a spec whose local paths are already absolute and whose planner alias is already a
+hub id (runners.rundir.prepare.with_absolute_paths, which the CLI applies first and prepare() again):
+nothing is expanded here a second time.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ class PreflightError(ValueError):
 
 
 def looks_local(path: str) -> bool:
-    return path.startswith((".", "/", "~")) or Path(path).expanduser().exists()
+    return path.startswith((".", "/")) or Path(path).exists()
 
 
 def check_model(spec: RunSpec) -> None:
@@ -29,7 +33,7 @@ def check_model(spec: RunSpec) -> None:
     cached copy) when the hub cannot be reached."""
     model = spec.model
     if looks_local(model):
-        path = Path(model).expanduser()
+        path = Path(model)
         if not path.exists():
             raise PreflightError(f"--model {model}: directory not found")
         if not path.is_dir():
@@ -42,8 +46,7 @@ def check_model(spec: RunSpec) -> None:
                 "save the tokenizer with the model"
             )
         return
-    hub_id = _hub_id(model)
-    if _cached(hub_id):
+    if _cached(model):
         return
     from planner.models import _hub_reachable
 
@@ -52,12 +55,6 @@ def check_model(spec: RunSpec) -> None:
             f"--model {model}: the Hugging Face hub cannot be reached and the model is not cached; {LOCAL_HINT} "
             "(--model path/to/model-folder)"
         )
-
-
-def _hub_id(model: str) -> str:
-    from runners.rundir.prepare import catalogue_hub_id
-
-    return model if "/" in model else (catalogue_hub_id(model) or model)
 
 
 def _cached(repo_id: str) -> bool:
@@ -83,8 +80,7 @@ def check_dataset(spec: RunSpec) -> None:
             return  # downloading a hub data set twice is the recipe's job, not a check's
         # offline: only datasets' local cache can serve it, and reading that is cheap, so check it all
         # (load_and_normalize says so when it is not cached)
-    dataset = spec.dataset.model_copy(update={"path": str(Path(path).expanduser())})
-    load_and_normalize(dataset, spec.method)
+    load_and_normalize(spec.dataset, spec.method)
 
 
 def config_class(method: str) -> tuple[type, dict[str, Any]]:
@@ -108,6 +104,9 @@ def check_hparams(spec: RunSpec) -> None:
 
 
 def check_run_inputs(spec: RunSpec) -> None:
+    """Fail before preparing or launching on inputs the recipe would reject: a missing or incomplete
+    model folder, an unreachable hub, unknown hparams, data that does not load or does not suit the
+    method. A dry run skips this: planning for another machine needs no local data."""
     check_model(spec)
     check_hparams(spec)
     check_dataset(spec)

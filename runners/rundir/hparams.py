@@ -6,23 +6,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from planner.parsing import parse_bool
 from runners.rundir.spec import SpecError
 
 
-def hparam_int(hp: dict[str, Any], key: str, default: int | None = None, *, minimum: int = 1) -> int | None:
-    """An integer hparam (None when unset -> default); a list, text, fraction or a value below minimum
-    is a SpecError naming hparams.<key>. 0 is not "unset": TRL would fail on it later."""
+def hparam_int(hp: dict[str, Any], key: str, default: int | None = None) -> int | None:
+    """An integer >= 1 (None when unset -> default); a list, text, fraction or a value below 1 is a
+    SpecError naming hparams.<key>. 0 is not "unset": TRL would fail on it later."""
     value = hp.get(key)
     if value is None:
         return default
+    bad = SpecError(f"hparams.{key}: expected an integer >= 1, got {value!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise SpecError(f"hparams.{key}: expected an integer >= {minimum}, got {value!r}")
+        raise bad
     try:
         number = float(value)
     except ValueError:
-        raise SpecError(f"hparams.{key}: expected an integer >= {minimum}, got {value!r}") from None
-    if not number.is_integer() or number < minimum:
-        raise SpecError(f"hparams.{key}: expected an integer >= {minimum}, got {value!r}")
+        raise bad from None
+    if not number.is_integer() or number < 1:
+        raise bad
     return int(number)
 
 
@@ -38,19 +40,13 @@ def hparam_float(hp: dict[str, Any], key: str) -> float | None:
         raise SpecError(f"hparams.{key}: expected a number, got {value!r}") from None
 
 
-_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
-
-
 def hparam_bool(hp: dict[str, Any], key: str, default: bool = False) -> bool:
-    """true/false (also yes/no, on/off, 1/0); anything else is a SpecError, not a truthy guess."""
+    """true/false (also yes/no, on/off, 1/0), read by planner.parsing.parse_bool, the one parser every
+    package uses; anything else is a SpecError, not a truthy guess."""
     value = hp.get(key)
     if value is None:
         return default
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower() if isinstance(value, (str, int)) else None
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise SpecError(f"hparams.{key}: expected true or false, got {value!r}")
+    try:
+        return parse_bool(value, f"hparams.{key}")
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None

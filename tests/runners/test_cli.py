@@ -290,20 +290,22 @@ def test_failed_run_prints_the_recipes_one_line_error(capsys, runs_dir):
 
 
 def test_tilde_paths_pass_the_local_input_checks(tmp_path, monkeypatch, tiny_model_dir, demo_data):
-    from runners.cli import check_local_inputs
+    from runners.launch.preflight import check_run_inputs
+    from runners.rundir.prepare import with_absolute_paths
     from runners.rundir.spec import RunSpec
+
+    def check_local_inputs(fields):  # what `alignplan run` does: paths made absolute, then checked
+        check_run_inputs(with_absolute_paths(RunSpec.parse(fields)))
 
     (tmp_path / "tiny").symlink_to(tiny_model_dir)
     (tmp_path / "prefs.jsonl").write_text(demo_data["preference"].read_text())
     monkeypatch.setenv("HOME", str(tmp_path))
-    check_local_inputs(RunSpec.parse({"method": "dpo", "model": "~/tiny", "dataset": {"path": "~/prefs.jsonl"}}))
+    check_local_inputs({"method": "dpo", "model": "~/tiny", "dataset": {"path": "~/prefs.jsonl"}})
     with pytest.raises(ValueError, match="nope.jsonl: file not found"):
-        check_local_inputs(RunSpec.parse({"method": "dpo", "model": "~/tiny", "dataset": {"path": "~/nope.jsonl"}}))
+        check_local_inputs({"method": "dpo", "model": "~/tiny", "dataset": {"path": "~/nope.jsonl"}})
 
 
 def test_a_prepared_run_can_be_started_and_only_a_prepared_one(capsys, runs_dir, monkeypatch):
-    import runners.cli
-
     prepared = fake_run(runs_dir, steps=3)
     assert Registry.for_runs_root(runs_dir).get(prepared.id).status == "prepared"
     with pytest.raises(launch.LaunchError, match="runs start"):
@@ -311,7 +313,7 @@ def test_a_prepared_run_can_be_started_and_only_a_prepared_one(capsys, runs_dir,
     code, _, err = run_cli(capsys, "runs", "start", prepared.id)  # the fake spec's hub model: offline here
     assert code == 2 and "cannot be reached" in err
     assert Registry.for_runs_root(runs_dir).get(prepared.id).status == "prepared"
-    monkeypatch.setattr(runners.cli, "check_local_inputs", lambda spec: None)  # the fake recipe needs no model
+    monkeypatch.setattr("runners.launch.preflight.check_run_inputs", lambda spec: None)  # the fake recipe needs no model
     code, out, err = run_cli(capsys, "runs", "start", prepared.id, "--detach", "--json")
     assert code == 0, err
     assert json.loads(out)["status"] == "running"
