@@ -57,7 +57,11 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="a label for the run registry")
     g = p.add_argument_group("rewards (ppo, grpo, rloo)")
     g.add_argument("--reward-model", help="reward model directory or hub id (rlhf: skips the reward-model stage)")
-    g.add_argument("--reward-function", help="reward function 'package.module:function'")
+    g.add_argument("--reward-function",
+                   help="reward function: builtin:exact_match|regex|length|marker, 'package.module:function' "
+                   "or 'path/to/file.py:function'")
+    g.add_argument("--reward-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a parameter of the reward function (repeatable), e.g. pattern='^<answer>'")
     g = p.add_argument_group("pipelines (rlhf: sft -> rm -> ppo)")
     g.add_argument("--sft-dataset", help="rlhf: demonstrations for the SFT stage")
     g.add_argument("--prompts", help="rlhf: prompts for PPO (default: the prompts of --dataset's pairs)")
@@ -108,7 +112,9 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=cmd_tiny_model)
 
     d = sub.add_parser("demo", help="DPO on the tiny model and bundled preference data, on CPU (under a minute)")
-    d.add_argument("--steps", type=int, help="optimizer steps (default: the demo's)")
+    d.add_argument("--method", choices=("dpo", "ppo"), default="dpo",
+                   help="dpo (default), or ppo: the RLHF pipeline SFT -> reward model -> PPO (about 2 minutes)")
+    d.add_argument("--steps", type=int, help="optimizer steps (default: the demo's; ppo: PPO iterations)")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_demo)
 
@@ -178,6 +184,12 @@ def spec_from_args(args: argparse.Namespace):
     data["hparams"] = {**(data.get("hparams") or {}), **parse_hparams(args.hparam)}
     if args.reward_model or args.reward_function:
         data["reward"] = {"model": args.reward_model, "function": args.reward_function}
+    if args.reward_param:
+        from runners.rewards.load import parse_param_items
+
+        reward = data.get("reward") or {}
+        reward["params"] = {**(reward.get("params") or {}), **parse_param_items(args.reward_param)}
+        data["reward"] = reward
     for flag in ("sft_dataset", "prompts", "sft_model"):
         if getattr(args, flag, None):
             raise CliInputError(f"--{flag.replace('_', '-')}: only for a pipeline (--method rlhf)")
@@ -195,7 +207,7 @@ def dry_run_warnings(spec) -> list[str]:
     from runners.launch import preflight
 
     warnings = []
-    for check in (preflight.check_model, preflight.check_dataset):
+    for check in (preflight.check_model, preflight.check_dataset, preflight.check_reward):
         try:
             check(spec)
         except (ValueError, OSError) as exc:  # SpecError, DataError, PreflightError; an unreadable file
@@ -358,7 +370,7 @@ def cmd_run_pipeline(args: argparse.Namespace) -> int:
     from runners.pipelines.registry import register_pipeline
     from runners.registry.store import Registry
 
-    spec = pipeline_spec_from_args(args, parse_devices)
+    spec = pipeline_spec_from_args(args, parse_devices, parse_hparams)
     check_pipeline_inputs(spec, hparams_only=args.dry_run)
     pipeline, stages = prepare_pipeline(spec)
     register_pipeline(Registry.for_runs_root(pipeline.path.parent, reconcile=False), pipeline, spec, stages)
@@ -636,6 +648,59 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo_rlhf(args: argparse.Namespace, out) -> int:
+    """SFT -> reward model -> PPO on the tiny model and bundled data, on CPU, followed to the end; the
+    PPO score of the first and last five iterations shows whether the policy learned the reward."""
+    from runners.demo.tiny import DEMO_RLHF_HPARAMS, DEMO_RLHF_STEPS, build_tiny_model, demo_data_paths
+    from runners.launch import launch
+    from runners.pipelines.prepare import prepare_pipeline
+    from runners.pipelines.registry import register_pipeline
+    from runners.pipelines.spec import PipelineSpec
+    from runners.registry.store import Registry
+
+    t0 = time.time()
+    data = demo_data_paths()
+    model = build_tiny_model()
+    print(f"tiny model: {model}", file=out, flush=True)
+    steps = dict(DEMO_RLHF_STEPS, ppo=args.steps or DEMO_RLHF_STEPS["ppo"])
+    spec = PipelineSpec.parse({
+        "method": "rlhf",
+        "model": str(model),
+        "data": {"sft": {"path": str(data["sft"])}, "preferences": {"path": str(data["preference"])},
+                 "prompts": {"path": str(data["prompts"])}},
+        "common": {"devices": "cpu"},
+        "stages": {name: {"max_steps": steps[name], "save_steps": steps[name], "hparams": dict(hp)}
+                   for name, hp in DEMO_RLHF_HPARAMS.items()},
+    })
+    pipeline, stages = prepare_pipeline(spec)
+    register_pipeline(Registry.for_runs_root(pipeline.path.parent, reconcile=False), pipeline, spec, stages)
+    print(f"run {pipeline.id}: RLHF (SFT {steps['sft']} steps -> RM {steps['rm']} steps -> PPO {steps['ppo']} "
+          "iterations) on CPU", file=out, flush=True)
+    try:
+        launch.launch(pipeline.path)
+        for row in launch.follow(pipeline.id):
+            print(progress_line(row), file=out, flush=True)
+    except KeyboardInterrupt:
+        if _is_running(pipeline.id):
+            stop_after_interrupt(pipeline.id, 30.0, out)
+        return 130
+    rec = launch.wait(pipeline.id)
+    scores = [r["score"] for r in pipeline.run.metrics() if r.get("stage") == "ppo" and "score" in r]
+    first = sum(scores[:5]) / len(scores[:5]) if scores else None
+    last = sum(scores[-5:]) / len(scores[-5:]) if scores else None
+    wall = time.time() - t0
+    if args.json:
+        emit_json({"run_id": rec.id, "status": rec.status, "score_first5": first, "score_last5": last,
+                   "wall_seconds": round(wall, 1), "record": rec.to_dict()})
+    else:
+        print(f"run {rec.id}: {rec.status} in {wall:.0f}s")
+        if scores:
+            print(f"PPO score (reward model): {_num(first)} over the first 5 iterations -> {_num(last)} over the last 5")
+        elif failure_line(rec):
+            print(f"error: {failure_line(rec)}", file=sys.stderr)
+    return 0 if rec.status == "succeeded" else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Tiny model + bundled preference pairs + DPO on CPU, followed to the end."""
     from runners.demo.tiny import DEMO_HPARAMS, DEMO_MAX_STEPS, build_tiny_model, demo_dataset_path
@@ -645,6 +710,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.steps is not None and args.steps < 1:
         raise CliInputError(f"--steps {args.steps}: expected a number of optimizer steps >= 1")
     out = sys.stderr if args.json else sys.stdout
+    if args.method == "ppo":
+        return demo_rlhf(args, out)
     t0 = time.time()
     steps = args.steps or DEMO_MAX_STEPS
     model = build_tiny_model()

@@ -63,6 +63,15 @@ DEMO_HPARAMS: dict[str, Any] = {
 # The online methods (GRPO, RLOO) on the tiny model: a 2-layer random model generates noise, so short
 # completions and small groups keep the CPU demo under a minute.
 DEMO_ONLINE_HPARAMS: dict[str, Any] = {"max_completion_length": 16, "num_generations": 4, "per_device_train_batch_size": 4}
+# The RLHF demo (alignplan demo --method ppo): SFT -> RM -> PPO on the tiny model, each stage with a
+# step size a random 2-layer model moves with; PPO scores 32 prompts of 16 tokens per iteration.
+DEMO_RLHF_STEPS = {"sft": 30, "rm": 30, "ppo": 40}
+DEMO_RLHF_HPARAMS: dict[str, dict[str, Any]] = {
+    "sft": {"learning_rate": 1e-3, "max_length": 128},
+    "rm": {"learning_rate": 1e-3, "max_length": 128},
+    "ppo": {"learning_rate": 3e-3, "lr_scheduler_type": "constant", "per_device_train_batch_size": 32,
+            "num_mini_batches": 2, "response_length": 16, "kl_coef": 0.1},
+}
 # Which bundled sample each method trains on, and the reward function the online methods use with it
 # (it rewards the marker the prompts ask for, so a tiny model can learn it).
 DEMO_DATA_KIND: dict[str, str] = {

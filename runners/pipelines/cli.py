@@ -25,23 +25,19 @@ class PipelineInputError(ValueError):
     pass
 
 
-def _stage_item(item: str, flag: str, stages: tuple[str, ...]) -> tuple[str, str, Any]:
-    import yaml
-
+def _stage_item(item: str, flag: str, stages: tuple[str, ...], parse_value) -> tuple[str, str, Any]:
+    """STAGE.KEY=VALUE -> (stage, key, value), the value read as `--hparam` reads it (parse_value)."""
     key, sep, raw = item.partition("=")
     stage, dot, field = key.strip().partition(".")
     if not sep or not dot or not field:
         raise PipelineInputError(f"{flag} {item!r}: expected STAGE.KEY=VALUE with STAGE one of {', '.join(stages)}")
     if stage not in stages:
         raise PipelineInputError(f"{flag} {item!r}: unknown stage {stage!r}; stages: {', '.join(stages)}")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return stage, field, value
+    return stage, field, parse_value([f"{field}={raw}"])[field]
 
 
-def pipeline_spec_from_args(args: argparse.Namespace, parse_devices) -> PipelineSpec:
+def pipeline_spec_from_args(args: argparse.Namespace, parse_devices, parse_hparams) -> PipelineSpec:
+    """parse_devices and parse_hparams: the CLI's readers of --devices and KEY=VALUE items."""
     definition = PIPELINES[args.method]
     names = definition.stage_names
     data: dict[str, Any] = {}
@@ -79,10 +75,10 @@ def pipeline_spec_from_args(args: argparse.Namespace, parse_devices) -> Pipeline
     data["common"] = common
     stages: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (data.get("stages") or {}).items()}
     for item in getattr(args, "stage", None) or []:
-        stage, field, value = _stage_item(item, "--stage", names)
+        stage, field, value = _stage_item(item, "--stage", names, parse_hparams)
         stages.setdefault(stage, {})[field] = value
     for item in args.hparam or []:
-        stage, field, value = _stage_item(item, "--hparam", names)
+        stage, field, value = _stage_item(item, "--hparam", names, parse_hparams)
         stages.setdefault(stage, {}).setdefault("hparams", {})[field] = value
     if getattr(args, "reward_function", None):
         last = names[-1]

@@ -137,3 +137,17 @@ def test_deleting_a_stage_alone_is_refused_and_deleting_the_pipeline_removes_its
     assert code == 2 and f"a stage of pipeline {pid}" in capsys.readouterr().err
     assert main(["runs", "delete", pid]) == 0
     assert records(runs_dir) == {} and not any(runs_dir.glob(f"{pid}*"))
+
+
+@pytest.mark.slow
+def test_demo_ppo_runs_the_rlhf_pipeline_and_the_score_rises(capsys, runs_dir, tiny_model_dir, monkeypatch):
+    from runners.demo.tiny import TINY_MODEL_DIR_ENV
+
+    monkeypatch.setenv(TINY_MODEL_DIR_ENV, str(tiny_model_dir))
+    code = main(["demo", "--method", "ppo", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and doc["status"] == "succeeded"
+    stages = [r for r in records(runs_dir).values() if r.pipeline_id == doc["run_id"]]
+    assert [(r.method, r.status) for r in stages] == [("sft", "succeeded"), ("rm", "succeeded"), ("ppo", "succeeded")]
+    # the reward model's score of the policy's answers: measured -1.47 -> -0.94 and -1.40 -> -0.72 here
+    assert doc["score_last5"] - doc["score_first5"] > 0.25
