@@ -209,9 +209,14 @@ def decide(spec: RunSpec, devices: dev.Devices, estimate: Estimator = planner_es
 
     usable = min(g.free_bytes for g in gpus)
     gpu_id = planner_gpu_id(gpus[0])
+    unsharded = UNSHARDED_METHODS.get(spec.method)
+    if spec.zero_stage and unsharded:
+        raise SpecError(f"zero_stage: {spec.zero_stage} is refused for {spec.method}: {unsharded}")
     if spec.zero_stage is not None:
         check_quant_sharding(spec, spec.zero_stage, engine)
         stages: tuple[int, ...] = (spec.zero_stage,)
+    elif unsharded:  # a full replica per GPU, flagged when it does not fit
+        stages = (0,)
     else:  # the stages this run can use, smallest first
         stages = tuple(z for z in ((0,) if n == 1 else (0, 2, 3)) if quant_can_shard(spec, z, engine))
     chosen = None
@@ -239,6 +244,8 @@ def decide(spec: RunSpec, devices: dev.Devices, estimate: Estimator = planner_es
                         engine=engine if zero else "none")
     if fits is False:
         decision.notes.append("the planner predicts this run does not fit the selected GPUs; expect OOM")
+        if unsharded and n > 1:
+            decision.notes.append(f"{spec.method} is not sharded: {unsharded}")
     if n == 1:
         _note_unused_sharding(decision, spec, "the run has one GPU")
     if dist == "DEEPSPEED" and not deepspeed_installed():
@@ -246,6 +253,15 @@ def decide(spec: RunSpec, devices: dev.Devices, estimate: Estimator = planner_es
                               "(or set sharding: fsdp)")
     return _note_error(decision, err), {"request": req, "plan": plan}
 
+
+# Methods whose recipe cannot run under DeepSpeed ZeRO or FSDP, and why: decide() never picks a
+# sharding stage for them and refuses a forced one, before any model loads.
+UNSHARDED_METHODS = {
+    "ppo": "our PPO trainer updates two models (policy and value) beside a frozen reference and reward "
+           "model; it runs them under DDP only (accelerate prepares one model per DeepSpeed engine, and "
+           "gathering FSDP-sharded weights for generation is not written). Use LoRA (one base copy, "
+           "adapter-off reference) or fewer, larger GPUs",
+}
 
 # FSDP2's two ways to shard, by the ZeRO stage they match in memory.
 FSDP_STAGE_NAMES = {2: "shard grad op", 3: "full shard"}
