@@ -20,17 +20,20 @@ class StageDefinition:
     data: which of the pipeline's data sets the stage trains on (a key of PipelineDefinition.data).
     model_from: the earlier stage whose final model this stage starts from; None: the base model.
     reward_from: the earlier stage whose final model scores this stage's rollouts (spec.reward.model).
+    data_from: the earlier stage whose output data this stage reads instead of `data` (a generation
+        or labelling stage writes <run dir>/output/data.jsonl; see output_data_path).
     """
 
     name: str
     method: str
-    data: str
+    data: str | None = None
     model_from: str | None = None
     reward_from: str | None = None
+    data_from: str | None = None
     summary: str = ""
 
     def consumes(self) -> tuple[str, ...]:
-        return tuple(s for s in (self.model_from, self.reward_from) if s)
+        return tuple(s for s in (self.model_from, self.reward_from, self.data_from) if s)
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,8 @@ def check_pipeline_inputs(spec: PipelineSpec, root: str | Path | None = None, *,
             preflight.check_hparams(run_spec)
             if hparams_only:
                 continue
-            preflight.check_dataset(run_spec)
+            if not run_spec.dataset.path.startswith(made_here):
+                preflight.check_dataset(run_spec)
             if not run_spec.model.startswith(made_here):
                 preflight.check_model(run_spec)
         except (SpecError, ValueError) as exc:

@@ -67,7 +67,7 @@ class PipelineSpec(BaseModel):
         if "hparams" in self.common or "reward" in self.common:
             raise ValueError("common: hparams and reward differ per stage; set them under stages.<name>")
         for stage in stages_to_run(self, definition):
-            if data_for(self, definition, stage) is None:
+            if stage.data_from is None and data_for(self, definition, stage) is None:
                 raise ValueError(f"data.{stage.data}: stage {stage.name} needs {definition.data[stage.data]}")
         return self
 
@@ -104,7 +104,15 @@ class PipelineSpec(BaseModel):
         return PIPELINES[self.method]
 
 
+def output_data_path(run_dir: Path) -> Path:
+    """Where a stage that makes data (generation, labelling, critique and revision) writes it, one JSON
+    object per line; the stage that reads it (data_from) gets this path as its dataset."""
+    return run_dir / "output" / "data.jsonl"
+
+
 def data_for(spec: PipelineSpec, definition: PipelineDefinition, stage: StageDefinition) -> DatasetSpec | None:
+    if stage.data is None:
+        return None
     if stage.data in spec.data:
         return spec.data[stage.data]
     fallback = definition.data_fallback.get(stage.data)
@@ -151,6 +159,7 @@ def stage_specs(spec: PipelineSpec, pipeline_id: str, root: Path) -> list[tuple[
     run_names = {s.name for s in running}
     consumed = {src for s in running for src in s.consumes()}
     produced: dict[str, str] = dict(spec.given)
+    produced_data: dict[str, str] = {}
     out: list[tuple[StageDefinition, RunSpec, Path]] = []
     for stage in running:
         run_dir = root / stage_run_id(pipeline_id, stage)
@@ -158,7 +167,8 @@ def stage_specs(spec: PipelineSpec, pipeline_id: str, root: Path) -> list[tuple[
         fields.update(
             method=stage.method,
             model=produced[stage.model_from] if stage.model_from else spec.model,
-            dataset=data_for(spec, definition, stage).model_dump(mode="json"),
+            dataset=(data_for(spec, definition, stage).model_dump(mode="json") if stage.data_from is None
+                     else {"path": produced_data[stage.data_from]}),
             name=f"{spec.name or pipeline_id} · {stage.name}",
         )
         if stage.reward_from and "reward" not in fields:
@@ -171,5 +181,6 @@ def stage_specs(spec: PipelineSpec, pipeline_id: str, root: Path) -> list[tuple[
             raise SpecError(f"stages.{stage.name}: {str(exc).removeprefix('spec: ')}") from None
         if stage.name in run_names:
             produced[stage.name] = str(final_model_dir(run_dir, run_spec.output_dir))
+            produced_data[stage.name] = str(output_data_path(run_dir))
         out.append((stage, run_spec, run_dir))
     return out
