@@ -30,6 +30,7 @@ class StageDefinition:
     model_from: str | None = None
     reward_from: str | None = None
     data_from: str | None = None
+    review_after: bool = False  # with the pipeline's review: true, pause after this stage for a person
     summary: str = ""
 
     def consumes(self) -> tuple[str, ...]:
@@ -89,7 +90,47 @@ RLHF = PipelineDefinition(
     source="Ouyang et al. 2022 (InstructGPT): SFT, reward model, PPO",
 )
 
-PIPELINES: dict[str, PipelineDefinition] = {p.id: p for p in (RLHF,)}
+RLAIF = PipelineDefinition(
+    id="rlaif",
+    name="RLAIF (AI-judged preferences, then DPO)",
+    stages=(
+        StageDefinition("generate", "generate", data="prompts",
+                        summary="the policy answers each prompt K times (sampling, KV cache)"),
+        StageDefinition("label", "rlaif-label", data="responses", data_from="generate", review_after=True,
+                        summary="a judge compares the answers in both orders; consistent verdicts become pairs"),
+        StageDefinition("dpo", "dpo", data_from="label",
+                        summary="DPO on the judged pairs, from the same policy"),
+    ),
+    data={
+        "prompts": "prompts the policy answers (prompt-only rows, or the prompts of preference pairs)",
+        "responses": "answers already in hand ({prompt, responses} or {prompt, response_a, response_b}): "
+                     "skips the generation stage",
+    },
+    given_help={},
+    source="Bai et al. 2022 (AI feedback); Lee et al. 2023 (RLAIF)",
+)
+
+CAI = PipelineDefinition(
+    id="cai",
+    name="Constitutional AI",
+    stages=(
+        StageDefinition("critique", "cai-generate", data="prompts",
+                        summary="the policy answers, critiques its answer against a principle and revises it"),
+        StageDefinition("sft", "sft", data_from="critique",
+                        summary="SL-CAI: supervised fine-tuning on the final revisions"),
+        StageDefinition("generate", "generate", data="prompts", model_from="sft",
+                        summary="the SL-CAI model answers each prompt twice"),
+        StageDefinition("label", "rlaif-label", data_from="generate", review_after=True,
+                        summary="RL-CAI: a judge compares the answers against the constitution's principles"),
+        StageDefinition("dpo", "dpo", data_from="label", model_from="sft",
+                        summary="DPO on the judged pairs, from the SL-CAI model"),
+    ),
+    data={"prompts": "prompts to answer, typically red-team prompts"},
+    given_help={"sft": "an SL-CAI model: skips critique/revision and its SFT stage"},
+    source="Bai et al. 2022 (Constitutional AI: SL-CAI then RL-CAI)",
+)
+
+PIPELINES: dict[str, PipelineDefinition] = {p.id: p for p in (RLHF, RLAIF, CAI)}
 PIPELINE_METHODS = tuple(PIPELINES)
 
 

@@ -17,6 +17,7 @@ that following a pipeline is following its stages one after the other.
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import time
@@ -57,11 +58,16 @@ def drive(pipeline_dir: Path, registry_path: Path) -> int:
         signal.signal(sig, on_term)
 
     copied = pipeline.copied_metrics_counts()
+    review = bool(pipeline.document().get("review"))
+    definition = pipeline.definition()
     for stage in stages:
         where = f"stage {stage.index}/{len(stages)} ({stage.name}, run {stage.run_id})"
         rec = reg.get(stage.run_id)
         if rec.status == "succeeded":
             log(f"{where}: succeeded earlier; not run again")
+            if pipeline.review_pending_path.exists():  # resumed after a review pause: the person approved
+                pipeline.review_pending_path.replace(pipeline.review_approved_path)
+                log(f"review of {stage.name} approved by resuming; continuing")
             continue
         if pipeline.stop_path.exists() or terminated["flag"]:
             return _ended(pipeline, write_result, "stopped", stage, f"stopped before {where} started")
@@ -94,6 +100,14 @@ def drive(pipeline_dir: Path, registry_path: Path) -> int:
             result_error = (stage.run.result() or {}).get("error")
             return _ended(pipeline, write_result, "failed", stage,
                           f"{where} failed: {result_error or first}", exit_code=1)
+        pauses = definition is not None and stage.name in definition.stage_names and \
+            definition.stage(stage.name).review_after
+        if review and pauses and stage is not stages[-1] and not pipeline.review_approved_path.exists():
+            pipeline.review_pending_path.write_text(json.dumps({"stage": stage.name, "at": time.time()}) + "\n",
+                                                    encoding="utf-8")
+            return _ended(pipeline, write_result, "stopped", stage,
+                          f"{where} done: paused for review; read its labels (runs show {stage.run_id}, the Runs "
+                          "page), then resume the pipeline to continue or delete it to stop")
     last = stages[-1]
     final = (last.run.result() or {}).get("final_model")
     write_result(pipeline.path, "succeeded", final_model=final, stages=_stage_summary(reg, stages))

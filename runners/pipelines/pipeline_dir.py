@@ -54,6 +54,8 @@ class PipelineDir:
         return self.path.name
 
     pipeline_path = property(lambda self: self.path / PIPELINE_FILE)
+    review_pending_path = property(lambda self: self.path / "REVIEW_PENDING")  # paused for a person
+    review_approved_path = property(lambda self: self.path / "REVIEW_APPROVED")  # resumed after the pause
     stop_path = property(lambda self: self.path / "STOP")
     metrics_path = property(lambda self: self.path / "metrics.jsonl")
 
@@ -63,6 +65,12 @@ class PipelineDir:
         except (FileNotFoundError, yaml.YAMLError):
             return {}
         return data if isinstance(data, dict) else {}
+
+    def definition(self):
+        """The pipeline's definition (its stages as data), or None for an unknown method."""
+        from runners.pipelines.definitions import PIPELINES
+
+        return PIPELINES.get(str(self.document().get("method")))
 
     def spec(self):
         from runners.pipelines.spec import PipelineSpec

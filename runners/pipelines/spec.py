@@ -44,6 +44,10 @@ class PipelineSpec(BaseModel):
         description="RunSpec fields for one stage, over `common`: hparams, max_steps, num_train_epochs, reward, ...",
     )
     name: str | None = Field(None, description="A label for the registry; stages are named '<name> · <stage>'.")
+    review: bool = Field(
+        False, description="Pause after the labelling stage so a person can read the judged pairs; resume "
+        "to continue, delete to stop.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> PipelineSpec:
@@ -58,8 +62,11 @@ class PipelineSpec(BaseModel):
             for key in keys:
                 if key not in names:
                     raise ValueError(f"{field_name}.{key}: not a stage of {self.method}; stages: {', '.join(names)}")
-        if names[-1] in self.given:
-            raise ValueError(f"given.{names[-1]}: the last stage cannot be replaced (nothing would be trained)")
+        for key in self.given:
+            if key not in definition.given_help:
+                accepted = ", ".join(definition.given_help) or "none"
+                raise ValueError(f"given.{key}: stage {key} of {self.method} cannot be replaced by a model; "
+                                 f"stages that can: {accepted}")
         for where, fields in [("common", self.common), *((f"stages.{k}", v) for k, v in self.stages.items())]:
             for key in PIPELINE_OWNED:
                 if key in fields:
@@ -131,6 +138,8 @@ def stages_to_run(spec: PipelineSpec, definition: PipelineDefinition | None = No
         for source in stage.consumes():
             if source == stage.reward_from and "reward" in spec.stages.get(stage.name, {}):
                 continue
+            if source == stage.data_from and stage.data is not None and stage.data in spec.data:
+                continue  # the data is given: the stage that would make it is not needed
             if source not in spec.given:
                 needed.add(source)
     return [s for s in definition.stages if s.name in needed and s.name not in spec.given]
@@ -167,7 +176,8 @@ def stage_specs(spec: PipelineSpec, pipeline_id: str, root: Path) -> list[tuple[
         fields.update(
             method=stage.method,
             model=produced[stage.model_from] if stage.model_from else spec.model,
-            dataset=(data_for(spec, definition, stage).model_dump(mode="json") if stage.data_from is None
+            dataset=(data_for(spec, definition, stage).model_dump(mode="json")
+                     if stage.data_from is None or stage.data_from not in produced_data
                      else {"path": produced_data[stage.data_from]}),
             name=f"{spec.name or pipeline_id} · {stage.name}",
         )
