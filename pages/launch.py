@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from alignplan import errors, formatting, launch_form, run_monitor, sidebar, uploads
+from alignplan import errors, formatting, launch_form, reward_form, run_monitor, sidebar, uploads
 
 sidebar.use_app_navigation()
 
@@ -21,6 +21,7 @@ OTHER = "Hub id or local model directory"
 DEMO_DATA = "Bundled demo data"
 UPLOAD = "Upload a file"
 PATH = "Local path or hub dataset id"
+ONLINE = ("ppo", "grpo", "rloo")  # methods that score their own samples with a reward
 
 
 def _apply_prefill(methods: tuple[str, ...]) -> None:
@@ -135,15 +136,8 @@ def _hparams_section(method: str, tiny: bool) -> dict[str, Any] | None:
     values["lora_r"] = int(c2.number_input("LoRA rank", value=16, min_value=1, max_value=1024, key="launch_lora_r",
                                            disabled=not values["lora"]))
     values["name"] = c3.text_input("Run name (optional)", key="launch_name").strip() or None
-    if method in ("grpo", "rloo"):
-        reward = preset.get("reward") or {}
-        c1, c2 = st.columns([1, 3])
-        kind = c1.radio("Reward from", ("function", "model"), key=f"launch_reward_kind_{method}",
-                        index=1 if reward.get("model") else 0)
-        default = reward.get(kind) or (tiny_model.DEMO_REWARD if kind == "function" else "")
-        values["reward"] = {kind: c2.text_input("Reward function (module:function)" if kind == "function" else
-                                                "Reward model (hub id or directory)", value=default,
-                                                key=f"launch_reward_{method}_{kind}").strip() or None}
+    if method in ONLINE:
+        values["reward"] = _reward_section(method, preset.get("reward") if preset.get("method") == method else None)
     text = st.text_area("More TRL settings (YAML mapping)", value=yaml.safe_dump(extras, sort_keys=False) if extras else "",
                         key=f"launch_extras_{tag}", height=80,
                         help="Any other field of the method's TRL config, e.g. `loss_type: [ipo]` or `warmup_steps: 10`.")
@@ -157,6 +151,71 @@ def _hparams_section(method: str, tiny: bool) -> dict[str, Any] | None:
         return None
     values["extras"] = more
     return values
+
+
+def _reward_section(method: str, preset_reward: dict[str, Any] | None) -> dict[str, Any] | None:
+    """ppo/grpo/rloo: a built-in (with its parameters), a Python file (path or upload) or a reward model."""
+    start = reward_form.initial_choice(preset_reward)
+    tag = f"launch_reward_{method}"
+    c1, c2 = st.columns([1, 3])
+    source = c1.radio("Reward from", reward_form.SOURCES, index=reward_form.SOURCES.index(start["source"]),
+                      key=f"{tag}_source", help="docs/runners.md, Rewards: the built-ins, file rewards and "
+                      "the calling convention f(prompts, completions, **columns) -> one number per completion.")
+    if source == reward_form.MODEL:
+        model = c2.text_input("Reward model (hub id or directory)", value=start["model"], key=f"{tag}_model")
+        return reward_form.reward_dict(source, model=model)
+    if source == reward_form.BUILTIN:
+        names = reward_form.builtins()
+        name = c2.selectbox("Built-in reward", list(names), index=list(names).index(start["builtin"]),
+                            format_func=lambda n: f"{n}: {names[n]}", key=f"{tag}_builtin")
+        params: dict[str, Any] = {}
+        fields = reward_form.builtin_params(name)
+        cols = st.columns(max(1, len(fields)))
+        for col, field in zip(cols, fields, strict=False):
+            key, label = f"{tag}_{name}_{field['name']}", field["name"] + (" (required)" if field["required"] else "")
+            given = start["params"].get(field["name"]) if start["builtin"] == name else None
+            if field["kind"] == "bool":
+                params[field["name"]] = col.checkbox(label, value=bool(given if given is not None else field["default"]),
+                                                     help=field["help"], key=key)
+            elif field["kind"] == "int":
+                params[field["name"]] = int(col.number_input(label, value=int(given or field["default"]),
+                                                             min_value=field["minimum"] or 0, step=1,
+                                                             help=field["help"], key=key))
+            else:
+                params[field["name"]] = col.text_input(label, value=str(given or field["default"] or ""),
+                                                       help=field["help"], key=key)
+        return reward_form.reward_dict(source, builtin=name, params=params)
+    where = c2.radio("Python file", ("Local path", "Upload"), horizontal=True, key=f"{tag}_file_from")
+    if where == "Upload":
+        up = c2.file_uploader("Reward file (.py)", type=["py"], key=f"{tag}_upload")
+        path = str(reward_form.save_reward_upload(up.getvalue(), up.name)) if up is not None else ""
+    else:
+        path = c2.text_input("Path to a .py file (or package.module:function)", value=start["file"],
+                             key=f"{tag}_path").strip()
+    found = reward_form.functions_in_file(path) if path.endswith(".py") else []
+    if found:
+        index = found.index(start["function"]) if start["function"] in found else 0
+        function = c2.selectbox("Function", found, index=index, key=f"{tag}_function")
+    else:
+        function = c2.text_input("Function", value=start["function"], key=f"{tag}_function_name",
+                                 disabled=not path.endswith(".py"))
+    got = errors.attempt("Reward parameters", reward_form.parse_params,
+                         c2.text_input("Parameters (YAML mapping, optional)", key=f"{tag}_params",
+                                       value=yaml.safe_dump(start["params"], default_flow_style=True).strip()
+                                       if start["params"] else ""))
+    if not got.ok:
+        return None
+    return reward_form.reward_dict(source, file=path, function=function, params=got.value)
+
+
+def _reward_check(spec) -> bool:
+    """The reward called on two prompts of the data, as `alignplan run` does before launching."""
+    ok, message = reward_form.check(spec)
+    if not ok:
+        st.error(message, icon=":material/error:")
+    elif message:
+        st.caption(message)
+    return ok
 
 
 def _spec_dict(method: str, model: str, trust: bool, data_path: str, v: dict[str, Any]) -> dict[str, Any]:
@@ -312,15 +371,21 @@ def main() -> None:
     with st.container(border=True):
         st.markdown("**Hyper-parameters** (TRL's defaults for the method; the tiny model's demo settings)")
         values = _hparams_section(method, st.session_state["launch_model_source"] == TINY)
-    if not (data_ok and values is not None and model):
+    missing_reward = values is not None and method in ONLINE and not values.get("reward")
+    if not (data_ok and values is not None and model) or missing_reward:
         if not model:
             st.error("Model: give a hub id (org/name) or a local model directory.")
+        if missing_reward:
+            st.info("Reward: choose a built-in, give a Python file and its function, or a reward model.")
         st.button("Launch", type="primary", disabled=True, key="launch_go_disabled", icon=":material/rocket_launch:")
         return
     got = errors.attempt("The run settings are not valid", RunSpec.parse, _spec_dict(method, model, trust, data_path, values))
     if not got.ok:
         return
     spec = got.value
+    if spec.reward is not None and not _reward_check(spec):
+        st.button("Launch", type="primary", disabled=True, key="launch_go_disabled", icon=":material/rocket_launch:")
+        return
     with st.container(border=True):
         st.markdown("**Devices and memory**")
         dev = _devices_section()

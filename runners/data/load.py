@@ -62,6 +62,8 @@ FORMATS: dict[str, str] = {
     "prompt-completion": "prompt/completion pairs without a label",
     "sft-messages": "messages: lists of {role, content} turns",
     "text": "text column",
+    "responses": "prompt with a list of responses to compare (the generation stage's output)",
+    "response-pair": "prompt/response_a/response_b: two responses to compare",
 }
 
 PREFERENCE_FORMATS = (
@@ -84,6 +86,8 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
     "rloo": ("prompt-only", "prompt-completion", "unpaired", *PREFERENCE_FORMATS),
     "ppo": ("prompt-only", "prompt-completion", "unpaired", *PREFERENCE_FORMATS),
     "sft": ("sft-messages", "prompt-completion", "text", *PREFERENCE_FORMATS),
+    # A judge compares plain-text responses; chosen/rejected pairs are judged again (re-labelled).
+    "rlaif-label": ("responses", "response-pair", "preference", "preference-implicit", "hh-transcript"),
 }
 
 EXPECTED_COLUMNS: dict[str, str] = {
@@ -97,6 +101,7 @@ EXPECTED_COLUMNS: dict[str, str] = {
     "rloo": "prompt",
     "ppo": "prompt",
     "sft": "messages, prompt/completion, or text",
+    "rlaif-label": "prompt/responses (a list), prompt/response_a/response_b, or prompt/chosen/rejected strings",
 }
 
 
@@ -126,6 +131,8 @@ def load_and_normalize(dataset_spec: Any, method: str) -> tuple[datasets.Dataset
         )
     validate_rows(rows, name, source, line_numbers)
     normalized = normalize(rows, name, method)
+    if method in ONLINE_METHODS:
+        normalized = with_reward_columns(rows, normalized, name)
     check_prompts(normalized, name, source, line_numbers)
     fmt = DetectedFormat(name, FORMATS[name], rows=len(normalized), source=source)
     return Dataset.from_list(normalized), fmt
@@ -148,6 +155,10 @@ def detect_format(rows: Sequence[dict[str, Any]], source: str = "data") -> Detec
 
 
 def _detect_name(first: dict[str, Any], cols: set[str]) -> str | None:
+    if {"prompt", "responses"} <= cols:
+        return "responses"
+    if {"prompt", "response_a", "response_b"} <= cols:
+        return "response-pair"
     if {"chosen", "rejected"} <= cols:
         chosen = first["chosen"]
         if _is_messages(chosen):
@@ -376,6 +387,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "prompt-completion": ("prompt", "completion"),
     "sft-messages": ("messages",),
     "text": ("text",),
+    "responses": ("prompt", "responses"),
+    "response-pair": ("prompt", "response_a", "response_b"),
 }
 
 
@@ -416,6 +429,10 @@ def _check_value(value: Any, column: str, name: str, where: str) -> None:
     if column == "label":
         if _as_label(value) is None:
             raise DataError(f"{where}, column 'label': expected true/false (or 1/0), got {value!r}")
+        return
+    if column == "responses":
+        if not isinstance(value, list) or len(value) < 2 or not all(isinstance(v, str) and v.strip() for v in value):
+            raise DataError(f"{where}, column 'responses': expected a list of two or more non-empty strings")
         return
     wants_messages = name in ("preference-conversational", "preference-messages", "sft-messages") or (
         name in ("prompt-only", "prompt-completion", "unpaired") and isinstance(value, list)
@@ -459,9 +476,62 @@ def _as_label(value: Any) -> bool | None:
 
 # --- normalization ------------------------------------------------------------------------------
 
+# Online methods score their own samples: a reward function may read the data's other columns (an
+# `answer` to match, test cases), which reach it as keyword lists (TRL's reward-function convention).
+ONLINE_METHODS = ("grpo", "rloo", "ppo")
+_FORMAT_COLUMNS = frozenset({"prompt", "chosen", "rejected", "completion", "label", "messages", "text"})
+
+
+def _column_kind(value: Any) -> str | None:
+    """A kind every row of a kept column must share (Arrow needs one type per column); None: not kept."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "list-of-str"
+    return None
+
+
+def reward_columns(rows: Sequence[dict[str, Any]], name: str) -> list[str]:
+    """The columns beside the format's own that every row has with one simple type (strings, numbers,
+    booleans, lists of strings; missing or null values allowed): what a reward function may read."""
+    if not rows:
+        return []
+    own = _FORMAT_COLUMNS | set(REQUIRED.get(name, ()))
+    kept = []
+    for column in rows[0]:
+        if column in own:
+            continue
+        kinds = {_column_kind(row.get(column)) for row in rows} - {"none"}
+        if len(kinds) == 1 and None not in kinds:
+            kept.append(column)
+    return kept
+
+
+def with_reward_columns(rows: Sequence[dict[str, Any]], normalized: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """The normalized rows (one per input row for the online methods) with the reward columns added."""
+    columns = reward_columns(rows, name)
+    if not columns or len(rows) != len(normalized):
+        return normalized
+    return [{**out, **{c: row.get(c) for c in columns}} for row, out in zip(rows, normalized, strict=True)]
+
+
 
 def normalize(rows: Iterable[dict[str, Any]], name: str, method: str) -> list[dict[str, Any]]:
-    """Rows in the shape the method's TRL trainer expects (extra columns are dropped)."""
+    """Rows in the shape the method's TRL trainer expects (extra columns are dropped here; the online
+    methods get the reward columns back in load_and_normalize)."""
+    if method == "rlaif-label":  # every accepted format becomes {prompt, responses: [...]}
+        if name == "responses":
+            return [{"prompt": r["prompt"], "responses": list(r["responses"])} for r in rows]
+        if name == "response-pair":
+            return [{"prompt": r["prompt"], "responses": [r["response_a"], r["response_b"]]} for r in rows]
+        pairs = [to_explicit_preference(row, name) for row in rows]
+        return [{"prompt": p["prompt"], "responses": [p["chosen"], p["rejected"]]} for p in pairs]
     if name in PREFERENCE_FORMATS:
         pairs = [to_explicit_preference(row, name) for row in rows]
         if method == "kto":

@@ -67,9 +67,10 @@ def _cached(repo_id: str) -> bool:
     return isinstance(found, str)
 
 
-def check_dataset(spec: RunSpec) -> None:
+def check_dataset(spec: RunSpec):
     """Load and detect the data as the recipe will (empty file, bad encoding, bad JSON line, a format
-    the method cannot use); a hub data set needs the hub or datasets' local cache."""
+    the method cannot use); a hub data set needs the hub or datasets' local cache. Returns the
+    normalized data set, or None when a reachable hub data set is left for the recipe to download."""
     from runners.data.load import load_and_normalize
 
     path = spec.dataset.path
@@ -77,10 +78,47 @@ def check_dataset(spec: RunSpec) -> None:
         from planner.models import _hub_reachable
 
         if _hub_reachable():
-            return  # downloading a hub data set twice is the recipe's job, not a check's
+            return None  # downloading a hub data set twice is the recipe's job, not a check's
         # offline: only datasets' local cache can serve it, and reading that is cheap, so check it all
         # (load_and_normalize says so when it is not cached)
-    load_and_normalize(spec.dataset, spec.method)
+    dataset, _ = load_and_normalize(spec.dataset, spec.method)
+    return dataset
+
+
+def check_reward(spec: RunSpec, dataset=None) -> None:
+    """The reward the online methods will call: a local reward model folder must exist; a reward
+    function is imported and called on the first two prompts of the data (a short dummy completion,
+    the data columns it asks for) as the trainer will. One line naming reward.function (or
+    reward.params, reward.model) and what is wrong: an import error, a wrong signature, a missing
+    column, a value that is not one number per completion. With no data here (a hub data set left
+    for the recipe), the function is only imported and its signature checked."""
+    reward = spec.reward
+    if reward is None:
+        return
+    if reward.model:
+        if looks_local(reward.model):
+            path = Path(reward.model)
+            if not path.is_dir():
+                raise PreflightError(f"reward.model: {reward.model}: directory not found"
+                                     if not path.exists() else f"reward.model: {reward.model}: not a directory")
+            if not (path / "config.json").is_file():
+                raise PreflightError(f"reward.model: {reward.model}: no config.json in the folder; give a "
+                                     "save_pretrained reward model folder (e.g. an rm run's final model)")
+        return
+    from runners.rewards.load import check_reward_call, reward_callable
+
+    if dataset is None and looks_local(spec.dataset.path):
+        from runners.data.load import load_and_normalize
+
+        try:
+            dataset, _ = load_and_normalize(spec.dataset, spec.method)
+        except (ValueError, OSError):
+            dataset = None  # check_dataset reports the data's own problem
+    if dataset is None:
+        reward_callable(reward)
+        return
+    check_reward_call(reward, list(dataset.select(range(min(2, len(dataset))))), spec.method,
+                      source=Path(spec.dataset.path).name)
 
 
 def config_class(method: str) -> tuple[type, dict[str, Any]]:
@@ -106,7 +144,9 @@ def check_hparams(spec: RunSpec) -> None:
 def check_run_inputs(spec: RunSpec) -> None:
     """Fail before preparing or launching on inputs the recipe would reject: a missing or incomplete
     model folder, an unreachable hub, unknown hparams, data that does not load or does not suit the
-    method. A dry run skips this: planning for another machine needs no local data."""
+    method, a reward that cannot be called. A dry run skips this: planning for another machine needs
+    no local data."""
     check_model(spec)
     check_hparams(spec)
-    check_dataset(spec)
+    dataset = check_dataset(spec)
+    check_reward(spec, dataset)

@@ -414,30 +414,30 @@ def describe_reference(run: Run, config) -> str:
 
 
 def reward_functions(run: Run) -> list[Any]:
-    """GRPO/RLOO reward: a reward model path (TRL loads it) or a Python function by dotted path."""
+    """GRPO/RLOO reward: a reward model path (TRL loads it) or a function (runners.rewards: a built-in,
+    a module's function or a file's, parameters bound)."""
+    from runners.rewards.load import RewardError, reward_callable
+
     reward = run.spec.reward
     if reward is None:
-        raise SpecError("reward: grpo and rloo need a reward model or a reward function")
+        raise SpecError(f"reward: {run.method} needs a reward model or a reward function")
     if reward.model:
         return [reward.model]
-    return [import_function(reward.function)]
+    try:
+        return [reward_callable(reward)]
+    except RewardError as exc:  # one line, exit 2, like every spec problem
+        raise SpecError(str(exc)) from None
 
 
 def import_function(dotted: str) -> Callable[..., Any]:
-    """'package.module:function' or 'package.module.function'."""
-    module_name, sep, attr = dotted.partition(":")
-    if not sep:
-        module_name, _, attr = dotted.rpartition(".")
-    if not module_name or not attr:
-        raise SpecError(f"reward.function: {dotted!r} is not 'package.module:function'")
+    """The function 'package.module:function', 'package.module.function', 'path/file.py:function' or
+    'builtin:<name>' names, as written (runners.rewards.load; a SpecError naming reward.function)."""
+    from runners.rewards.load import RewardError, import_reward_function
+
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise SpecError(f"reward.function: cannot import module {module_name!r} ({exc})") from None
-    func = getattr(module, attr, None)
-    if not callable(func):
-        raise SpecError(f"reward.function: module {module_name!r} has no function {attr!r}")
-    return func
+        return import_reward_function(dotted)
+    except RewardError as exc:
+        raise SpecError(str(exc)) from None
 
 
 def count_pair_tokens(run: Run, trainer) -> None:

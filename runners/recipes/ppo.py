@@ -4,7 +4,7 @@
 
 TRL 1.16 has no PPO trainer; runners/rl/ppo_trainer.py is ours, on transformers + accelerate (+ peft).
 The policy (spec.model) samples answers to the prompts; spec.reward scores them (a reward model,
-e.g. the rm recipe's output, or a Python function by dotted path); a value model (from the reward
+e.g. the rm recipe's output, or a function: runners.rewards, docs/runners.md "Rewards"); a value model (from the reward
 model, or the policy with a fresh scalar head: hparams.value_model) estimates the return; the
 reference is a frozen copy of the policy (with spec.lora: the policy with its adapter disabled).
 hparams are PPOConfig fields (runners/rl/ppo_config.py). Data: prompts (preference data gives its
@@ -125,7 +125,7 @@ def train(argv: list[str] | None = None) -> int:
     reward_spec = run.spec.reward
     if reward_spec is None:
         raise common.SpecError("reward: ppo needs a reward model or a reward function")
-    reward_function = None if reward_spec.model else common.import_function(reward_spec.function)
+    reward_function = None if reward_spec.model else common.reward_functions(run)[0]
     train_set, eval_set = common.load_data(run)
     if eval_set is not None:
         run.log("eval_fraction: PPO has no evaluation pass; the held-out prompts are not used")
@@ -133,6 +133,7 @@ def train(argv: list[str] | None = None) -> int:
     config = build_ppo_config(run, len(train_set), accelerator.num_processes)
     tokenizer = common.load_tokenizer(run)
     prompts = render_prompts(run, tokenizer, list(train_set["prompt"]))
+    columns = {name: list(train_set[name]) for name in train_set.column_names if name != "prompt"}
 
     set_seed(run.spec.seed)  # the fresh value head, when there is one, starts the same every run
     policy = common.load_model(run, tokenizer=tokenizer)
@@ -153,7 +154,7 @@ def train(argv: list[str] | None = None) -> int:
 
     hooks = RunHooks(run, accelerator.is_main_process)
     trainer = PPOTrainer(config, policy, ref_policy, value_model, reward, tokenizer, prompts,
-                         accelerator=accelerator, hooks=hooks)
+                         accelerator=accelerator, hooks=hooks, columns=columns if reward_function else None)
     resume_from = None
     if run.resume:
         found = list_checkpoints(run.output_dir)

@@ -13,12 +13,14 @@ Entry point, usable without a run directory:
     value_model  AutoModelForSequenceClassification(num_labels=1), trained; its scalar head read at
                  every response position gives V
     reward       a frozen AutoModelForSequenceClassification(num_labels=1) (scored at the last
-                 non-pad token) or a function f(prompts: list[str], completions: list[str], **kw)
+                 non-pad token) or a function f(prompts: list[str], completions: list[str], **columns)
                  -> list[float]
     tokenizer    shared by all four models (TRL's PPO had the same requirement)
     prompts      list[str], already rendered (chat template applied by the caller)
     accelerator  accelerate.Accelerator; None: a new one (CPU or one GPU). DDP only (see below)
     hooks        PPOHooks: metrics rows, samples, the stop decision (e.g. a STOP file)
+    columns      {name: one value per prompt}: data columns a reward function reads (e.g. answer);
+                 each batch's values reach it as keyword lists, as TRL passes them
     resume_from  a checkpoint-<iteration>/ directory written by save_checkpoint
 
 One iteration, top to bottom in `iteration()`:
@@ -137,6 +139,7 @@ class PPOTrainer:
         prompts: list[str],
         accelerator=None,
         hooks: PPOHooks | None = None,
+        columns: dict[str, list[Any]] | None = None,
     ) -> None:
         from accelerate import Accelerator
         from accelerate.utils import DistributedType
@@ -152,6 +155,10 @@ class PPOTrainer:
         self.config = config
         self.tokenizer = tokenizer
         self.prompts = list(prompts)
+        self.columns = {name: list(values) for name, values in (columns or {}).items()}
+        for name, values in self.columns.items():
+            if len(values) != len(self.prompts):
+                raise ValueError(f"columns.{name}: {len(values)} values for {len(self.prompts)} prompts")
         self.hooks = hooks or PPOHooks()
         self.peft = is_peft_model(policy)
         if ref_policy is None and not self.peft:
@@ -233,11 +240,15 @@ class PPOTrainer:
         """Index of the first prompt of `iteration` in the stream of epochs (all processes)."""
         return iteration * self.accelerator.num_processes * self.config.per_device_train_batch_size
 
-    def batch_prompts(self, iteration: int) -> list[str]:
+    def batch_indices(self, iteration: int) -> list[int]:
+        """Indices into prompts (and columns) of this process's batch in `iteration`."""
         batch = self.config.per_device_train_batch_size
         first = self.data_position(iteration) + self.accelerator.process_index * batch
         n = len(self.prompts)
-        return [self.prompts[int(self._order(g // n)[g % n])] for g in range(first, first + batch)]
+        return [int(self._order(g // n)[g % n]) for g in range(first, first + batch)]
+
+    def batch_prompts(self, iteration: int) -> list[str]:
+        return [self.prompts[i] for i in self.batch_indices(iteration)]
 
     def epoch(self) -> float:
         return self.data_position(self.iteration) / len(self.prompts)
@@ -270,10 +281,12 @@ class PPOTrainer:
         """One PPO iteration; returns its metrics row (already averaged over processes)."""
         cfg = self.config
         started = time.time()
-        prompts = self.batch_prompts(self.iteration)
+        indices = self.batch_indices(self.iteration)
+        prompts = [self.prompts[i] for i in indices]
+        columns = {name: [values[i] for i in indices] for name, values in self.columns.items()}
 
         # 1-2. Roll out and score, all without gradients.
-        rollout, logprobs, entropy, ref_logprobs, values, scores = self.roll_out(prompts)
+        rollout, logprobs, entropy, ref_logprobs, values, scores = self.roll_out(prompts, columns)
         mask = rollout.response_mask.float()
         scores = apply_missing_eos_penalty(scores, rollout.ended_with_eos, cfg.missing_eos_penalty)
 
@@ -324,8 +337,9 @@ class PPOTrainer:
         return row
 
     @torch.no_grad()
-    def roll_out(self, prompts: list[str]):
-        """(rollout, policy log-probs, entropy, reference log-probs, values, scores) for the prompts."""
+    def roll_out(self, prompts: list[str], columns: dict[str, list[Any]] | None = None):
+        """(rollout, policy log-probs, entropy, reference log-probs, values, scores) for the prompts;
+        columns: the prompts' data columns, for a reward function."""
         cfg = self.config
         device = self.accelerator.device
         side = self.tokenizer.padding_side
@@ -364,7 +378,7 @@ class PPOTrainer:
                     parts["scores"].append(sequence_scores(self.reward_model, part))
         joined = {k: torch.cat(v) for k, v in parts.items() if v}
         if self.reward_function is not None:
-            joined["scores"] = self._function_scores(prompts, rollout)
+            joined["scores"] = self._function_scores(prompts, rollout, columns or {})
         return (rollout, joined["logprobs"], joined["entropy"], joined["ref"], joined["values"],
                 joined["scores"].float())
 
@@ -379,9 +393,9 @@ class PPOTrainer:
     def completions(self, rollout: Rollout) -> list[str]:
         return self.tokenizer.batch_decode(rollout.response_ids, skip_special_tokens=True)
 
-    def _function_scores(self, prompts: list[str], rollout: Rollout) -> torch.Tensor:
+    def _function_scores(self, prompts: list[str], rollout: Rollout, columns: dict[str, list[Any]]) -> torch.Tensor:
         completions = self.completions(rollout)
-        scores = self.reward_function(prompts=prompts, completions=completions)
+        scores = self.reward_function(prompts=prompts, completions=completions, **columns)
         if len(scores) != len(prompts):
             raise ValueError(f"reward function returned {len(scores)} scores for {len(prompts)} completions")
         return torch.tensor([float(s) for s in scores], dtype=torch.float32, device=rollout.query_ids.device)

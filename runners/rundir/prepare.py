@@ -139,7 +139,21 @@ def with_absolute_paths(spec: RunSpec) -> RunSpec:
     reward_model = _local(spec.reward.model) if spec.reward and spec.reward.model else None
     if reward_model is not None:
         changes["reward"] = spec.reward.model_copy(update={"model": reward_model})
+    reward_file = _reward_file(spec)
+    if reward_file is not None:
+        changes["reward"] = spec.reward.model_copy(update={"function": reward_file})
     return spec.model_copy(update=changes) if changes else spec
+
+
+def _reward_file(spec: RunSpec) -> str | None:
+    """A file reward ('path/to/file.py:function') with its path made absolute, else None."""
+    from runners.rewards.load import is_file_reference, split_reference, with_file_path
+
+    if not (spec.reward and is_file_reference(spec.reward.function)):
+        return None
+    _, where, _ = split_reference(spec.reward.function)
+    absolute = str(Path(where).expanduser().resolve())
+    return with_file_path(spec.reward.function, absolute) if absolute != where else None
 
 
 def _local(path: str) -> str | None:
@@ -150,6 +164,17 @@ def _local(path: str) -> str | None:
         absolute = str(expanded.resolve())
         return absolute if absolute != path else None
     return None
+
+
+def _with_reward_copy(spec: RunSpec, run_path: Path) -> RunSpec:
+    """A file reward is copied into the run directory (reward/<file>.py) and spec.yaml names the copy:
+    the run is self-contained and reproducible whatever happens to the original."""
+    from runners.rewards.load import copy_into_run_dir, is_file_reference
+
+    if not (spec.reward and is_file_reference(spec.reward.function)):
+        return spec
+    copied = copy_into_run_dir(spec.reward.function, run_path)
+    return spec.model_copy(update={"reward": spec.reward.model_copy(update={"function": copied})})
 
 
 def check_lora_fits_model(spec: RunSpec) -> None:
@@ -189,6 +214,7 @@ def prepare(
     root = _resolve_root(runs_root)
     # run_dir: an empty directory made by the caller (a pipeline names its stages' directories)
     run = RunDir(run_dir if run_dir is not None else make_run_dir(root, spec.method))
+    spec = _with_reward_copy(spec, run.path)
     spec.dump(run.spec_path)
     run.accelerate_path.write_text(
         yaml.safe_dump(accelerate_config(decision, spec), sort_keys=False), encoding="utf-8"
