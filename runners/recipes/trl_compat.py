@@ -39,6 +39,10 @@ def config_for(method: str) -> tuple[type, dict[str, Any]]:
         from runners.rl.ppo_config import PPOConfig
 
         return PPOConfig, {}
+    if method == "rlaif-label":  # labelling trains nothing: its own config (batch size, pairing), checked the same way
+        from runners.judges.config import LabelConfig
+
+        return LabelConfig, {}
     if method == "orpo":
         return orpo()[0], {}
     if method == "simpo":

@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # Methods with a recipe under runners/recipes/. Ids are the planner's method ids (planner.methods).
-RECIPE_METHODS = ("sft", "rm", "dpo", "ipo", "kto", "orpo", "simpo", "grpo", "rloo", "ppo")
+RECIPE_METHODS = ("sft", "rm", "dpo", "ipo", "kto", "orpo", "simpo", "grpo", "rloo", "ppo", "rlaif-label")
 
 Precision = Literal["bf16", "amp-bf16", "fp32"]
 
@@ -76,6 +76,136 @@ class RewardSpec(BaseModel):
         return self
 
 
+# An environment variable's name (what api_key_env holds), and what an API key itself tends to look like.
+_ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]{0,63}"
+_KEY_PREFIXES = ("sk-", "sk_", "hf_", "gsk_", "xai-", "pk_", "rk_", "ghp_", "github_pat_", "aiza", "key-")
+
+
+def _looks_like_a_key(value: str) -> bool:
+    """True for a string that is probably an API key rather than an environment variable's name."""
+    import re
+
+    if value.lower().startswith(_KEY_PREFIXES) or not re.fullmatch(_ENV_NAME, value):
+        return True
+    # Names are words (OPENAI_API_KEY, my_judge_key); keys are long runs of mixed case and digits.
+    longest_word = max((len(part) for part in value.split("_")), default=0)
+    mixed = any(c.islower() for c in value) and any(c.isupper() for c in value) and any(c.isdigit() for c in value)
+    return longest_word >= 24 or (mixed and len(value) >= 20)
+
+
+JudgeKind = Literal["local", "endpoint", "reward-model", "function"]
+
+
+class JudgeSpec(BaseModel):
+    """Who compares two responses in the rlaif-label stage (docs/judges.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: JudgeKind = Field(
+        description="'local': a causal LM on this machine, read from the next-token probabilities of the two "
+        "answer labels; 'endpoint': an OpenAI-compatible chat API; 'reward-model': a sequence classifier with "
+        "one output, the higher score wins; 'function': a Python function (prompt, first, second) -> "
+        "'first' | 'second' | None.",
+    )
+    model: str | None = Field(
+        None, description="local / reward-model: hub id or local directory; local defaults to the run's model."
+    )
+    base_url: str | None = Field(
+        None, description="endpoint: the API's base URL, e.g. https://api.openai.com/v1 or http://localhost:8000/v1."
+    )
+    endpoint_model: str | None = Field(None, description="endpoint: the model name the API serves.")
+    api_key_env: str | None = Field(
+        None,
+        description="endpoint: the NAME of the environment variable that holds the API key (e.g. OPENAI_API_KEY); "
+        "the key itself is never written to the spec or the run directory. None: no key (a local server).",
+    )
+    max_concurrency: int = Field(4, ge=1, le=256, description="endpoint: requests in flight at once.")
+    timeout_s: float = Field(60.0, gt=0, le=3600, description="endpoint: seconds to wait for one answer.")
+    max_retries: int = Field(
+        4, ge=0, le=20, description="endpoint: retries of a request after a 429, a 5xx, a timeout or a lost "
+        "connection, with exponential backoff."
+    )
+    retry_backoff_s: float = Field(
+        1.0, ge=0, le=600, description="endpoint: the first retry waits this long, each next one twice as "
+        "long (a Retry-After header, when sent, is honoured up to 60 s)."
+    )
+    temperature: float = Field(0.0, ge=0, le=2, description="endpoint: sampling temperature of the judge's answer.")
+    max_tokens: int = Field(256, ge=1, le=32768, description="endpoint: the longest answer the judge may give.")
+    prompt_file: str | None = Field(
+        None,
+        description="The judge's prompt, a text file with {prompt}, {first}, {second} (and {principle} with a "
+        "constitution). None: runners/judges/prompts/pairwise.txt, or constitutional.txt with a constitution.",
+    )
+    min_margin: float = Field(
+        0.0, ge=0, description="reward-model: a score difference below this is a tie (no winner)."
+    )
+    inconsistent: Literal["drop", "tie"] = Field(
+        "drop",
+        description="A pair whose two verdicts (both orders) disagree: 'drop' it, or record it as a tie. "
+        "Ties are reported but never written as DPO pairs.",
+    )
+    price_per_million_input: float | None = Field(
+        None, ge=0, description="endpoint: price of a million input tokens, for the cost in report.json."
+    )
+    price_per_million_output: float | None = Field(
+        None, ge=0, description="endpoint: price of a million output tokens, for the cost in report.json."
+    )
+    function: str | None = Field(
+        None,
+        description="function: 'package.module:function' or 'path/to/file.py:function', called as "
+        "f(prompt, first, second) and returning 'first', 'second' or None; runners.judges.rules has two.",
+    )
+    cache_dir: str | None = Field(
+        None,
+        description="endpoint: where answers are cached by a hash of the request (model, messages, sampling "
+        "settings); default <run dir>/judge_cache. Share one between runs to pay for nothing twice.",
+    )
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.strip().removeprefix("$")
+        if _looks_like_a_key(v):  # the value is never echoed: it may be the secret itself
+            raise ValueError(
+                "expected the NAME of an environment variable (letters, digits, _; e.g. OPENAI_API_KEY), "
+                "and this looks like a key itself; put the key in an environment variable and name it here"
+            )
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _plain_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(v.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("expected an http:// or https:// URL, e.g. https://api.openai.com/v1")
+        if "@" in parts.netloc or parts.query:
+            raise ValueError("credentials do not go in the URL; name an environment variable in api_key_env")
+        return v.strip()
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> JudgeSpec:
+        needs = {"endpoint": ("base_url", "endpoint_model"), "reward-model": ("model",), "function": ("function",)}
+        for name in needs.get(self.kind, ()):
+            if not getattr(self, name):
+                raise ValueError(f"judge.{name}: a judge of kind {self.kind!r} needs it")
+        only = {"base_url": "endpoint", "endpoint_model": "endpoint", "api_key_env": "endpoint",
+                "function": "function", "cache_dir": "endpoint"}
+        for name, kind in only.items():
+            if getattr(self, name) and self.kind != kind:
+                raise ValueError(f"judge.{name}: only a judge of kind {kind!r} uses it (this one is {self.kind!r})")
+        if self.model and self.kind not in ("local", "reward-model"):
+            raise ValueError(f"judge.model: only local and reward-model judges load a model (this one is {self.kind!r})")
+        if self.min_margin and self.kind != "reward-model":
+            raise ValueError("judge.min_margin: only a reward-model judge has a score margin")
+        return self
+
+
 class RunSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -89,6 +219,9 @@ class RunSpec(BaseModel):
     )
     lora: LoraSpec | None = Field(None, description="Train LoRA adapters instead of all weights.")
     reward: RewardSpec | None = Field(None, description="Reward source for grpo/rloo/ppo.")
+    judge: JudgeSpec | None = Field(
+        None, description="rlaif-label: the judge that compares two responses (docs/judges.md)."
+    )
     precision: Precision | None = Field(
         None,
         description="bf16: load weights in bf16, AdamW states in bf16 (8 B/param); amp-bf16: fp32 "
@@ -136,6 +269,10 @@ class RunSpec(BaseModel):
     def _reward_for_online(self) -> RunSpec:
         if self.method in ("grpo", "rloo", "ppo") and self.reward is None:
             raise ValueError("reward: grpo, rloo and ppo need a reward model or a reward function")
+        if self.method == "rlaif-label" and self.judge is None:
+            raise ValueError("judge: rlaif-label needs a judge (kind: local, endpoint, reward-model or function)")
+        if self.judge is not None and self.method != "rlaif-label":
+            raise ValueError(f"judge: only the rlaif-label stage uses a judge, not {self.method!r}")
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError("max_steps: a positive step count, or -1 to use num_train_epochs")
         return self
