@@ -60,19 +60,35 @@ class LoraSpec(BaseModel):
 
 
 class RewardSpec(BaseModel):
-    """Where GRPO/RLOO get their reward: a reward model, or a Python function by dotted path."""
+    """Where PPO/GRPO/RLOO get their reward: a reward model, or a function (docs/runners.md, Rewards)."""
 
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = Field(None, description="Reward model (hub id or local path) with a scalar head.")
     function: str | None = Field(
-        None, description="Dotted path 'package.module:function' (or 'package.module.function')."
+        None,
+        description="A built-in by name ('builtin:exact_match', 'builtin:regex', 'builtin:length', "
+        "'builtin:marker'), a module on the Python path ('package.module:function'), or a Python file "
+        "('path/to/my_rewards.py:score', copied into the run directory). Called as "
+        "f(prompts=..., completions=..., **columns) and returns one number per completion.",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments for the function: a built-in's parameters (exact_match: column, "
+        "extract; regex: pattern, full, ignore_case; length: target_words), or your function's own.",
     )
 
     @model_validator(mode="after")
     def _one_source(self) -> RewardSpec:
         if bool(self.model) == bool(self.function):
             raise ValueError("reward: give exactly one of 'model' or 'function'")
+        if self.params and not self.function:
+            raise ValueError("reward.params: parameters are for reward.function, not a reward model")
+        if self.function and self.function.strip().startswith("builtin:"):
+            from runners.rewards.builtin import check_params
+
+            self.function = self.function.strip()
+            self.params = check_params(self.function, self.params)  # ValueError naming reward.params.<name>
         return self
 
 
@@ -309,5 +325,6 @@ def _explain(exc: ValidationError) -> str:
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "spec"
         msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"{field}: {msg}")
+        # A message that already names a field under this one (reward.params.pattern: ...) stands alone.
+        lines.append(msg if msg.startswith(f"{field}.") else f"{field}: {msg}")
     return "; ".join(lines)
