@@ -342,7 +342,8 @@ def parse_answer(q: Question, raw: Any) -> Any:
             value = int(raw)
         else:
             text = str(raw).strip().replace(",", "").replace("_", "")
-            if not text.lstrip("-").isdigit():
+            digits = text.lstrip("-")
+            if not (digits.isascii() and digits.isdigit()):  # isdigit() alone accepts '¹', which int() rejects
                 raise bad
             value = int(text)
         if q.minimum is not None and value < q.minimum:
