@@ -177,6 +177,11 @@ STAGES: dict[str, MethodProfile] = {
         generated_context_completions=2, kv_cache_holds_all_generations=True,
         source="Bai et al. 2022 (Constitutional AI)",
     ),
+    "generate": MethodProfile(
+        "generate", "Response generation", "The frozen policy samples K responses per prompt (RLAIF, RL-CAI).",
+        (ModelCopy("policy", trainable=False),), phases=("generation",), default_generations=2,
+        kv_cache_holds_all_generations=True, source="Bai et al. 2022; Lee et al. 2023",
+    ),
 }
 
 METHOD_IDS = tuple(METHODS)

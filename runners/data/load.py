@@ -85,6 +85,8 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
     "grpo": ("prompt-only", "prompt-completion", "unpaired", *PREFERENCE_FORMATS),
     "rloo": ("prompt-only", "prompt-completion", "unpaired", *PREFERENCE_FORMATS),
     "ppo": ("prompt-only", "prompt-completion", "unpaired", *PREFERENCE_FORMATS),
+    "generate": ("prompt-only", "prompt-completion", "unpaired", *PREFERENCE_FORMATS),
+    "cai-generate": ("prompt-only", "prompt-completion", "unpaired", *PREFERENCE_FORMATS),
     "sft": ("sft-messages", "prompt-completion", "text", *PREFERENCE_FORMATS),
     # A judge compares plain-text responses; chosen/rejected pairs are judged again (re-labelled).
     "rlaif-label": ("responses", "response-pair", "preference", "preference-implicit", "hh-transcript"),
@@ -100,6 +102,8 @@ EXPECTED_COLUMNS: dict[str, str] = {
     "grpo": "prompt",
     "rloo": "prompt",
     "ppo": "prompt",
+    "generate": "prompt",
+    "cai-generate": "prompt",
     "sft": "messages, prompt/completion, or text",
     "rlaif-label": "prompt/responses (a list), prompt/response_a/response_b, or prompt/chosen/rejected strings",
 }
@@ -536,7 +540,7 @@ def normalize(rows: Iterable[dict[str, Any]], name: str, method: str) -> list[di
         pairs = [to_explicit_preference(row, name) for row in rows]
         if method == "kto":
             return unpair(pairs)
-        if method in ("grpo", "rloo", "ppo"):
+        if method in ("grpo", "rloo", "ppo", "generate", "cai-generate"):
             return [{"prompt": p["prompt"]} for p in pairs]
         if method == "sft":
             return [{"prompt": p["prompt"], "completion": p["chosen"]} for p in pairs]

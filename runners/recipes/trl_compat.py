@@ -43,6 +43,14 @@ def config_for(method: str) -> tuple[type, dict[str, Any]]:
         from runners.judges.config import LabelConfig
 
         return LabelConfig, {}
+    if method == "generate":  # a generation stage trains nothing: its sampling config, checked the same way
+        from runners.recipes.generate import GenerateConfig
+
+        return GenerateConfig, {}
+    if method == "cai-generate":
+        from runners.recipes.cai_generate import CaiGenerateConfig
+
+        return CaiGenerateConfig, {}
     if method == "orpo":
         return orpo()[0], {}
     if method == "simpo":

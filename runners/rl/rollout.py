@@ -63,32 +63,78 @@ def sample(
     top_p: float,
     eos_token_id: int,
     pad_token_id: int,
+    row_seeds: list[int] | None = None,
 ) -> Rollout:
     """Sample one response per (left-padded) query with model.generate and its KV cache.
 
     Pure sampling from the temperature-scaled distribution with nucleus top_p: top_k is switched
     off (HF's generation default of 50 would silently change the distribution the log-probs are
     computed under), and the model's own generation_config (repetition penalty etc.) is not used.
-    """
-    from transformers import GenerationConfig
 
+    row_seeds (one per query, optional): each row draws from its own random generator, so a row's
+    sample depends on its seed and its query only, not on the other rows of the batch or the global
+    RNG (the generation stages seed by prompt index, so a resumed run samples what an uninterrupted
+    one would). Same distribution: Gumbel-max over the temperature- and top_p-filtered logits.
+    """
+    from transformers import GenerationConfig, LogitsProcessorList
+
+    seeded = row_seeds is not None
+    if seeded and len(row_seeds) != query_ids.shape[0]:
+        raise ValueError(f"row_seeds: {len(row_seeds)} seeds for {query_ids.shape[0]} queries")
     generation_config = GenerationConfig(
         max_new_tokens=max_new_tokens,
         min_new_tokens=0,
-        do_sample=True,
-        temperature=temperature,
-        top_p=top_p,
-        top_k=0,
+        do_sample=not seeded,
+        temperature=temperature if not seeded else 1.0,
+        top_p=top_p if not seeded else 1.0,
+        top_k=0 if not seeded else None,
         eos_token_id=eos_token_id,
         pad_token_id=pad_token_id,
         use_cache=True,
     )
-    output = model.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=generation_config)
+    processors = LogitsProcessorList([RowSeededGumbel(row_seeds, temperature, top_p)]) if seeded else None
+    output = model.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=generation_config,
+                            logits_processor=processors)
     response = output[:, query_ids.shape[1]:]
     if response.shape[1] == 0:
         response = torch.full((query_ids.shape[0], 1), pad_token_id, dtype=query_ids.dtype, device=query_ids.device)
     ids, mask, ended = truncate_after_eos(response, eos_token_id, pad_token_id)
     return Rollout(query_ids, query_mask, ids, mask, ended)
+
+
+class RowSeededGumbel:
+    """A logits processor for greedy decoding that turns it into sampling with one torch.Generator
+    per row: temperature, then top_p (keeping at least one token), then Gumbel noise from the row's
+    generator; the argmax of logits/T + Gumbel noise is a draw from softmax(logits/T)."""
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float) -> None:
+        if temperature <= 0:
+            raise ValueError(f"temperature: must be > 0, got {temperature}")
+        self.seeds = [int(s) for s in seeds]
+        self.temperature = float(temperature)
+        self.top_p = float(top_p)
+        self.generators: list[torch.Generator] | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        scores = scores.float() / self.temperature
+        if self.top_p < 1.0:
+            sorted_scores, order = torch.sort(scores, dim=-1, descending=True)
+            cumulative = torch.softmax(sorted_scores, dim=-1).cumsum(dim=-1)
+            drop_sorted = (cumulative - torch.softmax(sorted_scores, dim=-1)) >= self.top_p  # mass before it
+            drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)
+            scores = scores.masked_fill(drop, float("-inf"))
+        if self.generators is None:
+            self.generators = []
+            for seed in self.seeds:
+                gen = torch.Generator(device=scores.device)
+                gen.manual_seed(seed % (2**63))
+                self.generators.append(gen)
+        noise = torch.stack([
+            torch.rand(scores.shape[1], generator=gen, device=scores.device, dtype=torch.float64)
+            for gen in self.generators
+        ]).clamp_(min=1e-20)
+        gumbel = -torch.log(-torch.log(noise)).to(scores.dtype)
+        return scores + gumbel
 
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:

@@ -93,6 +93,13 @@ def plan_request(spec: RunSpec, *, precision: str, zero: int, gpus: int, gpu: st
             req["completion_len"] = min(response, req["seq_len"])
         if spec.reward and spec.reward.function:
             req["reward_model"] = "rule"
+    if spec.method in ("generate", "cai-generate"):  # sampling stages: their own config's names
+        req["batch_size"] = hparam_int(hp, "batch_size", 8)  # GenerateConfig.batch_size: prompts per batch
+        responses = hparam_int(hp, "num_responses")
+        if responses is not None and spec.method == "generate":
+            req["num_generations"] = responses
+        new_tokens = hparam_int(hp, "max_new_tokens", 256)  # SamplingConfig.max_new_tokens' default
+        req["completion_len"] = min(new_tokens, req["seq_len"])
     if gpu is not None:
         req["gpu"] = gpu
     return req

@@ -13,7 +13,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # Methods with a recipe under runners/recipes/. Ids are the planner's method ids (planner.methods).
-RECIPE_METHODS = ("sft", "rm", "dpo", "ipo", "kto", "orpo", "simpo", "grpo", "rloo", "ppo", "rlaif-label")
+RECIPE_METHODS = ("sft", "rm", "dpo", "ipo", "kto", "orpo", "simpo", "grpo", "rloo", "ppo", "rlaif-label",
+                  "generate", "cai-generate")
 
 Precision = Literal["bf16", "amp-bf16", "fp32"]
 
@@ -273,6 +274,12 @@ class RunSpec(BaseModel):
         "that a later stage or another tool loads alone; the adapter is kept beside it in final-adapter/).",
     )
     name: str | None = Field(None, description="A label for the run registry.")
+    constitution: str | None = Field(
+        None,
+        description="cai-generate: the constitution file (YAML: name, principles with name, critique and "
+        "revision; docs/cai.md) its critique and revision requests come from. None: the bundled "
+        "harmlessness constitution (runners/data/constitutions/harmless.yaml).",
+    )
 
     @field_validator("method")
     @classmethod
