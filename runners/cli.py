@@ -36,7 +36,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="prepare a run directory and launch a training run",
                        description="Prepare runs/<id>/ for a method, model and data set, then launch it.")
     p.add_argument("--spec", type=Path, help="a spec.yaml (RunSpec) to start from; flags below override it")
-    p.add_argument("--method", help="sft, rm, dpo, ipo, kto, orpo, simpo, grpo, rloo, ppo; or a pipeline: rlhf")
+    p.add_argument("--method", help="sft, rm, dpo, ipo, kto, orpo, simpo, grpo, rloo, ppo; or a pipeline: "
+                                    "rlhf, rlaif, cai")
     p.add_argument("--model", help="hub id or local model directory")
     p.add_argument("--dataset", help="local .jsonl/.json/.csv/.parquet file or hub dataset id")
     p.add_argument("--eval-fraction", type=float, help="share of rows held out for evaluation")
@@ -66,6 +67,16 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--sft-dataset", help="rlhf: demonstrations for the SFT stage")
     g.add_argument("--prompts", help="rlhf: prompts for PPO (default: the prompts of --dataset's pairs)")
     g.add_argument("--sft-model", help="rlhf: an existing SFT model; skips the SFT stage")
+    g.add_argument("--responses", help="rlaif: answers in hand ({prompt, responses}); skips generation")
+    g.add_argument("--judge-function", help="rlaif/cai: judge 'module:function' or 'file.py:function' "
+                                            "(prompt, first, second) -> 'first' | 'second' | None")
+    g.add_argument("--judge-model", help="rlaif/cai: a local causal LM judge (directory or hub id)")
+    g.add_argument("--judge-reward-model", help="rlaif/cai: a reward model as judge (the higher score wins)")
+    g.add_argument("--judge-url", help="rlaif/cai: an OpenAI-compatible endpoint's base URL as judge")
+    g.add_argument("--judge-endpoint-model", help="rlaif/cai: the model name the endpoint serves")
+    g.add_argument("--judge-api-key-env", help="rlaif/cai: the NAME of the env variable holding the key")
+    g.add_argument("--constitution", help="cai: constitution YAML (default: the bundled harmlessness one)")
+    g.add_argument("--review", action="store_true", help="rlaif/cai: pause after labelling for a person")
     g.add_argument("--stage", action="append", default=[], metavar="STAGE.FIELD=VALUE",
                    help="rlhf: a spec field of one stage, e.g. ppo.max_steps=40; repeatable "
                         "(--hparam takes STAGE.KEY=VALUE for a pipeline)")
@@ -190,9 +201,11 @@ def spec_from_args(args: argparse.Namespace):
         reward = data.get("reward") or {}
         reward["params"] = {**(reward.get("params") or {}), **parse_param_items(args.reward_param)}
         data["reward"] = reward
-    for flag in ("sft_dataset", "prompts", "sft_model"):
+    for flag in ("sft_dataset", "prompts", "sft_model", "responses", "judge_function", "judge_model",
+                 "judge_reward_model", "judge_url", "judge_endpoint_model", "judge_api_key_env", "constitution",
+                 "review"):
         if getattr(args, flag, None):
-            raise CliInputError(f"--{flag.replace('_', '-')}: only for a pipeline (--method rlhf)")
+            raise CliInputError(f"--{flag.replace('_', '-')}: only for a pipeline (--method rlhf, rlaif or cai)")
     if args.stage:
         raise CliInputError("--stage: only for a pipeline (--method rlhf)")
     missing = [f"--{f}" for f in ("method", "model", "dataset") if not data.get(f)]

@@ -49,7 +49,8 @@ def pipeline_spec_from_args(args: argparse.Namespace, parse_devices, parse_hpara
     if args.name:
         data["name"] = args.name
     datasets = dict(data.get("data") or {})
-    for flag, key in (("sft_dataset", "sft"), ("dataset", "preferences"), ("prompts", "prompts")):
+    for flag, key in (("sft_dataset", "sft"), ("dataset", definition.main_data), ("prompts", "prompts"),
+                      ("responses", "responses")):
         value = getattr(args, flag, None)
         if value:
             datasets[key] = {**(datasets.get(key) or {}), "path": value}
@@ -83,7 +84,41 @@ def pipeline_spec_from_args(args: argparse.Namespace, parse_devices, parse_hpara
     if getattr(args, "reward_function", None):
         last = names[-1]
         stages.setdefault(last, {})["reward"] = {"function": args.reward_function}
+    judge = judge_from_args(args)
+    for stage in definition.stages:
+        if judge and stage.method == "rlaif-label":
+            stages.setdefault(stage.name, {})["judge"] = judge
+        if getattr(args, "constitution", None) and stage.method in ("cai-generate", "rlaif-label"):
+            stages.setdefault(stage.name, {})["constitution"] = args.constitution
+    if getattr(args, "review", False):
+        data["review"] = True
     data["stages"] = stages
     if not data.get("model"):
         raise PipelineInputError("--model: required (the base model the first stage starts from)")
     return PipelineSpec.parse(data)
+
+
+def judge_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The judge of the labelling stages from --judge-* flags (None when none is given)."""
+    given = {
+        "function": getattr(args, "judge_function", None),
+        "local": getattr(args, "judge_model", None),
+        "reward-model": getattr(args, "judge_reward_model", None),
+        "endpoint": getattr(args, "judge_url", None),
+    }
+    kinds = [k for k, v in given.items() if v]
+    if len(kinds) > 1:
+        raise PipelineInputError("--judge-function, --judge-model, --judge-reward-model, --judge-url: give one judge")
+    if not kinds:
+        if getattr(args, "judge_endpoint_model", None) or getattr(args, "judge_api_key_env", None):
+            raise PipelineInputError("--judge-endpoint-model/--judge-api-key-env: give the endpoint with --judge-url")
+        return None
+    kind = kinds[0]
+    if kind == "function":
+        return {"kind": "function", "function": given["function"]}
+    if kind in ("local", "reward-model"):
+        return {"kind": kind, "model": given[kind]}
+    judge = {"kind": "endpoint", "base_url": given["endpoint"], "endpoint_model": args.judge_endpoint_model}
+    if args.judge_api_key_env:
+        judge["api_key_env"] = args.judge_api_key_env
+    return judge

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from runners.judges.constitution import DEFAULT_CONSTITUTION
+
 
 @dataclass(frozen=True)
 class StageDefinition:
@@ -31,6 +33,7 @@ class StageDefinition:
     reward_from: str | None = None
     data_from: str | None = None
     review_after: bool = False  # with the pipeline's review: true, pause after this stage for a person
+    defaults: dict = field(default_factory=dict)  # RunSpec fields the stage gets unless the spec sets them
     summary: str = ""
 
     def consumes(self) -> tuple[str, ...]:
@@ -53,6 +56,7 @@ class PipelineDefinition:
     data: dict[str, str]
     data_fallback: dict[str, str] = field(default_factory=dict)
     given_help: dict[str, str] = field(default_factory=dict)
+    main_data: str = ""  # the data set `alignplan run --dataset` names
     source: str = ""
 
     def stage(self, name: str) -> StageDefinition:
@@ -87,6 +91,7 @@ RLHF = PipelineDefinition(
         "sft": "an instruction-tuned (SFT) causal LM: skips the SFT stage",
         "rm": "a reward model (sequence classifier with one output): skips the reward-model stage",
     },
+    main_data="preferences",
     source="Ouyang et al. 2022 (InstructGPT): SFT, reward model, PPO",
 )
 
@@ -107,6 +112,7 @@ RLAIF = PipelineDefinition(
                      "skips the generation stage",
     },
     given_help={},
+    main_data="prompts",
     source="Bai et al. 2022 (AI feedback); Lee et al. 2023 (RLAIF)",
 )
 
@@ -121,12 +127,16 @@ CAI = PipelineDefinition(
         StageDefinition("generate", "generate", data="prompts", model_from="sft",
                         summary="the SL-CAI model answers each prompt twice"),
         StageDefinition("label", "rlaif-label", data_from="generate", review_after=True,
+                        # CAI's feedback model is a language model asked about one principle at a time: by
+                        # default the base model itself, with the bundled constitution
+                        defaults={"judge": {"kind": "local"}, "constitution": str(DEFAULT_CONSTITUTION)},
                         summary="RL-CAI: a judge compares the answers against the constitution's principles"),
         StageDefinition("dpo", "dpo", data_from="label", model_from="sft",
                         summary="DPO on the judged pairs, from the SL-CAI model"),
     ),
     data={"prompts": "prompts to answer, typically red-team prompts"},
     given_help={"sft": "an SL-CAI model: skips critique/revision and its SFT stage"},
+    main_data="prompts",
     source="Bai et al. 2022 (Constitutional AI: SL-CAI then RL-CAI)",
 )
 

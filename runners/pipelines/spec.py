@@ -172,7 +172,7 @@ def stage_specs(spec: PipelineSpec, pipeline_id: str, root: Path) -> list[tuple[
     out: list[tuple[StageDefinition, RunSpec, Path]] = []
     for stage in running:
         run_dir = root / stage_run_id(pipeline_id, stage)
-        fields: dict[str, Any] = {**spec.common, **spec.stages.get(stage.name, {})}
+        fields: dict[str, Any] = {**stage.defaults, **spec.common, **spec.stages.get(stage.name, {})}
         fields.update(
             method=stage.method,
             model=produced[stage.model_from] if stage.model_from else spec.model,

@@ -64,7 +64,7 @@ def test_stage_fields_override_common_ones_and_lora_stages_feeding_others_merge(
     ({"method": "rlhff"}, "method: unknown pipeline 'rlhff'; accepted: rlhf"),
     ({"data": {"sft": {"path": "a"}, "pairs": {"path": "b"}}}, "data.pairs: not a data set of rlhf"),
     ({"given": {"reward": "x"}}, "given.reward: not a stage of rlhf; stages: sft, rm, ppo"),
-    ({"given": {"ppo": "x"}}, "given.ppo: the last stage cannot be replaced"),
+    ({"given": {"ppo": "x"}}, "given.ppo: stage ppo of rlhf cannot be replaced by a model; stages that can: sft, rm"),
     ({"common": {"model": "x"}}, "common.model: set by the pipeline for each stage"),
     ({"common": {"hparams": {"beta": 1}}}, "common: hparams and reward differ per stage"),
     ({"data": {"preferences": {"path": "b"}}}, "data.sft: stage sft needs demonstrations"),
@@ -75,3 +75,44 @@ def test_bad_pipeline_specs_fail_with_one_line_naming_the_field(overrides, messa
         stage_specs(rlhf(**overrides), "P", ROOT)
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_rlaif_generates_labels_then_trains_dpo_on_the_judged_pairs():
+    judge = {"kind": "function", "function": "runners.judges.rules:prefer_safe_then_shorter"}
+    spec = PipelineSpec.parse({"method": "rlaif", "model": "/m/policy", "data": {"prompts": {"path": "/d/p.jsonl"}},
+                               "stages": {"label": {"judge": judge}}})
+    specs = stage_specs(spec, "R", ROOT)
+    assert [(s.name, r.method) for s, r, _ in specs] == [("generate", "generate"), ("label", "rlaif-label"),
+                                                          ("dpo", "dpo")]
+    (_, gen, _), (_, label, _), (_, dpo, _) = specs
+    assert gen.dataset.path == "/d/p.jsonl" and gen.model == "/m/policy"
+    assert label.dataset.path == "/runs/R.generate/output/data.jsonl" and label.judge.function == judge["function"]
+    assert dpo.dataset.path == "/runs/R.label/output/data.jsonl" and dpo.model == "/m/policy"
+
+
+def test_rlaif_with_responses_in_hand_skips_generation():
+    spec = PipelineSpec.parse({"method": "rlaif", "model": "/m/policy", "data": {"responses": {"path": "/d/r.jsonl"}},
+                               "stages": {"label": {"judge": {"kind": "local"}}}})
+    specs = stage_specs(spec, "R", ROOT)
+    assert [s.name for s, _, _ in specs] == ["label", "dpo"] and specs[0][1].dataset.path == "/d/r.jsonl"
+
+
+def test_cai_critiques_fine_tunes_on_revisions_then_judges_the_sl_cai_model():
+    spec = PipelineSpec.parse({"method": "cai", "model": "/m/base", "data": {"prompts": {"path": "/d/red.jsonl"}}})
+    specs = {s.name: r for s, r, _ in stage_specs(spec, "C", ROOT)}
+    assert list(specs) == ["critique", "sft", "generate", "label", "dpo"]
+    assert specs["sft"].dataset.path == "/runs/C.critique/output/data.jsonl"
+    assert specs["generate"].model == specs["dpo"].model == "/runs/C.sft/checkpoints/final"
+    assert specs["generate"].dataset.path == "/d/red.jsonl"
+    assert specs["dpo"].dataset.path == "/runs/C.label/output/data.jsonl"
+    assert specs["label"].judge.kind == "local" and specs["label"].constitution.endswith("harmless.yaml")
+    given = PipelineSpec.parse({"method": "cai", "model": "/m/base", "data": {"prompts": {"path": "/d/red.jsonl"}},
+                                "given": {"sft": "/m/sl-cai"}})
+    assert [s.name for s in stages_to_run(given)] == ["generate", "label", "dpo"]
+
+
+def test_rlaif_without_a_judge_is_one_line_naming_the_stage():
+    spec = PipelineSpec.parse({"method": "rlaif", "model": "/m/p", "data": {"prompts": {"path": "/d/p.jsonl"}}})
+    with pytest.raises(SpecError) as err:
+        stage_specs(spec, "R", ROOT)
+    assert str(err.value).startswith("stages.label: judge: rlaif-label needs a judge")
