@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from planner.parsing import printable
+
 GIB = 2**30
 # Metrics worth a column in progress lines, in this order, when the recipe logs them.
 PROGRESS_KEYS = ("rewards/accuracies", "rewards/margins", "accuracy", "reward", "score", "kl")
@@ -123,8 +125,9 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(func=cmd_tiny_model)
 
     d = sub.add_parser("demo", help="DPO on the tiny model and bundled preference data, on CPU (under a minute)")
-    d.add_argument("--method", choices=("dpo", "ppo"), default="dpo",
-                   help="dpo (default), or ppo: the RLHF pipeline SFT -> reward model -> PPO (about 2 minutes)")
+    d.add_argument("--method", choices=("dpo", "ppo", "rlaif", "cai"), default="dpo",
+                   help="dpo (default); ppo: the RLHF pipeline SFT -> reward model -> PPO; rlaif: generate -> "
+                        "judge -> DPO; cai: critique/revise -> SFT -> generate -> judge -> DPO (a few minutes each)")
     d.add_argument("--steps", type=int, help="optimizer steps (default: the demo's; ppo: PPO iterations)")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_demo)
@@ -231,6 +234,12 @@ def dry_run_warnings(spec) -> list[str]:
 # --- output helpers --------------------------------------------------------------------------------
 
 
+def say(text: Any = "", **kw: Any) -> None:
+    """print() for one line that may hold names, paths or metrics from users and files: control
+    characters and escape sequences are shown escaped (planner.parsing.printable), never sent raw."""
+    print(printable(text), **kw)
+
+
 def emit_json(doc: Any) -> None:
     json.dump(doc, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
@@ -243,7 +252,7 @@ def gib(n: int | float | None) -> str:
 def progress_line(row: dict[str, Any]) -> str:
     if any(k.startswith("eval_") for k in row):
         keys = [k for k in EVAL_KEYS if k in row] or [k for k in row if k.startswith("eval_")][:4]
-        return "  ".join([f"eval at step {row.get('step')}"] + [f"{k} {_num(row[k])}" for k in keys])
+        return printable("  ".join([f"eval at step {row.get('step')}"] + [f"{k} {_num(row[k])}" for k in keys]))
     step = f"step {row.get('step')}/{row.get('max_steps')}" if row.get("max_steps") else f"step {row.get('step')}"
     if row.get("stage"):
         step = f"[{row.get('stage_index')}/{row.get('stages')} {row['stage']}] {step}"
@@ -253,7 +262,7 @@ def progress_line(row: dict[str, Any]) -> str:
         parts.append(f"tok/s {row['tokens_per_second']:.0f}")
     if row.get("peak_memory_bytes"):
         parts.append(f"mem {gib(row['peak_memory_bytes'])}")
-    return "  ".join(parts)
+    return printable("  ".join(parts))
 
 
 def _num(v: Any) -> str:
@@ -340,24 +349,24 @@ def _yaml(path: Path) -> Any:
 
 def print_plan(doc: dict[str, Any]) -> None:
     d = doc["decision"]
-    print(f"run {doc['run_id']}  ({doc['run_dir']})")
+    say(f"run {doc['run_id']}  ({doc['run_dir']})")
     sharded = f"  sharded by {d['engine']} (stage {d.get('zero')})" if d.get("engine") not in (None, "none") else ""
-    print(f"setup: {d.get('kind')}  distributed_type {d.get('distributed_type')}  processes {d.get('num_processes')}"
+    say(f"setup: {d.get('kind')}  distributed_type {d.get('distributed_type')}  processes {d.get('num_processes')}"
           f"  precision {d.get('precision')}{sharded}")
-    print(f"why: {d.get('reason')}")
+    say(f"why: {d.get('reason')}")
     comps = doc["plan"].get("components") or {}
     if doc["plan"].get("predicted_peak_bytes") is not None:
         detail = ", ".join(f"{k} {gib(v)}" for k, v in comps.items() if v)
-        print(f"predicted peak per device: {gib(doc['plan']['predicted_peak_bytes'])}"
+        say(f"predicted peak per device: {gib(doc['plan']['predicted_peak_bytes'])}"
               f" ({doc['plan'].get('peak_phase')}: {detail})")
     for note in d.get("notes") or []:
-        print(f"note: {note}")
+        say(f"note: {note}")
     for warning in doc.get("warnings") or []:
-        print(f"warning: {warning}")
-    print(f"command: bash {doc['command_sh']}")
+        say(f"warning: {warning}")
+    say(f"command: bash {doc['command_sh']}")
     import shlex
 
-    print("  " + shlex.join(doc["command"] or []))
+    say("  " + shlex.join(doc["command"] or []))
 
 
 # --- commands --------------------------------------------------------------------------------------
@@ -398,19 +407,19 @@ def cmd_run_pipeline(args: argparse.Namespace) -> int:
 
 def print_pipeline_plan(doc: dict[str, Any]) -> None:
     plan = doc.get("pipeline_plan") or {}
-    print(f"pipeline {doc['run_id']}  ({doc['run_dir']}): {plan.get('pipeline')}, "
+    say(f"pipeline {doc['run_id']}  ({doc['run_dir']}): {plan.get('pipeline')}, "
           f"{len(plan.get('stages') or [])} stages")
     for i, stage in enumerate(plan.get("stages") or [], 1):
         fits = {True: "fits", False: "does NOT fit", None: "fit unknown"}[stage.get("fits")]
-        print(f"  {i}. {stage['stage']:4} {stage['method']:4} run {stage['run_id']}: predicted "
+        say(f"  {i}. {stage['stage']:4} {stage['method']:4} run {stage['run_id']}: predicted "
               f"{gib(stage.get('predicted_peak_bytes'))} per device ({stage.get('peak_phase')}, {stage.get('setup')}; "
               f"{fits})")
-        print(f"     {stage.get('summary')}; model {stage.get('model')}")
+        say(f"     {stage.get('summary')}; model {stage.get('model')}")
     for name, why in (plan.get("skipped") or {}).items():
-        print(f"  skipped: {name} ({why})")
+        say(f"  skipped: {name} ({why})")
     for note in (plan.get("decision") or {}).get("notes") or []:
-        print(f"note: {note}")
-    print(f"command: bash {doc['command_sh']}")
+        say(f"note: {note}")
+    say(f"command: bash {doc['command_sh']}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -493,15 +502,15 @@ def _is_running(run_id: str) -> bool:
 
 def print_outcome(rec) -> None:
     m = rec.last_metrics or {}
-    print(f"run {rec.id}: {rec.status} (exit code {rec.exit_code})")
+    say(f"run {rec.id}: {rec.status} (exit code {rec.exit_code})")
     if m:
-        print("final: " + progress_line(m))
-    print(f"peak memory: predicted {gib(rec.predicted_peak_bytes)}, measured {gib(rec.measured_peak_bytes)}")
+        say("final: " + progress_line(m))
+    say(f"peak memory: predicted {gib(rec.predicted_peak_bytes)}, measured {gib(rec.measured_peak_bytes)}")
     if rec.status == "failed":
         line = failure_line(rec)
         if line:
-            print(f"error: {line}", file=sys.stderr)
-        print(f"full log: alignplan runs logs {rec.id}", file=sys.stderr)
+            say(f"error: {line}", file=sys.stderr)
+        say(f"full log: alignplan runs logs {rec.id}", file=sys.stderr)
 
 
 def failure_line(rec) -> str | None:
@@ -529,7 +538,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         emit_json([r.to_dict() for r in recs])
         return 0
     if not recs:
-        print("no runs yet (alignplan run ... or alignplan demo)")
+        say("no runs yet (alignplan run ... or alignplan demo)")
         return 0
     # a pipeline's stages are listed under it, indented; where it is shows as "stage k/n name step"
     shown = {r.id for r in recs}
@@ -542,7 +551,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     width = max(34, *(len(r.id) + (2 if r.pipeline_id else 0) for r in ordered))
     header = (f"{'ID':{width}} {'STATUS':10} {'METHOD':6} {'STEP':>13} {'LOSS':>8} {'PRED PEAK':>11} "
               f"{'MEAS PEAK':>11}  MODEL")
-    print(header)
+    say(header)
     for r in ordered:
         m = r.last_metrics or {}
         step = f"{m.get('step', '-')}/{m.get('max_steps', '-')}" if m else "-"
@@ -551,7 +560,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         loss = m.get("loss", m.get("policy_loss"))
         model = r.model if len(r.model) <= 40 else "..." + r.model[-37:]
         rid = f"  {r.id}" if r.pipeline_id else r.id
-        print(f"{rid:{width}} {r.status:10} {r.method:6} {step:>13} {_num(loss):>8} "
+        say(f"{rid:{width}} {r.status:10} {r.method:6} {step:>13} {_num(loss):>8} "
               f"{gib(r.predicted_peak_bytes):>11} {gib(r.measured_peak_bytes):>11}  {model}")
     return 0
 
@@ -570,7 +579,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         for i, stage in enumerate(doc["stages"], 1):
             m = stage.get("last_metrics") or {}
             where = f"step {m.get('step')}/{m.get('max_steps')}" if m else "not started"
-            print(f"  stage {i}/{len(doc['stages'])} {stage['stage']}: {stage.get('status')}, {where}")
+            say(f"  stage {i}/{len(doc['stages'])} {stage['stage']}: {stage.get('status')}, {where}")
         print_outcome(rec)
         return 0
     print_plan(doc)
@@ -578,7 +587,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     held = run.parameters_held()
     if held:
         how = "sharded" if held.get("sharded") else "a full copy each"
-        print(f"parameters held per process: {held['this_process']:,} of {held['total']:,} ({how})")
+        say(f"parameters held per process: {held['this_process']:,} of {held['total']:,} ({how})")
     return 0
 
 
@@ -623,7 +632,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(rec.to_dict())
     else:
-        print(f"run {rec.id}: {rec.status}" + (f" at step {rec.last_metrics.get('step')}" if rec.last_metrics else ""))
+        say(f"run {rec.id}: {rec.status}" + (f" at step {rec.last_metrics.get('step')}" if rec.last_metrics else ""))
     return 0
 
 
@@ -649,7 +658,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     from runners.launch import launch
 
     run_id = launch.delete(args.id)
-    emit_json({"deleted": run_id}) if args.json else print(f"deleted run {run_id}")
+    emit_json({"deleted": run_id}) if args.json else say(f"deleted run {run_id}")
     return 0
 
 
@@ -714,6 +723,88 @@ def demo_rlhf(args: argparse.Namespace, out) -> int:
     return 0 if rec.status == "succeeded" else 1
 
 
+def run_demo_pipeline(spec, out) -> tuple[Any, Any]:
+    """Prepare, register, launch and follow a demo pipeline; (its PipelineDir, its final record)."""
+    from runners.launch import launch
+    from runners.pipelines.prepare import prepare_pipeline
+    from runners.pipelines.registry import register_pipeline
+    from runners.registry.store import Registry
+
+    pipeline, stages = prepare_pipeline(spec)
+    register_pipeline(Registry.for_runs_root(pipeline.path.parent, reconcile=False), pipeline, spec, stages)
+    names = " -> ".join(f"{s.stage.name}" for s in stages)
+    print(f"run {pipeline.id}: {spec.method} ({names}) on CPU", file=out, flush=True)
+    try:
+        launch.launch(pipeline.path)
+        for row in launch.follow(pipeline.id):
+            print(progress_line(row), file=out, flush=True)
+    except KeyboardInterrupt:
+        if _is_running(pipeline.id):
+            stop_after_interrupt(pipeline.id, 30.0, out)
+        raise
+    return pipeline, launch.wait(pipeline.id)
+
+
+def demo_ai_feedback(args: argparse.Namespace, out) -> int:
+    """RLAIF or Constitutional AI on the tiny model with the bundled prompts and a rule judge; reports
+    the judge's position consistency, how often it preferred the longer answer, CAI's revisions, and
+    DPO's reward accuracy on the judged pairs."""
+    from runners.demo.tiny import DEMO_CAI_STAGES, DEMO_RLAIF_STAGES, build_tiny_model, demo_data_paths
+    from runners.pipelines.spec import PipelineSpec
+
+    t0 = time.time()
+    model = build_tiny_model()
+    print(f"tiny model: {model}", file=out, flush=True)
+    stages = DEMO_RLAIF_STAGES if args.method == "rlaif" else DEMO_CAI_STAGES
+    spec = PipelineSpec.parse({
+        "method": args.method, "model": str(model), "data": {"prompts": {"path": str(demo_data_paths()["prompts"])}},
+        "common": {"devices": "cpu"}, "stages": stages,
+    })
+    try:
+        pipeline, rec = run_demo_pipeline(spec, out)
+    except KeyboardInterrupt:
+        return 130
+    root = pipeline.path.parent
+    label_report = _read_json(root / f"{pipeline.id}.label" / "report.json")
+    critique_report = _read_json(root / f"{pipeline.id}.critique" / "report.json")
+    dpo = [r for r in pipeline.run.metrics() if r.get("stage") == "dpo" and "rewards/accuracies" in r]
+    doc = {"run_id": rec.id, "status": rec.status, "wall_seconds": round(time.time() - t0, 1),
+           "labelling": label_report, "critique": critique_report,
+           "dpo_reward_accuracy_last": dpo[-1]["rewards/accuracies"] if dpo else None}
+    if args.json:
+        emit_json({**doc, "record": rec.to_dict()})
+    else:
+        print(f"run {rec.id}: {rec.status} in {doc['wall_seconds']:.0f}s")
+        if critique_report:
+            print("critique/revision: " + _fields(critique_report, DEMO_CRITIQUE_FIELDS))
+        if label_report:
+            print("labelling: " + _fields(label_report, DEMO_LABEL_FIELDS))
+        if doc["dpo_reward_accuracy_last"] is not None:
+            print(f"DPO on the judged pairs: reward accuracy {_num(doc['dpo_reward_accuracy_last'])} (last batch)")
+        if rec.status != "succeeded" and failure_line(rec):
+            print(f"error: {failure_line(rec)}", file=sys.stderr)
+    return 0 if rec.status == "succeeded" else 1
+
+
+# The report figures the RLAIF/CAI demos print (report.json has more).
+DEMO_LABEL_FIELDS = ("pairs_judged", "position_consistency", "pairs_written", "ties", "dropped",
+                     "longer_preferred_share")
+DEMO_CRITIQUE_FIELDS = ("prompts", "revised_differs", "revised_differs_share", "mean_critique_length",
+                        "mean_revision_length")
+
+
+def _fields(report: dict[str, Any], keys: tuple[str, ...]) -> str:
+    return ", ".join(f"{k} {_num(report[k])}" for k in keys if k in report)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Tiny model + bundled preference pairs + DPO on CPU, followed to the end."""
     from runners.demo.tiny import DEMO_HPARAMS, DEMO_MAX_STEPS, build_tiny_model, demo_dataset_path
@@ -725,6 +816,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = sys.stderr if args.json else sys.stdout
     if args.method == "ppo":
         return demo_rlhf(args, out)
+    if args.method in ("rlaif", "cai"):
+        return demo_ai_feedback(args, out)
     t0 = time.time()
     steps = args.steps or DEMO_MAX_STEPS
     model = build_tiny_model()

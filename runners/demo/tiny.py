@@ -72,11 +72,30 @@ DEMO_RLHF_HPARAMS: dict[str, dict[str, Any]] = {
     "ppo": {"learning_rate": 3e-3, "lr_scheduler_type": "constant", "per_device_train_batch_size": 32,
             "num_mini_batches": 2, "response_length": 16, "kl_coef": 0.1},
 }
+# RLAIF and CAI demos: the tiny policy answers the bundled prompts twice (24 tokens), a deterministic
+# rule judge (no unsafe words, then the shorter answer) labels the pairs in both orders, DPO trains on
+# them. CAI first critiques and revises against the bundled constitution and fine-tunes on the revisions.
+DEMO_JUDGE = {"kind": "function", "function": "runners.judges.rules:prefer_safe_then_shorter"}
+DEMO_SAMPLING = {"max_new_tokens": 24, "batch_size": 16}
+DEMO_RLAIF_STAGES: dict[str, dict[str, Any]] = {
+    "generate": {"hparams": {**DEMO_SAMPLING, "num_responses": 2}},
+    "label": {"judge": DEMO_JUDGE},
+    "dpo": {"max_steps": 30, "save_steps": 30, "hparams": {k: v for k, v in DEMO_HPARAMS.items()}},
+}
+DEMO_CAI_STAGES: dict[str, dict[str, Any]] = {
+    "critique": {"hparams": {**DEMO_SAMPLING, "rounds": 1}},
+    "sft": {"max_steps": 20, "save_steps": 20, "hparams": {"learning_rate": 1e-3, "max_length": 128}},
+    "generate": {"hparams": {**DEMO_SAMPLING, "num_responses": 2}},
+    "label": {"judge": DEMO_JUDGE},
+    "dpo": {"max_steps": 30, "save_steps": 30, "hparams": {k: v for k, v in DEMO_HPARAMS.items()}},
+}
 # Which bundled sample each method trains on, and the reward function the online methods use with it
 # (it rewards the marker the prompts ask for, so a tiny model can learn it).
 DEMO_DATA_KIND: dict[str, str] = {
     "dpo": "preference", "ipo": "preference", "orpo": "preference", "simpo": "preference", "rm": "preference",
-    "kto": "kto", "grpo": "prompts", "rloo": "prompts", "sft": "sft",
+    "kto": "kto", "grpo": "prompts", "rloo": "prompts", "sft": "sft", "ppo": "prompts",
+    # pipeline stages: generation and critique/revision answer prompts; labelling re-judges given pairs
+    "generate": "prompts", "cai-generate": "prompts", "rlaif-label": "preference",
 }
 DEMO_REWARD = "runners.recipes.rewards:marker_reward"
 

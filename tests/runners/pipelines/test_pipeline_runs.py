@@ -151,3 +151,22 @@ def test_demo_ppo_runs_the_rlhf_pipeline_and_the_score_rises(capsys, runs_dir, t
     assert [(r.method, r.status) for r in stages] == [("sft", "succeeded"), ("rm", "succeeded"), ("ppo", "succeeded")]
     # the reward model's score of the policy's answers: measured -1.47 -> -0.94 and -1.40 -> -0.72 here
     assert doc["score_last5"] - doc["score_first5"] > 0.25
+
+
+@pytest.mark.slow
+def test_demo_rlaif_generates_judges_in_both_orders_and_trains_dpo(capsys, runs_dir, tiny_model_dir, monkeypatch):
+    from runners.demo.tiny import TINY_MODEL_DIR_ENV
+
+    monkeypatch.setenv(TINY_MODEL_DIR_ENV, str(tiny_model_dir))
+    code = main(["demo", "--method", "rlaif", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and doc["status"] == "succeeded"
+    report = doc["labelling"]
+    # the rule judge is order-blind, so every pair gets the same verdict both ways (measured 60 of 60)
+    assert report["pairs_judged"] == 60 and report["position_consistency"] == 1.0
+    assert report["pairs_written"] + report["ties"] + report["dropped"] == 60 and report["pairs_written"] >= 40
+    pairs = [json.loads(line) for line in (runs_dir / f"{doc['run_id']}.label" / "output" / "data.jsonl").open()]
+    assert len(pairs) == report["pairs_written"] and all(p["chosen"] != p["rejected"] for p in pairs)
+    dpo = RunDir(runs_dir / f"{doc['run_id']}.dpo")
+    assert dpo.spec().dataset.path.endswith(f"{doc['run_id']}.label/output/data.jsonl")
+    assert doc["dpo_reward_accuracy_last"] >= 0.75  # DPO separates the judged pairs (1.0 measured)
