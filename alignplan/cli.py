@@ -11,6 +11,8 @@ import importlib
 import sqlite3
 import sys
 
+from planner.parsing import printable
+
 # (module, function that adds subparsers). Modules are imported lazily so `alignplan plan` never
 # pays for torch.
 _AREAS = ("planner.cli", "advisor.cli", "runners.cli")
@@ -46,11 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (ValueError, CliError) as exc:
         # planner/advisor/runners errors are ValueError subclasses that name the field.
-        print(f"alignplan {args.command}: error: {exc}", file=sys.stderr)
+        print(printable(f"alignplan {args.command}: error: {exc}"), file=sys.stderr)
         return 2
     except OSError as exc:  # a path that is a folder, unreadable, missing: name the file
         where = exc.filename if exc.filename is not None else ""
-        print(f"alignplan {args.command}: error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        print(printable(f"alignplan {args.command}: error: {where}: {exc.strerror or exc}"), file=sys.stderr)
         return 2
     except sqlite3.DatabaseError as exc:
         print(f"alignplan {args.command}: error: the run registry (runs/registry.db) cannot be read: {exc}",

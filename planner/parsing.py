@@ -22,3 +22,25 @@ def parse_bool(value: Any, field: str) -> bool:
         if text in FALSE_WORDS:
             return False
     raise ValueError(f"{field}: expected true or false (also yes/no, on/off, 1/0), got {value!r}")
+
+
+# Bidirectional-text overrides reorder what a terminal shows without being control characters.
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+
+
+def printable(text: Any) -> str:
+    """``text`` made safe for one line of a terminal: control characters (ESC, newline, carriage
+    return, tab, DEL, the C1 range) and bidirectional overrides are written as Python escapes
+    (``\\x1b``, ``\\n``, ``\\u202e``), everything else as it is. Model names, run names and paths come
+    from users and files; every command that prints them on a terminal passes them through here."""
+    text = str(text)
+    if all(ch.isprintable() or ch == " " for ch in text) and not _BIDI.intersection(text):
+        return text
+    out = []
+    for ch in text:
+        if (ch.isprintable() or ch == " ") and ch not in _BIDI:
+            out.append(ch)
+        else:
+            out.append(repr(ch)[1:-1] if ch in "\n\r\t" else f"\\x{ord(ch):02x}" if ord(ch) < 0x100
+                       else f"\\u{ord(ch):04x}")
+    return "".join(out)

@@ -1,0 +1,58 @@
+"""What `alignplan runs ...` prints about runs (issue 11): names, models and paths from users and files
+are shown escaped, never as raw terminal escape sequences or extra lines; `runs delete` needs an exact
+id or name (a unique prefix is shown back and needs --yes); `runs list` reads progress from the run's
+own files when the supervisor is gone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from launch_helpers import cpu_devices, no_estimate, spec, stop_leftovers
+
+from alignplan.cli import main
+from runners.cli import progress_line
+from runners.launch.launch import prepare_and_register
+from runners.paths import RUNS_DIR_ENV
+from runners.registry.store import Registry
+
+HOSTILE = "\x1b[31mred\nline"
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "runs"
+    monkeypatch.setenv(RUNS_DIR_ENV, str(root))
+    monkeypatch.delenv("ALIGNPLAN_FAKE_GPUS", raising=False)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _no_run_outlives_its_test(tmp_path):
+    yield
+    stop_leftovers(tmp_path)
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_control_characters_in_names_models_and_metrics_are_printed_escaped(capsys, runs_dir):
+    run = prepare_and_register(spec(name=HOSTILE, model=f"/models/{HOSTILE}"), runs_dir, devices=cpu_devices(),
+                               estimate=no_estimate)
+    reg = Registry.for_runs_root(runs_dir)
+    reg.update(run.id, last_metrics={"step": 1, "max_steps": 2, "stage": HOSTILE, "stage_index": 1, "stages": 2,
+                                     "loss": 0.5})
+    code, out, _ = run_cli(capsys, "runs", "list")
+    assert code == 0
+    assert "\x1b" not in out and "\\x1b[31mred\\nline" in out
+    assert len(out.splitlines()) == 2  # the header and one line for the run
+    code, out, err = run_cli(capsys, "runs", "show", run.id)
+    assert code == 0 and "\x1b" not in out + err
+    line = progress_line({"step": 3, "max_steps": 9, "stage": HOSTILE, "stage_index": 1, "stages": 2, "loss": 1.0})
+    assert "\x1b" not in line and "\n" not in line and "\\x1b[31mred\\nline" in line
+    # an error naming a hostile path is one escaped line too
+    code, _, err = run_cli(capsys, "runs", "show", "\x1b[2Jnone\nsuch")
+    assert code == 2 and "\x1b" not in err and len(err.strip().splitlines()) == 1
