@@ -114,8 +114,9 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("id")
     add_follow_options(r)
     r.set_defaults(func=cmd_resume)
-    r = rsub.add_parser("delete", help="delete a run's directory and registry entry")
-    r.add_argument("id")
+    r = rsub.add_parser("delete", help="delete a run's directory (checkpoints included) and registry entry")
+    r.add_argument("id", help="the run's full id or name; a unique id prefix is shown back and needs --yes")
+    r.add_argument("--yes", "-y", action="store_true", help="delete the run a unique id prefix matches without asking")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_delete)
 
@@ -657,7 +658,19 @@ def cmd_start(args: argparse.Namespace) -> int:
 def cmd_delete(args: argparse.Namespace) -> int:
     from runners.launch import launch
 
-    run_id = launch.delete(args.id)
+    rec, exact = launch.delete_target(args.id)
+    if not exact:
+        what = f"run {rec.id} ({rec.status}, {rec.method}, {rec.model}" + (f", name {rec.name}" if rec.name else "") + ")"
+        if not args.yes:
+            if not sys.stdin.isatty() or args.json:
+                raise CliInputError(f"run {args.id!r}: deleting needs the run's full id or name; {args.id!r} is a "
+                                    f"prefix of {rec.id} (pass the id, or --yes to delete it)")
+            say(f"{args.id!r} matches {what}", file=sys.stderr)
+            answer = input("delete it, checkpoints included? [y/N] ").strip().lower()
+            if answer not in ("y", "yes"):
+                say(f"not deleted: {rec.id}")
+                return 1
+    run_id = launch.delete(rec.id)
     emit_json({"deleted": run_id}) if args.json else say(f"deleted run {run_id}")
     return 0
 

@@ -303,11 +303,28 @@ def start(run_id: str, runs: str | Path | None = None) -> int:
     return launch(Path(rec.run_dir), registry=reg)
 
 
-def delete(run_id: str, runs: str | Path | None = None) -> str:
-    """Remove a run that is not running: its directory and its registry row; a pipeline's stages go
-    with it, and a stage alone is not deleted (its pipeline would lose a step)."""
+def delete_target(run_id: str, runs: str | Path | None = None) -> tuple[RunRecord, bool]:
+    """The run ``delete`` would remove, and whether ``run_id`` named it exactly (its full id or its
+    name). Otherwise a unique id *prefix* matches (never a suffix, never part of a name), and the
+    caller must show it back and get a confirmation before deleting."""
     reg = _open(runs)
-    rec = reg.resolve(run_id)
+    rec = reg.resolve_exact(run_id)
+    if rec is not None:
+        return rec, True
+    return reg.resolve_prefix(run_id), False
+
+
+def delete(run_id: str, runs: str | Path | None = None, *, confirmed_prefix: bool = False) -> str:
+    """Remove a run that is not running: its directory and its registry row; a pipeline's stages go
+    with it, and a stage alone is not deleted (its pipeline would lose a step).
+
+    ``run_id`` must be the run's full id or name; a unique id prefix is accepted only with
+    ``confirmed_prefix`` (the user saw which run it is and said yes)."""
+    reg = _open(runs)
+    rec, exact = delete_target(run_id, runs)
+    if not exact and not confirmed_prefix:
+        raise LaunchError(f"run {run_id!r}: deleting needs the run's full id or name; {run_id!r} is a prefix of "
+                          f"{rec.id} (alignplan runs delete {rec.id}, or --yes to confirm the prefix)")
     if rec.pipeline_id:
         raise LaunchError(f"run {rec.id}: a stage of pipeline {rec.pipeline_id}; delete the pipeline "
                           f"(alignplan runs delete {rec.pipeline_id})")

@@ -208,6 +208,35 @@ class Registry:
         ids = ", ".join(r["id"] for r in rows[:5])
         raise RegistryError(f"run {ref!r}: ambiguous, matches {len(rows)} runs ({ids}); give more of the id")
 
+    def resolve_exact(self, ref: str) -> RunRecord | None:
+        """A run by its full id or its unique name; None when neither matches. Deleting a run takes
+        this, not resolve(): a part of an id is too easy to match the wrong run with."""
+        with self._connect() as con:
+            rows = con.execute("SELECT * FROM runs WHERE id = ? OR name = ? ORDER BY created_at",
+                               (ref, ref)).fetchall()
+        exact = [r for r in rows if r["id"] == ref]
+        if exact:
+            return RunRecord.from_row(exact[0])
+        if len(rows) > 1:
+            ids = ", ".join(r["id"] for r in rows[:5])
+            raise RegistryError(f"run {ref!r}: {len(rows)} runs have this name ({ids}); give the id")
+        return RunRecord.from_row(rows[0]) if rows else None
+
+    def resolve_prefix(self, ref: str) -> RunRecord:
+        """The one run whose id starts with ``ref`` (never a suffix); RegistryError otherwise."""
+        ref = ref.strip()
+        if not ref:
+            raise RegistryError("run '': give a run id or a run name (see `alignplan runs list`)")
+        with self._connect() as con:
+            rows = con.execute("SELECT * FROM runs WHERE id LIKE ? ESCAPE '\\' ORDER BY created_at",
+                               (f"{_like(ref)}%",)).fetchall()
+        if not rows:
+            raise RegistryError(f"run {ref!r}: no run has this id, id prefix or name (see `alignplan runs list`)")
+        if len(rows) > 1:
+            ids = ", ".join(r["id"] for r in rows[:5])
+            raise RegistryError(f"run {ref!r}: ambiguous, matches {len(rows)} runs ({ids}); give the id")
+        return RunRecord.from_row(rows[0])
+
     def list(self, status: str | None = None) -> list[RunRecord]:
         query, args = "SELECT * FROM runs", ()
         if status is not None and status not in STATUSES:

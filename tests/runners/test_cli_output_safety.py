@@ -56,3 +56,33 @@ def test_control_characters_in_names_models_and_metrics_are_printed_escaped(caps
     # an error naming a hostile path is one escaped line too
     code, _, err = run_cli(capsys, "runs", "show", "\x1b[2Jnone\nsuch")
     assert code == 2 and "\x1b" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_delete_needs_an_exact_id_or_name_and_a_prefix_needs_yes(capsys, runs_dir, monkeypatch):
+    first = prepare_and_register(spec(name="keep-me"), runs_dir, devices=cpu_devices(), estimate=no_estimate)
+    second = prepare_and_register(spec(name="other"), runs_dir, devices=cpu_devices(), estimate=no_estimate)
+    reg = Registry.for_runs_root(runs_dir)
+    # a suffix never deletes (issue 11: `runs delete f` removed the only run ending in "f")
+    code, _, err = run_cli(capsys, "runs", "delete", first.id[-4:])
+    assert code == 2 and first.path.is_dir() and reg.get(first.id)
+    assert len(err.strip().splitlines()) == 1
+    # a unique prefix is shown back and refused without --yes (no terminal to ask on)
+    prefix = first.id[:-2]
+    assert not second.id.startswith(prefix)
+    code, _, err = run_cli(capsys, "runs", "delete", prefix)
+    assert code == 2 and first.id in err and "--yes" in err and first.path.is_dir()
+    # at a terminal the user is asked; anything but y keeps the run
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt="": "n")
+    code, out, err = run_cli(capsys, "runs", "delete", prefix)
+    assert code == 1 and first.id in err and first.path.is_dir()
+    monkeypatch.setattr("builtins.input", lambda prompt="": "y")
+    code, out, _ = run_cli(capsys, "runs", "delete", prefix)
+    assert code == 0 and not first.path.exists()
+    # --yes confirms a prefix; the exact name needs nothing
+    third = prepare_and_register(spec(name="third"), runs_dir, devices=cpu_devices(), estimate=no_estimate)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    code, _, _ = run_cli(capsys, "runs", "delete", third.id[:-2], "--yes", "--json")
+    assert code == 0 and not third.path.exists()
+    code, out, _ = run_cli(capsys, "runs", "delete", "other")
+    assert code == 0 and not second.path.exists() and f"deleted run {second.id}" in out
