@@ -534,7 +534,14 @@ def _records():
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from runners.rundir.reader import RunDir
+
     recs = _records().list(status=args.status)
+    for r in recs:  # the run's own files are the truth; the registry's copy is stale when no supervisor updates it
+        try:
+            r.last_metrics = RunDir(Path(r.run_dir)).progress() or r.last_metrics
+        except (OSError, ValueError):
+            pass
     if args.json:
         emit_json([r.to_dict() for r in recs])
         return 0
@@ -571,6 +578,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     rec = _records().resolve(args.id)
     run = RunDir(Path(rec.run_dir))
+    rec.last_metrics = run.progress() or rec.last_metrics  # the run's files, not a copy that may be stale
     doc = describe(run, rec)
     if args.json:
         emit_json(doc)

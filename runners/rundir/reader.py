@@ -86,6 +86,42 @@ class RunDir:
                 out.append(item)
         return out
 
+    def progress(self, tail_bytes: int = 256_000) -> dict[str, Any] | None:
+        """Where the run is, from its own files (what `runs list` shows, whether or not a supervisor
+        still updates the registry): result.json's final metrics once it has them, else the newest
+        training row of metrics.jsonl, with the newest held-out (eval_*) metrics alongside. Reads
+        only the last ``tail_bytes`` of metrics.jsonl; None when the run has written neither."""
+        result = self.result() or {}
+        try:
+            with open(self.metrics_path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                size = fh.tell()
+                fh.seek(max(0, size - tail_bytes))
+                text = fh.read().decode("utf-8", errors="replace")
+        except OSError:
+            text = ""
+        last = evals = None
+        for line in reversed(text.splitlines()):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line being written, or cut by the tail
+            if not isinstance(row, dict):
+                continue
+            if is_eval_row(row):
+                evals = evals or row
+            elif last is None:
+                last = row
+            if last is not None and evals is not None:
+                break
+        final = result.get("final") if isinstance(result.get("final"), dict) else None
+        if final is not None and last is not None:
+            final = {**last, **final}  # the final step keeps max_steps, stage and the like
+        out = final or last
+        if evals is not None:
+            out = {**(out or {}), **{k: v for k, v in evals.items() if k.startswith("eval_")}}
+        return out
+
     def log_tail(self, lines: int = 40, max_chars: int = 4000) -> str:
         try:
             with open(self.stdout_log, "rb") as fh:

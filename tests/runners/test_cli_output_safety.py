@@ -5,6 +5,7 @@ own files when the supervisor is gone."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,24 @@ def test_delete_needs_an_exact_id_or_name_and_a_prefix_needs_yes(capsys, runs_di
     assert code == 0 and not third.path.exists()
     code, out, _ = run_cli(capsys, "runs", "delete", "other")
     assert code == 0 and not second.path.exists() and f"deleted run {second.id}" in out
+
+
+def test_runs_list_reads_progress_from_the_runs_files_not_a_stale_registry_copy(capsys, runs_dir):
+    run = prepare_and_register(spec(max_steps=10), runs_dir, devices=cpu_devices(), estimate=no_estimate)
+    reg = Registry.for_runs_root(runs_dir)
+    reg.update(run.id, last_metrics={"step": 2, "max_steps": 10, "loss": 0.9})  # the supervisor's last update
+    # ...then the supervisor went away while the recipe kept writing
+    rows = [{"step": s, "max_steps": 10, "loss": 1.0 / s} for s in range(1, 8)]
+    rows.insert(5, {"step": 5, "eval_loss": 0.4})
+    run.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 8, "lo')  # half a line
+    code, out, _ = run_cli(capsys, "runs", "list")
+    assert code == 0 and "7/10" in out and "2/10" not in out
+    code, out, _ = run_cli(capsys, "runs", "list", "--json")
+    last = json.loads(out)[0]["last_metrics"]
+    assert last["step"] == 7 and last["eval_loss"] == 0.4
+    code, out, _ = run_cli(capsys, "runs", "show", run.id)
+    assert code == 0 and "at step 7" in out
+    # result.json's final metrics win once the run has ended
+    run.result_path.write_text(json.dumps({"status": "succeeded", "final": {"step": 10, "loss": 0.1}}))
+    code, out, _ = run_cli(capsys, "runs", "list")
+    assert "10/10" in out
