@@ -86,6 +86,7 @@ def test_cai_generate_plain_format_two_rounds_with_a_custom_constitution(tmp_pat
     assert json.loads((run_dir / "report.json").read_text())["constitution"] == "two"
 
 
+@pytest.mark.slow
 def test_a_bad_constitution_fails_in_one_line_naming_the_field(tmp_path, tiny_model_dir, demo_data):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\nprinciples:\n  - {name: a, critique: c}\n")

@@ -86,6 +86,7 @@ def test_generate_writes_k_responses_stops_and_resumes_to_the_same_file(tmp_path
     assert json.loads((parts / "result.json").read_text())["status"] == "succeeded"
 
 
+@pytest.mark.slow
 def test_bad_hparams_are_named_before_any_model_loads(tmp_path, tiny_model_dir, demo_data):
     run = prepared_run(tmp_path, tiny_model_dir, demo_data)
     spec_path = run / "spec.yaml"
