@@ -44,7 +44,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", help="local .jsonl/.json/.csv/.parquet file or hub dataset id")
     p.add_argument("--eval-fraction", type=float, help="share of rows held out for evaluation")
     p.add_argument("--lora-rank", type=int, help="train LoRA adapters of this rank instead of all weights")
-    p.add_argument("--precision", help="bf16 | amp-bf16 | fp32 (default: bf16 on a GPU, fp32 on CPU)")
+    p.add_argument("--precision", help="bf16-kahan | bf16 | amp-bf16 | fp32 (default: bf16-kahan on a GPU, fp32 on CPU)")
     p.add_argument("--max-steps", type=int, help="optimizer steps (default: one epoch)")
     p.add_argument("--save-steps", type=int, help="checkpoint every N steps")
     p.add_argument("--hparam", action="append", default=[], metavar="KEY=VALUE",
@@ -786,8 +786,8 @@ def demo_ai_feedback(args: argparse.Namespace, out) -> int:
     except KeyboardInterrupt:
         return 130
     root = pipeline.path.parent
-    label_report = _read_json(root / f"{pipeline.id}.label" / "report.json")
-    critique_report = _read_json(root / f"{pipeline.id}.critique" / "report.json")
+    label_report = _stage_report(root / f"{pipeline.id}.label")
+    critique_report = _stage_report(root / f"{pipeline.id}.critique")
     dpo = [r for r in pipeline.run.metrics() if r.get("stage") == "dpo" and "rewards/accuracies" in r]
     doc = {"run_id": rec.id, "status": rec.status, "wall_seconds": round(time.time() - t0, 1),
            "labelling": label_report, "critique": critique_report,
@@ -810,8 +810,14 @@ def demo_ai_feedback(args: argparse.Namespace, out) -> int:
 # The report figures the RLAIF/CAI demos print (report.json has more).
 DEMO_LABEL_FIELDS = ("pairs_judged", "position_consistency", "pairs_written", "ties", "dropped",
                      "longer_preferred_share")
-DEMO_CRITIQUE_FIELDS = ("prompts", "revised_differs", "revised_differs_share", "mean_critique_length",
-                        "mean_revision_length")
+DEMO_CRITIQUE_FIELDS = ("prompts", "revisions_differing", "share_differing", "mean_critique_words",
+                        "mean_revision_words")
+
+
+def _stage_report(run_dir: Path) -> dict[str, Any] | None:
+    """A data stage's report: the file its result.json names, else report.json in its directory."""
+    named = (_read_json(run_dir / "result.json") or {}).get("report")
+    return _read_json(Path(named)) if isinstance(named, str) else _read_json(run_dir / "report.json")
 
 
 def _fields(report: dict[str, Any], keys: tuple[str, ...]) -> str:

@@ -170,3 +170,29 @@ def test_demo_rlaif_generates_judges_in_both_orders_and_trains_dpo(capsys, runs_
     dpo = RunDir(runs_dir / f"{doc['run_id']}.dpo")
     assert dpo.spec().dataset.path.endswith(f"{doc['run_id']}.label/output/data.jsonl")
     assert doc["dpo_reward_accuracy_last"] >= 0.75  # DPO separates the judged pairs (1.0 measured)
+
+
+@pytest.mark.slow
+def test_demo_cai_revises_fine_tunes_judges_against_principles_and_trains_dpo(capsys, runs_dir, tiny_model_dir,
+                                                                            monkeypatch):
+    from runners.demo.tiny import TINY_MODEL_DIR_ENV
+
+    monkeypatch.setenv(TINY_MODEL_DIR_ENV, str(tiny_model_dir))
+    code = main(["demo", "--method", "cai", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and doc["status"] == "succeeded"
+    pid = doc["run_id"]
+    stages = [(r.method, r.status) for r in records(runs_dir).values() if r.pipeline_id == pid]
+    assert stages == [("cai-generate", "succeeded"), ("sft", "succeeded"), ("generate", "succeeded"),
+                      ("rlaif-label", "succeeded"), ("dpo", "succeeded")]
+    critique = doc["critique"]
+    assert critique["prompts"] == 60 and 0 < critique["share_differing"] <= 1  # 60 of 60 measured (random model)
+    # SL-CAI fine-tuned on the revisions; the judged answers came from the SL-CAI model
+    assert RunDir(runs_dir / f"{pid}.sft").spec().dataset.path.endswith(f"{pid}.critique/output/data.jsonl")
+    assert RunDir(runs_dir / f"{pid}.generate").spec().model.endswith(f"{pid}.sft/checkpoints/final")
+    labels = [json.loads(line) for line in (runs_dir / f"{pid}.label" / "labels.jsonl").open()]
+    from runners.judges.constitution import load_constitution
+
+    principles = {p.name for p in load_constitution().principles}
+    assert labels and all(row.get("principle") in principles for row in labels)
+    assert doc["labelling"]["position_consistency"] == 1.0
