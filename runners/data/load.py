@@ -46,9 +46,11 @@ class DetectedFormat:
     description: str
     rows: int = 0
     source: str = ""
+    duplicates_dropped: int = 0  # repeated prompts dropped (prompts taken from pairs or unpaired rows)
 
     def summary(self) -> str:
-        return f"{self.source}: detected format {self.name!r} ({self.description}), {self.rows} rows"
+        dropped = f" ({self.duplicates_dropped} repeated prompts dropped)" if self.duplicates_dropped else ""
+        return f"{self.source}: detected format {self.name!r} ({self.description}), {self.rows} rows{dropped}"
 
 
 FORMATS: dict[str, str] = {
@@ -138,8 +140,61 @@ def load_and_normalize(dataset_spec: Any, method: str) -> tuple[datasets.Dataset
     if method in ONLINE_METHODS:
         normalized = with_reward_columns(rows, normalized, name)
     check_prompts(normalized, name, source, line_numbers)
-    fmt = DetectedFormat(name, FORMATS[name], rows=len(normalized), source=source)
+    dropped = 0
+    if method in PROMPT_METHODS and (name in PREFERENCE_FORMATS or name == "unpaired"):
+        # each pair (or each unpaired row) repeats its prompt: roll each prompt out once
+        kept = unique_rows(normalized)
+        dropped, normalized = len(normalized) - len(kept), kept
+    fmt = DetectedFormat(name, FORMATS[name], rows=len(normalized), source=source, duplicates_dropped=dropped)
     return Dataset.from_list(normalized), fmt
+
+
+def unique_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with exact repeats (same prompt, same reward columns) dropped, first kept, order kept."""
+    seen: set[str] = set()
+    out = []
+    for row in rows:
+        key = json.dumps(row, sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            out.append(row)
+    return out
+
+
+def prompt_key(row: dict[str, Any]) -> str:
+    """The prompt a normalized row answers, as a string: its prompt column; for messages, the turns
+    before the last assistant turn; for plain text, the text itself."""
+    if "prompt" in row:
+        value = row["prompt"]
+    elif "messages" in row:
+        messages = row["messages"]
+        last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=len(messages))
+        value = messages[:last] if last > 0 else messages
+    else:
+        value = row.get("text", row)
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+def split_by_prompt(rows: Sequence[dict[str, Any]], fraction: float, seed: int,
+                    source: str = "data") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(train rows, held-out rows) with whole prompts held out: every row of a held-out prompt (both
+    halves of an unpaired pair, every pair that shares the prompt) is held out, so no held-out prompt
+    is seen in training. round(prompts x fraction) prompts, picked with the seed; row order kept."""
+    import random
+
+    keys = [prompt_key(row) for row in rows]
+    prompts = sorted(set(keys))
+    n_eval = round(len(prompts) * fraction)
+    if n_eval < 1:
+        raise DataError(f"{source}: eval_fraction {fraction} of {len(prompts)} distinct prompts leaves no "
+                        "evaluation rows (the held-out split is made by prompt)")
+    if n_eval >= len(prompts):
+        raise DataError(f"{source}: eval_fraction {fraction} of {len(prompts)} distinct prompts leaves no "
+                        "training rows (the held-out split is made by prompt)")
+    held = set(random.Random(seed).sample(prompts, n_eval))
+    train = [row for row, key in zip(rows, keys, strict=True) if key not in held]
+    held_out = [row for row, key in zip(rows, keys, strict=True) if key in held]
+    return train, held_out
 
 
 def detect_format(rows: Sequence[dict[str, Any]], source: str = "data") -> DetectedFormat:
@@ -483,6 +538,8 @@ def _as_label(value: Any) -> bool | None:
 # Online methods score their own samples: a reward function may read the data's other columns (an
 # `answer` to match, test cases), which reach it as keyword lists (TRL's reward-function convention).
 ONLINE_METHODS = ("grpo", "rloo", "ppo")
+# Methods that read only prompts: from pairs or unpaired rows, each prompt once.
+PROMPT_METHODS = ("grpo", "rloo", "ppo", "generate", "cai-generate")
 _FORMAT_COLUMNS = frozenset({"prompt", "chosen", "rejected", "completion", "label", "messages", "text"})
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runners.data.load import DataError, DetectedFormat, load_and_normalize
+from runners.data.load import DataError, DetectedFormat, load_and_normalize, split_by_prompt
 from runners.recipes.callbacks import (
     METRICS_FILE,
     RESULT_FILE,
@@ -179,17 +179,21 @@ def _is_main_process() -> bool:
 
 
 def load_data(run: Run):
-    """(train_set, eval_set or None), normalized for the method; DataError before any model loads."""
+    """(train_set, eval_set or None), normalized for the method; DataError before any model loads.
+
+    The held-out split is made by prompt (split_by_prompt): every row of a held-out prompt is held
+    out, so KTO's two rows of one pair, or two pairs sharing a prompt, never straddle the split."""
     dataset, fmt = load_and_normalize(run.spec.dataset, run.method)
     run.data_format = fmt
     run.log(fmt.summary())
     fraction = run.spec.dataset.eval_fraction
     if fraction <= 0:
         return dataset, None
-    if round(len(dataset) * fraction) < 1:
-        raise DataError(f"{fmt.source}: eval_fraction {fraction} of {len(dataset)} rows leaves no evaluation rows")
-    split = dataset.train_test_split(test_size=fraction, seed=run.spec.seed)
-    return split["train"], split["test"]
+    from datasets import Dataset
+
+    train, held_out = split_by_prompt(dataset.to_list(), fraction, run.spec.seed, fmt.source)
+    run.log(f"held out by prompt: {len(held_out)} of {len(dataset)} rows")
+    return Dataset.from_list(train), Dataset.from_list(held_out)
 
 
 # --- 3. config ----------------------------------------------------------------------------------
