@@ -32,7 +32,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--answers", metavar="FILE", help="YAML or JSON file of answers {question: answer}; no prompts")
     p.add_argument("--json", action="store_true", help="print the recommendation as one JSON document")
     p.add_argument("--write-spec", metavar="FILE",
-                   help="also write the runner preset as a RunSpec YAML for `alignplan run --spec FILE`")
+                   help="also write the runner preset as a RunSpec YAML (a pipeline's PipelineSpec for RLHF) "
+                   "for `alignplan run --spec FILE`")
     p.set_defaults(func=run_advise)
 
 
@@ -112,13 +113,16 @@ def ask_interactively(out: TextIO = sys.stdout) -> dict[str, Any]:
 
 
 def check_has_recipe(method: str, spec_file: str) -> None:
-    """A spec file is only useful to `alignplan run`, which has recipes for RECIPE_METHODS only."""
+    """A spec file is only useful to `alignplan run`, which runs RECIPE_METHODS and the pipelines
+    (PIPELINE_METHODS: rlhf, ...) only."""
+    from runners.pipelines.definitions import PIPELINE_METHODS
     from runners.rundir.spec import RECIPE_METHODS
 
-    if method not in RECIPE_METHODS:
+    if method not in RECIPE_METHODS and method not in PIPELINE_METHODS:
         raise AdvisorError(
             f"--write-spec {spec_file}: the recommended method {method!r} has no runner recipe, so no spec file "
-            f"was written; runners train {', '.join(RECIPE_METHODS)}",
+            f"was written; runners train {', '.join(RECIPE_METHODS)} and run the pipelines "
+            f"{', '.join(PIPELINE_METHODS)}",
             field="write_spec",
         )
 
@@ -134,7 +138,8 @@ def run_advise(args: argparse.Namespace) -> int:
         spec = rec.preset["run_spec"]
         check_has_recipe(spec["method"], args.write_spec)
         Path(args.write_spec).write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
-        print(f"wrote {args.write_spec} (runner preset for `alignplan run --spec {args.write_spec}`)", file=sys.stderr)
+        kind = f"{spec['method']} pipeline" if rec.preset.get("stage") else "runner"
+        print(f"wrote {args.write_spec} ({kind} preset for `alignplan run --spec {args.write_spec}`)", file=sys.stderr)
     if args.json:
         print(json.dumps(rec.to_dict(), indent=2, default=str))
     else:

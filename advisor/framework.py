@@ -153,6 +153,8 @@ class Framework:
     command_template_spec: str
     spec_file: str
     raw: dict[str, Any]
+    pipeline_command_template: str = ""  # presets with a `stage` run a pipeline of the runners
+    pipeline_flags: dict[str, dict[str, str]] = field(default_factory=dict)  # data/given name -> CLI flag
 
 
 def answer_key(value: Any) -> str:
@@ -256,6 +258,8 @@ def load_framework(path: str | Path = FRAMEWORK_PATH) -> Framework:
         command_template_spec=str(raw.get("command_template_spec", "alignplan run --spec {spec_file}")),
         spec_file=str(raw.get("spec_file", "spec.yaml")),
         raw=raw,
+        pipeline_command_template=str(raw.get("pipeline_command_template", "")),
+        pipeline_flags={k: dict(v or {}) for k, v in (raw.get("pipeline_flags") or {}).items()},
     )
     _check(fw, path)
     return fw
@@ -295,6 +299,19 @@ def _check(fw: Framework, path: Path) -> None:
         for mode in options:
             if mode not in modes:
                 raise AdvisorError(f"{path}: outcomes.{oid}.data: unknown data mode {mode!r}; accepted: {', '.join(modes)}")
+            if (spec.get("preset") or {}).get("stage"):  # a pipeline preset: its data sets come from the mode
+                _check_pipeline_mode(fw, path, oid, mode, modes[mode])
+
+
+def _check_pipeline_mode(fw: Framework, path: Path, oid: str, mode_id: str, mode: dict[str, Any]) -> None:
+    if not fw.pipeline_command_template:
+        raise AdvisorError(f"{path}: outcomes.{oid}.preset has a stage but there is no pipeline_command_template")
+    if not mode.get("pipeline_data"):
+        raise AdvisorError(f"{path}: data.modes.{mode_id}: outcome {oid} runs a pipeline; give its pipeline_data")
+    for kind, key in (("data", "pipeline_data"), ("given", "given"), ("given", "given_with_rm")):
+        unknown = set(mode.get(key) or {}) - set(fw.pipeline_flags.get(kind) or {})
+        if unknown:
+            raise AdvisorError(f"{path}: data.modes.{mode_id}.{key}: no pipeline_flags.{kind} for {sorted(unknown)}")
 
 
 @lru_cache(maxsize=1)

@@ -209,6 +209,8 @@ def build_preset(
     if spec.get("note"):
         preset["note"] = spec["note"]
     mode = fw.data["modes"][data_mode(outcome, outcome_method(fw, outcome), used or {})]
+    if spec.get("stage"):
+        return _pipeline_preset(fw, preset, spec["stage"], mode, model, spec_file, used or {})
     flags = "".join(" --hparam " + shlex.quote(f"{k}={_flag_value(v)}") for k, v in preset["hparams"].items())
     # RunSpec-shaped (runners/spec.py), so a UI can prefill a run without parsing the command line
     preset["run_spec"] = {
@@ -232,6 +234,56 @@ def build_preset(
     )
     if use_spec:
         preset["spec_file"] = spec_file or fw.spec_file
+    return preset
+
+
+def _placeholder_or_quoted(value: str) -> str:
+    """'<model>'-style placeholders stay as they are (the user replaces them); real values are quoted."""
+    return value if value.startswith("<") and value.endswith(">") else shlex.quote(value)
+
+
+def _pipeline_preset(
+    fw: Framework,
+    preset: dict[str, Any],
+    stage: str,
+    mode: dict[str, Any],
+    model: str | None,
+    spec_file: str | None,
+    used: dict[str, Any],
+) -> dict[str, Any]:
+    """A preset that runs a pipeline of the runners (rlhf: sft -> rm -> ppo): its hparams are one stage's,
+    its data sets are the data mode's pipeline_data, a model given in place of a stage comes from `given`
+    (or `given_with_rm` when the answers say reward-model infrastructure exists). run_spec is
+    PipelineSpec-shaped (runners/pipelines/spec.py)."""
+    data = {k: str(v) for k, v in (mode.get("pipeline_data") or {}).items()}
+    given = dict(mode.get("given") or {})
+    if used.get("reward_model") is True:
+        given.update(mode.get("given_with_rm") or {})
+    given = {k: str(v) for k, v in given.items()}
+    preset["stage"] = stage
+    preset["data"], preset["given"] = data, given
+    preset["run_spec"] = {
+        "method": preset["method"],
+        "model": model or "<model>",
+        "data": {k: {"path": v} for k, v in data.items()},
+        **({"given": dict(given)} if given else {}),
+        "stages": {stage: {"hparams": dict(preset["hparams"])}},
+    }
+    if spec_file is not None:
+        preset["spec_file"] = spec_file
+        preset["command"] = render(fw.command_template_spec, {"spec_file": shlex.quote(spec_file)})
+        return preset
+    flags = fw.pipeline_flags
+    data_flags = "".join(f" {flags['data'][k]} {_placeholder_or_quoted(v)}" for k, v in data.items())
+    data_flags += "".join(f" {flags['given'][k]} {_placeholder_or_quoted(v)}" for k, v in given.items())
+    hparam_flags = "".join(
+        " --hparam " + shlex.quote(f"{stage}.{k}={_flag_value(v)}") for k, v in preset["hparams"].items()
+    )
+    preset["command"] = render(
+        fw.pipeline_command_template,
+        {"method": preset["method"], "model": shlex.quote(model) if model else "<model>", "data_flags": data_flags,
+         "hparam_flags": hparam_flags},
+    )
     return preset
 
 

@@ -75,7 +75,8 @@ def render_text(rec: Recommendation) -> str:
               for i, s in enumerate(rec.next_steps, 1)]
     p = rec.preset
     hp = ", ".join(f"{k}={v}" for k, v in p["hparams"].items())
-    lines += ["", "Runner preset", f"  method {p['method']}; {hp}", f"  {p['command']}"]
+    what = f"pipeline {p['method']}, {p['stage']} stage" if p.get("stage") else f"method {p['method']}"
+    lines += ["", "Runner preset", f"  {what}; {hp}", f"  {p['command']}"]
     if p.get("reward"):
         lines.append("  reward: " + ", ".join(f"{k}={v}" for k, v in p["reward"].items()))
     if p.get("note"):

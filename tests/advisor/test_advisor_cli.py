@@ -178,12 +178,49 @@ def test_the_preset_command_prepares_a_runner_run_directory(tmp_path, monkeypatc
     assert spec.hparams == {"beta": 0.1, "learning_rate": 1e-6}
 
 
-def test_write_spec_refuses_a_method_without_a_runner_recipe(tmp_path, capsys):
-    pytest.importorskip("runners.rundir.spec")
+def test_write_spec_refuses_a_method_without_a_runner_recipe(tmp_path, capsys, monkeypatch):
+    """Every outcome's preset runs today; a runner without the preset's recipe (here: KTO taken away) gets no
+    spec file, and one line saying why."""
+    spec_mod = pytest.importorskip("runners.rundir.spec")
+    monkeypatch.setattr(spec_mod, "RECIPE_METHODS", tuple(m for m in spec_mod.RECIPE_METHODS if m != "kto"))
     answers = tmp_path / "answers.yaml"
-    answers.write_text("reward_signal: episode\n")  # -> RLHF with PPO, which the runners cannot train
+    answers.write_text("reward_signal: binary\n")  # -> KTO
     out = tmp_path / "spec.yaml"
     assert main(["advise", "--answers", str(answers), "--json", "--write-spec", str(out)]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and not out.exists()
-    assert "'ppo' has no runner recipe" in captured.err and len(captured.err.strip().splitlines()) == 1
+    assert "'kto' has no runner recipe" in captured.err and len(captured.err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow  # builds the tiny model (shared session fixture); plans three stages
+def test_write_spec_for_ppo_writes_an_rlhf_pipeline_that_run_dry_run_accepts(tmp_path, capsys, monkeypatch,
+                                                                               tiny_model_dir, demo_data):
+    """RLHF with PPO: `advise --write-spec` writes a PipelineSpec, and `alignplan run --spec FILE --dry-run`
+    (the command the advice prints) prepares the pipeline: SFT, reward model and PPO, each planned."""
+    import shlex
+
+    pytest.importorskip("runners.pipelines.spec")
+    monkeypatch.setenv("ALIGNPLAN_RUNS_DIR", str(tmp_path / "runs"))
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(yaml.safe_dump({"reward_signal": "pairwise", "task": "multi_objective", "pairs": 5000,
+                                       "model": str(tiny_model_dir)}))
+    out = tmp_path / "rlhf.yaml"
+    assert main(["advise", "--answers", str(answers), "--json", "--write-spec", str(out)]) == 0
+    captured = capsys.readouterr()
+    rec = json.loads(captured.out)
+    assert rec["method"] == "ppo" and rec["preset"]["method"] == "rlhf"
+    assert "rlhf pipeline preset" in captured.err
+    written = yaml.safe_load(out.read_text())
+    assert written["method"] == "rlhf" and written["model"] == str(tiny_model_dir)
+    assert written["stages"] == {"ppo": {"hparams": rec["preset"]["hparams"]}}
+    written["data"] = {"sft": {"path": str(demo_data["sft"])}, "preferences": {"path": str(demo_data["preference"])}}
+    out.write_text(yaml.safe_dump(written))  # the user's files in place of sft.jsonl / pairs.jsonl
+    argv = shlex.split(rec["preset"]["command"])
+    assert argv == ["alignplan", "run", "--spec", str(out)]
+    assert main(argv[1:] + ["--devices", "cpu", "--dry-run", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    plan = doc["pipeline_plan"]
+    assert plan["pipeline"] == "rlhf" and [s["stage"] for s in plan["stages"]] == ["sft", "rm", "ppo"]
+    assert all(s["predicted_peak_bytes"] > 0 for s in plan["stages"])
+    stage_spec = yaml.safe_load((Path(doc["run_dir"]).parent / plan["stages"][2]["run_id"] / "spec.yaml").read_text())
+    assert stage_spec["method"] == "ppo" and stage_spec["hparams"]["kl_coef"] == 0.05

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import advisor
@@ -163,11 +165,41 @@ def test_preset_run_spec_is_a_valid_runner_spec_for_every_recipe_method():
         from advisor.recommend import build_preset
 
         preset = build_preset(fw, outcome, "runs/tiny-model")
-        if preset["method"] not in spec_mod.RECIPE_METHODS:
-            assert oid == "ppo" and "no PPO recipe" in preset["note"]
+        if preset.get("stage"):  # a pipeline (RLHF: sft -> rm -> ppo): the hparams are its stage's
+            pipeline_spec = pytest.importorskip("runners.pipelines.spec")
+            spec = pipeline_spec.PipelineSpec.parse(preset["run_spec"])
+            assert spec.method == preset["method"] and spec.stages[preset["stage"]]["hparams"] == preset["hparams"]
+            stage_specs = pipeline_spec.stage_specs(spec, "p", Path("runs"))
+            ppo = next(s for stage, s, _ in stage_specs if stage.name == preset["stage"])
+            assert ppo.hparams == preset["hparams"]
             continue
+        assert preset["method"] in spec_mod.RECIPE_METHODS, oid  # every outcome runs: no recipe-less preset
         spec = spec_mod.RunSpec.parse(preset["run_spec"])
         assert spec.method == preset["method"] and spec.hparams == preset["hparams"]
+
+
+def test_the_ppo_outcome_runs_the_rlhf_pipeline_with_ppo_config_names():
+    """RLHF with PPO is the runners' rlhf pipeline; its hyper-parameters are PPOConfig fields of the ppo stage,
+    and its data sets follow where the reward comes from (a given reward model skips the rm stage)."""
+    import dataclasses
+
+    definitions = pytest.importorskip("runners.pipelines.definitions")
+    ppo_config = pytest.importorskip("runners.rl.ppo_config")
+    rec = advisor.advise({"reward_signal": "pairwise", "task": "multi_objective", "pairs": 5000})
+    assert rec.method == "ppo" and rec.preset["method"] == "rlhf" in definitions.PIPELINE_METHODS
+    assert set(rec.preset["hparams"]) <= {f.name for f in dataclasses.fields(ppo_config.PPOConfig)}
+    assert rec.preset["run_spec"]["data"] == {"sft": {"path": "sft.jsonl"}, "preferences": {"path": "pairs.jsonl"},
+                                              "prompts": {"path": "prompts.jsonl"}}
+    assert "given" not in rec.preset["run_spec"]
+    assert rec.preset["command"].startswith("alignplan run --method rlhf --model <model> --sft-dataset sft.jsonl "
+                                            "--dataset pairs.jsonl --prompts prompts.jsonl --hparam ppo.")
+    assert "--hparam ppo.kl_coef=0.05" in rec.preset["command"]
+    assert "no PPO recipe" not in rec.preset["note"] and "pipeline" in rec.preset["note"]
+    infra = advisor.advise({"reward_signal": "scalar", "reward_model": True})
+    assert infra.preset["run_spec"]["given"] == {"rm": "<reward-model>"}
+    assert "--reward-model <reward-model>" in infra.preset["command"] and "--dataset" not in infra.preset["command"]
+    with_rm = advisor.advise({"reward_signal": "pairwise", "task": "multi_turn", "reward_model": True, "pairs": 100})
+    assert with_rm.method == "ppo" and with_rm.preset["run_spec"]["given"] == {"rm": "<reward-model>"}
 
 
 def _runner_spec_from_command(command: str, tmp_path):
@@ -183,6 +215,19 @@ def _runner_spec_from_command(command: str, tmp_path):
     return runners_cli.spec_from_args(args)
 
 
+def _runner_pipeline_spec_from_command(command: str):
+    """Parse an `alignplan run --method rlhf ...` command as `alignplan run` does for a pipeline."""
+    import shlex
+
+    runners_cli = pytest.importorskip("runners.cli")
+    from alignplan.cli import build_parser
+    from runners.pipelines.cli import pipeline_spec_from_args
+
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    assert runners_cli.is_pipeline_request(args)
+    return pipeline_spec_from_args(args, runners_cli.parse_devices, runners_cli.parse_hparams)
+
+
 def test_preset_commands_parse_with_the_runners_cli_into_the_preset(tmp_path, monkeypatch):
     """Every outcome's command, read by `alignplan run`'s parser, gives the preset's RunSpec (typed hparams:
     1.0e-06 stays a float)."""
@@ -193,8 +238,13 @@ def test_preset_commands_parse_with_the_runners_cli_into_the_preset(tmp_path, mo
     fw = advisor.framework()
     for oid, outcome in fw.outcomes.items():
         preset = build_preset(fw, outcome, "runs/tiny model")  # a space: the command must quote it
-        if preset["method"] not in spec_mod.RECIPE_METHODS:
+        if preset.get("stage"):
+            spec = _runner_pipeline_spec_from_command(preset["command"])
+            assert spec.model_dump(mode="json", exclude_defaults=True) == {**preset["run_spec"], "model": "runs/tiny model"}
+            hparams = spec.stages[preset["stage"]]["hparams"]
+            assert all(type(hparams[k]) is type(v) for k, v in preset["hparams"].items()), oid
             continue
+        assert preset["method"] in spec_mod.RECIPE_METHODS, oid
         if "spec_file" in preset:  # reward presets launch from the spec file `--write-spec` writes
             import yaml
 
@@ -205,4 +255,4 @@ def test_preset_commands_parse_with_the_runners_cli_into_the_preset(tmp_path, mo
         assert spec.hparams == preset["hparams"], oid
         assert all(type(spec.hparams[k]) is type(v) for k, v in preset["hparams"].items()), oid
         if "reward" in preset:
-            assert spec.reward.model_dump(exclude_none=True) == preset["reward"]
+            assert spec.reward.model_dump(exclude_defaults=True) == preset["reward"]
