@@ -13,6 +13,7 @@ import json
 import os
 import random
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +37,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "succeeded": frozenset(),
 }
 BUSY_TIMEOUT_MS = 30_000
+# A run directory without a row is registered once it is this old (see Registry.adopt_run_dirs).
+ADOPT_MIN_AGE_S = 10.0
+SUPERVISOR_FILE = "supervisor.json"  # written by the supervisor into the run directory (its pids, its end)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -345,9 +349,12 @@ class Registry:
             return self.get(run_id)  # someone else recorded it first
 
     def reconcile(self) -> list[str]:
-        """Runs recorded as running whose processes are gone get their final status, and runs
-        someone ran by hand get theirs (see adopt_runs_done_by_hand); returns their ids."""
-        changed = self.adopt_runs_done_by_hand()
+        """Run directories the registry does not know (it was deleted, rebuilt or copied) are
+        registered (adopt_run_dirs); runs recorded as running whose processes are gone get their
+        final status, and runs someone ran by hand get theirs (see adopt_runs_done_by_hand);
+        returns their ids."""
+        changed = self.adopt_run_dirs()
+        changed += self.adopt_runs_done_by_hand()
         for rec in self.list(status="running"):
             if is_alive(rec.supervisor_pid, rec.supervisor_started) or is_alive(rec.pid, rec.pid_started):
                 continue
@@ -357,6 +364,45 @@ class Registry:
             changed.append(rec.id)
         return changed
 
+
+    def adopt_run_dirs(self, min_age_s: float = ADOPT_MIN_AGE_S) -> list[str]:
+        """Register the run directories under the runs root (this registry's folder) that have no
+        row: a registry deleted, corrupt or rebuilt loses rows, never runs, because each run's own
+        files are the truth. A run directory holds spec.yaml (or pipeline.yaml) and plan.json; its
+        status is result.json's, else running when supervisor.json names a live supervisor, else
+        prepared (it never ran) or failed (it ran and left no result). Directories younger than
+        ``min_age_s`` are left alone: prepare() may still be writing one it will register itself."""
+        root = self.path.parent
+        try:
+            entries = sorted(os.scandir(root), key=lambda e: e.name)
+        except OSError:
+            return []
+        with self._connect() as con:
+            known = {row["id"] for row in con.execute("SELECT id FROM runs")}
+        adopted = []
+        for entry in entries:
+            if entry.name in known or not entry.is_dir(follow_symlinks=False):
+                continue
+            facts = run_dir_facts(Path(entry.path), min_age_s=min_age_s)
+            if facts is None:
+                continue
+            try:
+                self.insert_adopted(facts)
+            except sqlite3.IntegrityError:  # registered meanwhile by whoever prepared it
+                continue
+            adopted.append(entry.name)
+        return adopted
+
+    def insert_adopted(self, facts: dict[str, Any]) -> RunRecord:
+        """Insert a row from run_dir_facts() (any status; the lifecycle starts where the files say)."""
+        facts = {**facts, "updated_at": time.time()}
+        if facts.get("last_metrics") is not None:
+            facts["last_metrics"] = json.dumps(facts["last_metrics"])
+        cols = ", ".join(facts)
+        marks = ", ".join("?" for _ in facts)
+        with self._transaction() as con:
+            con.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", tuple(facts.values()))
+        return self.get(facts["id"])
 
     def adopt_runs_done_by_hand(self) -> list[str]:
         """`bash command.sh` bypasses the registry. A prepared, stopped or failed run whose
@@ -390,6 +436,92 @@ class Registry:
                 continue
             adopted.append(rec.id)
         return adopted
+
+
+_MAX_FACT_FILE_BYTES = 1 << 20
+
+
+def _small_file(path: Path) -> str | None:
+    """The text of a regular file of at most 1 MiB, else None (never a FIFO, a device or a huge file)."""
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_FACT_FILE_BYTES:
+            return None
+        with open(path, "rb") as fh:
+            return fh.read(_MAX_FACT_FILE_BYTES).decode("utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def _mapping(path: Path) -> dict[str, Any] | None:
+    import yaml
+
+    text = _small_file(path)
+    if text is None:
+        return None
+    try:
+        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except (ValueError, yaml.YAMLError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def run_dir_facts(path: Path, *, min_age_s: float = 0.0) -> dict[str, Any] | None:
+    """A registry row for the run directory ``path`` read from its own files, or None when it is not
+    a (finished preparing) run directory. See Registry.adopt_run_dirs."""
+    plan = _mapping(path / "plan.json")
+    spec = _mapping(path / "spec.yaml")
+    pipeline = None if spec is not None else _mapping(path / "pipeline.yaml")
+    doc = spec if spec is not None else pipeline
+    if plan is None or doc is None or not isinstance(doc.get("method"), str) or not isinstance(doc.get("model"), str):
+        return None
+    try:
+        made = os.stat(path / "plan.json").st_mtime
+    except OSError:
+        return None
+    if time.time() - made < min_age_s:
+        return None
+    if spec is not None:
+        data = spec.get("dataset")
+        dataset = data.get("path") if isinstance(data, dict) else data
+    else:
+        data = pipeline.get("data") if isinstance(pipeline.get("data"), dict) else {}
+        first = next(iter(data.values()), None)
+        dataset = first.get("path") if isinstance(first, dict) else first
+    run = RunDir(path)
+    facts: dict[str, Any] = {
+        "id": path.name, "name": doc.get("name") if isinstance(doc.get("name"), str) else None,
+        "method": doc["method"], "model": doc["model"], "dataset": str(dataset or "-"),
+        "run_dir": str(path), "created_at": made, "launches": 0,
+        "predicted_peak_bytes": plan.get("predicted_peak_bytes")
+        if isinstance(plan.get("predicted_peak_bytes"), int) else None,
+    }
+    head, dot, _stage = path.name.partition(".")
+    if dot and (path.parent / head / "pipeline.yaml").is_file():
+        facts["pipeline_id"] = head
+    sup = _mapping(path / SUPERVISOR_FILE) or {}
+    result = run.result() or {}
+    ran = sup or result or run.stdout_log.exists() or run.metrics_path.exists()
+    if ran:
+        facts.update(run.measurements())
+        facts["launches"] = max(1, int(sup.get("launches") or 1)) if isinstance(sup.get("launches"), int) else 1
+        facts["started_at"] = sup.get("started_at") if isinstance(sup.get("started_at"), int | float) else None
+    live = is_alive(sup.get("supervisor_pid"), sup.get("supervisor_started")) and sup.get("exit_code") is None
+    if live:
+        facts["status"] = "running"
+        for key in ("pid", "pgid", "pid_started", "supervisor_pid", "supervisor_started"):
+            facts[key] = sup.get(key)
+    elif result.get("status") in FINAL_STATUSES or sup.get("exit_code") is not None:
+        exit_code = sup.get("exit_code") if isinstance(sup.get("exit_code"), int) else None
+        status, error = run.outcome(exit_code if sup else 0)
+        facts.update(status=status, error=error, exit_code=exit_code,
+                     ended_at=sup.get("ended_at") if isinstance(sup.get("ended_at"), int | float) else None)
+    elif ran:
+        facts.update(status="failed", error="found in the runs folder with no result (the registry was rebuilt "
+                     f"and its supervisor is gone)\n--- log tail ---\n{run.log_tail()}")
+    else:
+        facts["status"] = "prepared"
+    return facts
 
 
 def is_alive(pid: int | None, started: float | None) -> bool:
