@@ -252,6 +252,7 @@ def build_config(
 
 
 def check_hparams(hparams: dict[str, Any], config_cls: type, forced: dict[str, Any]) -> None:
+    refuse_remote_code_switches(hparams)
     names = {f.name for f in dataclasses.fields(config_cls)}
     for key, value in hparams.items():
         if key in SPEC_OWNED:
@@ -265,6 +266,38 @@ def check_hparams(hparams: dict[str, Any], config_cls: type, forced: dict[str, A
                 f"hparams.{key}: not a {config_cls.__name__} field{hint}; accepted include "
                 f"{', '.join(_some_fields(config_cls))}, ..."
             )
+
+
+def refuse_remote_code_switches(hparams: dict[str, Any]) -> None:
+    """One switch decides whether code from a model folder runs: the spec's trust_remote_code, which
+    every loader reads (policy, reference, reward, value, judge). A ``trust_remote_code`` anywhere in
+    hparams (model_init_kwargs, ref_model_init_kwargs, a JSON string of them, a list) would win over
+    it where TRL loads a model, so it is a SpecError naming the field."""
+    import json
+
+    def walk(value: Any, where: str, depth: int) -> None:
+        if depth > 20:
+            return
+        if isinstance(value, str) and value.lstrip().startswith(("{", "[")):
+            try:
+                value = json.loads(value)  # TRL reads *_init_kwargs given as a JSON string
+            except ValueError:
+                return
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if str(key).strip().lower() == "trust_remote_code":
+                    raise SpecError(f"{where}.{key}: remote code is decided by the spec field trust_remote_code alone "
+                                    "(spec.yaml, the Launch page), for every model the run loads; remove it here")
+                walk(item, f"{where}.{key}", depth + 1)
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                walk(item, f"{where}[{i}]", depth + 1)
+
+    for key, value in hparams.items():
+        if str(key).strip().lower() == "trust_remote_code":
+            raise SpecError(f"hparams.{key}: set it with the spec field 'trust_remote_code' (spec.yaml, "
+                            "the Launch page), not in hparams")
+        walk(value, f"hparams.{key}", 0)
 
 
 def _as_list(value: Any) -> list[Any]:
