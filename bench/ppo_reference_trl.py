@@ -16,8 +16,10 @@ How the shared hyper-parameters map onto TRL 1.11's PPOConfig (read from its sou
 - iterations -> total_episodes = iterations * batch_size (TRL runs ceil(total_episodes/batch_size)
   updates).
 - lr_scheduler_type "constant" (TRL's TrainingArguments default is linear decay to 0).
-- stop_token None: responses always have response_length tokens (unless a pad token is sampled),
-  no EOS truncation and no missing-EOS penalty.
+- stop_token "eos": a response ends at its first EOS (kept; the rest padded), as in our trainer,
+  which always stops at EOS; no missing-EOS penalty.
+- adam_epsilon from the config (TrainingArguments' default is 1e-8, ours 1e-5). TRL's PPO loop never
+  clips gradients (max_grad_norm is unused there), so our side runs without clipping.
 - kl_estimator "k1": the per-token KL in the reward is logprob_policy - logprob_ref, and the logged
   objective/kl is that summed over the response and averaged over the batch, measured on the
   rollout (before the iteration's update).
@@ -51,7 +53,12 @@ def main(argv: list[str]) -> int:
     import transformers
     import trl
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        TrainerCallback,
+    )
     from trl.experimental.ppo import PPOConfig, PPOTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(cfg["policy_path"])
@@ -79,7 +86,7 @@ def main(argv: list[str]) -> int:
         local_rollout_forward_batch_size=batch,
         response_length=hp["response_length"],
         temperature=hp["temperature"],
-        stop_token=None,
+        stop_token="eos",
         missing_eos_penalty=None,
         kl_coef=hp["kl_coef"],
         kl_estimator="k1",
@@ -90,9 +97,9 @@ def main(argv: list[str]) -> int:
         lam=hp["lam"],
         whiten_rewards=False,
         learning_rate=hp["learning_rate"],
+        adam_epsilon=hp.get("adam_epsilon", 1e-8),
         lr_scheduler_type="constant",
         warmup_steps=0,
-        max_grad_norm=hp.get("max_grad_norm", 1.0),  # TRL's PPO loop never clips; kept for the record
         seed=hp["seed"],
         num_sample_generations=0,
         logging_steps=1,
@@ -149,6 +156,14 @@ def main(argv: list[str]) -> int:
     )
     # PrinterCallback prints every log dict; the Recorder reports one line per iteration instead.
     trainer.remove_callback(transformers.trainer_callback.PrinterCallback)
+    # TRL 1.11 seeds torch (dataloader order, sampling) but draws its mini-batch shuffles from numpy's
+    # global generator, which nothing seeds: without this, two runs with the same seed differ.
+    import random
+
+    import numpy as np
+
+    np.random.seed(hp["seed"])
+    random.seed(hp["seed"])
     started = time.perf_counter()
     trainer.train()
     total = time.perf_counter() - started
