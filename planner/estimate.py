@@ -60,6 +60,11 @@ class PlanRequest:
     reward_model: str | None = None  # None: same as the policy; "rule": a function; or a model
     value_model: str | None = None  # None: same as the policy; "shared": head on the policy
     judge_model: str | None = None  # None: same as the policy; "api": a remote judge
+    # Sequences generated at once per GPU when that is more than the training micro-batch (PPO:
+    # per_device_train_batch_size prompts are rolled out, then scored and updated in micro-batches of
+    # batch_size = per_device_train_batch_size / (num_mini_batches x gradient_accumulation_steps)).
+    # None: batch_size.
+    rollout_batch_size: int | None = None
 
     def replace(self, **changes: Any) -> PlanRequest:
         return replace(self, **changes)
@@ -122,6 +127,8 @@ def validate(req: PlanRequest) -> ModelSpec:
     _choice("method", req.method, METHOD_IDS + tuple(STAGES))
     _check_int("seq_len", req.seq_len, 1, 2_097_152)
     _check_int("batch_size", req.batch_size, 1, 65_536)
+    if req.rollout_batch_size is not None:
+        _check_int("rollout_batch_size", req.rollout_batch_size, 1, 65_536)
     _choice("precision", req.precision, tuple(terms.PRECISIONS))
     _choice("optimizer", req.optimizer, terms.OPTIMIZERS)
     _choice("zero", req.zero, (0, 1, 2, 3))
@@ -204,6 +211,7 @@ class _Copy:
     weights: int
     gradients: int
     optimizer_states: int
+    lora: bool = False  # LoRA adapters on a frozen base (the request's lora_rank applies to this copy)
 
 
 def _build_copies(req: PlanRequest, profile: MethodProfile, base: ModelSpec, notes: list[str]) -> list[_Copy]:
@@ -217,15 +225,19 @@ def _build_copies(req: PlanRequest, profile: MethodProfile, base: ModelSpec, not
             notes.append(f"no separate {c.role} model: {_DROP_REASONS[hit[0]]}")
             continue
         m = _copy_model(c.role, req, base)
+        quant = req.quant if c.peft else None
         if c.scalar_head:
             params = terms.scalar_head_params(m)
-            weights = terms.scalar_head_weight_bytes(m, prec.weight, req.quant)
+            weights = terms.scalar_head_weight_bytes(m, prec.weight, quant)
         else:
             params = m.params_total
-            weights = terms.weight_bytes(m, prec.weight, req.quant)
+            weights = terms.weight_bytes(m, prec.weight, quant)
         grads = states = trainable = 0
+        lora = bool(req.lora_rank) and c.peft
+        if c.trainable and req.lora_rank and not lora:
+            notes.append(f"the {c.role} model trains in full: the runner puts LoRA on the policy only")
         if c.trainable:
-            if req.lora_rank:
+            if lora:
                 trainable = terms.lora_params(m, req.lora_rank, req.lora_targets)
                 head = m.hidden_size if c.scalar_head else 0  # the score head trains in full
                 weights += trainable * terms.LORA_ADAPTER_BYTES
@@ -241,7 +253,7 @@ def _build_copies(req: PlanRequest, profile: MethodProfile, base: ModelSpec, not
                 grads = terms.gradient_bytes(trainable, prec.grad)
                 ada = terms.adafactor_state_elems(m) if req.optimizer == "adafactor" else None
                 states = terms.optimizer_state_bytes(trainable, req.optimizer, prec.state, fp32_master, ada)
-        out.append(_Copy(c.role, m, c.trainable, c.scalar_head, params, trainable, weights, grads, states))
+        out.append(_Copy(c.role, m, c.trainable, c.scalar_head, params, trainable, weights, grads, states, lora))
     if fp32_master and not req.lora_rank:
         notes.append("DeepSpeed under bf16 keeps an fp32 master copy with fp32 Adam moments: 12 bytes per trainable parameter")
     return out
@@ -271,6 +283,12 @@ class _Stage:
     tokens: int  # tokens one training micro-batch puts through each trainable copy
 
     @property
+    def completion_tokens(self) -> int:
+        """Generated tokens in one training micro-batch (completion_len per sequence)."""
+        completion = self.req.completion_len or self.req.seq_len // 2
+        return self.req.batch_size * self.profile.sequences_per_example * completion
+
+    @property
     def prec(self) -> terms.PrecisionPolicy:
         return terms.PRECISIONS[self.req.precision]
 
@@ -290,11 +308,14 @@ class _Stage:
     def share(self, total: int, sharded: bool) -> int:
         return _per_gpu(total, self.req.gpus * self.req.nodes, sharded)
 
-    def layer_activations(self, m: ModelSpec, tokens: int) -> int:
+    def layer_activations(self, m: ModelSpec, tokens: int, lora: bool = True) -> int:
+        """One layer's saved activations; lora=False: a copy trained in full under a LoRA request."""
         req = self.req
+        dropout = 0.0 if self.profile.disables_dropout else req.lora_dropout
         return terms.activation_bytes_per_layer(
             m, tokens, self.prec.act, self.prec.residual, req.seq_len if m.model_type == "gemma2" else None,
-            seq_len=req.seq_len, lora_rank=req.lora_rank, lora_dropout=req.lora_dropout, lora_targets=req.lora_targets)
+            seq_len=req.seq_len, lora_rank=req.lora_rank if lora else None, lora_dropout=dropout,
+            lora_targets=req.lora_targets)
 
     def whole_reference(self, c: _Copy) -> bool:
         """FSDP2 stage 3: TRL's prepare_fsdp shards the reference model as one unit (one fully_shard
@@ -309,7 +330,7 @@ def _generation_memory(st: _Stage) -> dict[str, int]:
     completion = req.completion_len or req.seq_len // 2
     tokens = profile.generated_context_seq_lens * req.seq_len + profile.generated_context_completions * completion
     per_example = (req.num_generations or profile.default_generations) if profile.kv_cache_holds_all_generations else 1
-    seqs = req.batch_size * per_example
+    seqs = (req.rollout_batch_size or req.batch_size) * per_example
     kv = terms.kv_cache_bytes(model, tokens, seqs, st.prec.act)
     transient = seqs * model.vocab_size * 4 + st.layer_activations(model, seqs)
     st.notes.append(f"generation: KV cache for {seqs} sequences x {tokens} tokens (prompt + {completion} new tokens)")
@@ -319,17 +340,25 @@ def _generation_memory(st: _Stage) -> dict[str, int]:
 def _scoring_memory(st: _Stage) -> dict[str, int] | None:
     """The largest single no-grad forward: reference/reward/value log-probs, and, where the profile
     says so, the trainable copies' (RL's old log-probs, KTO's KL batch). Each forward frees its
-    layer activations as it goes; the logits remain. None when nothing scores."""
+    layer activations as it goes; the logits remain. None when nothing scores.
+    completion_logprobs (our PPO): the logits moment comes after the layers' transients are gone
+    (terms.completion_logprob_scoring_bytes; the trainable policy's adds its entropy)."""
     scorers = st.frozen + (st.trainables if st.profile.scores_trainable_copies else [])
     if not scorers:
         return None
     e, weights = st.prec.act, st.static["weights"]
     worst = {"weights": weights, "activations": 0, "logits": 0}
     for c in scorers:
-        act = st.layer_activations(c.model, st.tokens)
-        lg = 0 if c.scalar_head else terms.inference_logits_bytes(
-            st.tokens, c.model.vocab_size, c.model.hidden_size, e, st.fused)
-        candidates = [{"weights": weights, "activations": act, "logits": lg}]
+        act = st.layer_activations(c.model, st.tokens, c.lora)
+        if st.profile.completion_logprobs:
+            lg = 0 if c.scalar_head else terms.completion_logprob_scoring_bytes(
+                st.tokens, st.completion_tokens, c.model.vocab_size, e, entropy=c.trainable)
+            candidates = [{"weights": weights, "activations": act, "logits": 0},
+                          {"weights": weights, "activations": 0, "logits": lg}]
+        else:
+            lg = 0 if c.scalar_head else terms.inference_logits_bytes(
+                st.tokens, c.model.vocab_size, c.model.hidden_size, e, st.fused)
+            candidates = [{"weights": weights, "activations": act, "logits": lg}]
         if st.whole_reference(c):
             # FSDP2's all-gather fills one flat buffer with every rank's shard, then copies it out
             # into the unsharded parameters (torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py,
@@ -344,36 +373,56 @@ def _scoring_memory(st: _Stage) -> dict[str, int] | None:
     return {**st.static, **worst}
 
 
+def _saved_activations(st: _Stage, c: _Copy) -> tuple[int, int]:
+    """(what a trainable copy's forward saves for backward, one recomputed layer under checkpointing)."""
+    req, prec = st.req, st.prec
+    e, r = prec.act, prec.residual
+    m = c.model
+    recompute = 0
+    if req.grad_ckpt:
+        acts = m.num_layers * terms.checkpointed_layer_bytes(m, st.tokens, r)
+        recompute = st.layer_activations(m, st.tokens, c.lora)
+    else:
+        acts = m.num_layers * st.layer_activations(m, st.tokens, c.lora)
+    acts += terms.final_norm_bytes(m, st.tokens, e, r, frozen=c.lora,
+                                   head_saves_input=c.scalar_head or not (c.lora or st.fused))
+    if r != e:  # autocast: the linears save bf16 casts of their weights
+        acts += terms.autocast_weight_copy_bytes(m, e, req.grad_ckpt, include_head=not (st.fused or c.scalar_head))
+    return acts, recompute
+
+
+def _head_grad_bytes(st: _Stage, c: _Copy) -> int:
+    """The LM head's (or tied embedding's) gradient, per GPU; 0 when the head is frozen (LoRA)."""
+    if c.lora:
+        return 0
+    head = c.model.lm_head_params or c.model.params_by_kind().get("embedding", 0)
+    return st.share(head * st.prec.grad, st.req.zero >= 2)
+
+
 def _forward_backward_memory(st: _Stage) -> dict[str, int]:
     """The larger of backward's start (every saved activation, the logits and the LM head's early
     gradient) and its end (all gradients); the trainable copies' activations coexist (PPO's policy
     and value share one backward)."""
-    req, prec = st.req, st.prec
-    e, r = prec.act, prec.residual
+    if st.profile.completion_logprobs:
+        return _completion_forward_backward_memory(st)
+    e, r = st.prec.act, st.prec.residual
     acts = logits = head_grads = recompute = 0
     for c in st.trainables:
         m = c.model
-        if req.grad_ckpt:
-            acts += m.num_layers * terms.checkpointed_layer_bytes(m, st.tokens, r)
-            recompute = max(recompute, st.layer_activations(m, st.tokens))
-        else:
-            acts += m.num_layers * st.layer_activations(m, st.tokens)
-        acts += terms.final_norm_bytes(m, st.tokens, e, r, frozen=bool(req.lora_rank),
-                                       head_saves_input=c.scalar_head or not (req.lora_rank or st.fused))
-        if r != e:  # autocast: the linears save bf16 casts of their weights
-            acts += terms.autocast_weight_copy_bytes(m, e, req.grad_ckpt, include_head=not (st.fused or c.scalar_head))
+        saved, again = _saved_activations(st, c)
+        acts += saved
+        recompute = max(recompute, again)
         if c.scalar_head:
             continue
         if st.fused:
-            logits += terms.fused_logits_bytes(st.tokens, m.vocab_size, m.hidden_size, e, not req.lora_rank, r)
+            logits += terms.fused_logits_bytes(st.tokens, m.vocab_size, m.hidden_size, e, not c.lora, r)
         else:
             logits += terms.logits_bytes(st.tokens, m.vocab_size)
-        if st.fused and not req.lora_rank:
+        if st.fused:
             # The fused head's backward hands the LM head (or tied embedding) its gradient
             # first, while every activation is still held. (A materialised loss frees its
             # 12 T V bytes before the head's gradient is formed.)
-            head = m.lm_head_params or m.params_by_kind().get("embedding", 0)
-            head_grads += st.share(head * prec.grad, req.zero >= 2)
+            head_grads += _head_grad_bytes(st, c)
     start = acts + recompute + logits + head_grads  # backward begins: everything saved is live
     end = st.gradients + recompute  # backward ends: activations freed, all gradients written
     if start >= end:
@@ -381,6 +430,37 @@ def _forward_backward_memory(st: _Stage) -> dict[str, int]:
     else:
         comps = {"activations": recompute, "logits": 0, "gradients": st.gradients}
     return {**st.static, **comps}
+
+
+def _completion_forward_backward_memory(st: _Stage) -> dict[str, int]:
+    """Our PPO update (profile.completion_logprobs): the policy, then the value model, run forward on
+    one micro-batch, and one backward goes through both. The largest of these moments:
+      the end of copy i's forward:  the saved activations of copies 0..i + its log-probs' forward
+      backward starts:              every saved activation + the saved log-softmax
+      copy i's loss backward:       autograd runs the later forward's nodes first, so the copies
+                                    after i have finished theirs: their gradients are written and
+                                    their activations freed; copy i's log-probs' backward
+      backward ends:                every gradient
+    (+ one recomputed layer under gradient checkpointing). terms.completion_logprob_training_bytes."""
+    e = st.prec.act
+    copies = st.trainables
+    saved = [_saved_activations(st, c) for c in copies]
+    recompute = max((again for _, again in saved), default=0)
+    acts = [a for a, _ in saved]
+    lp = [None if c.scalar_head else terms.completion_logprob_training_bytes(
+        st.tokens, st.completion_tokens, c.model.vocab_size, c.model.hidden_size, e, _head_grad_bytes(st, c))
+        for c in copies]
+    kept = [x.saved if x else 0 for x in lp]
+    moments = [{"activations": sum(acts) + recompute, "logits": sum(kept), "gradients": 0},
+               {"activations": recompute, "logits": 0, "gradients": st.gradients}]
+    for i, x in enumerate(lp):
+        if x is None:
+            continue
+        moments.append({"activations": sum(acts[:i + 1]), "logits": sum(kept[:i]) + x.forward, "gradients": 0})
+        later_grads = sum(st.share(c.gradients, st.req.zero >= 2) for c in copies[i + 1:])
+        moments.append({"activations": sum(acts[:i + 1]) + recompute, "logits": sum(kept[:i]) + x.backward,
+                        "gradients": later_grads})
+    return {**st.static, **max(moments, key=lambda m: sum(m.values()))}
 
 
 def _optimizer_step_memory(st: _Stage) -> dict[str, int]:

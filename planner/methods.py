@@ -24,12 +24,16 @@ class ModelCopy:
     before training), "beta0" (no KL term), "rule_reward" (a rule or function gives the reward),
     "shared_value" (the value head sits on the policy backbone), "api_judge" (the judge is a remote API).
     scalar_head: the model ends in a 1-wide score head instead of the vocabulary (reward, value).
+    peft: the request's LoRA adapters and quantized base apply to this copy as they do to the policy.
+    False: the runner loads it unquantized and, if it trains, trains it in full whatever lora_rank
+    says (our PPO recipe's value and reward models: runners/recipes/ppo.py load_scalar_model).
     """
 
     role: str
     trainable: bool
     dropped_by: tuple[str, ...] = ()
     scalar_head: bool = False
+    peft: bool = True
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,12 @@ class MethodProfile:
     at once (CAI: response, critique and revision); otherwise one per example (TRL's online trainers
     count per_device_train_batch_size in completions, whatever num_generations is).
     fused_lm_head: TRL 1.16's trainer for this method scores tokens with its fused LM head (no T x V logits).
+    completion_logprobs: the trainer takes log-probs of the completion positions only, from the
+    model's materialised logits over the whole sequence (our PPO: runners/rl/rollout.py
+    response_logprobs), and its scoring forward of the trainable policy also computes the entropy;
+    the trainable copies' backward runs in the reverse order of their forwards (terms.completion_*).
+    disables_dropout: the trainer sets every dropout to p = 0, LoRA's included (our PPO's
+    disable_dropout), so lora_dropout saves nothing.
     """
 
     id: str
@@ -70,6 +80,8 @@ class MethodProfile:
     generated_context_completions: int = 0
     kv_cache_holds_all_generations: bool = False
     fused_lm_head: bool = False
+    completion_logprobs: bool = False
+    disables_dropout: bool = False
     source: str = ""
     notes: tuple[str, ...] = field(default=())
 
@@ -100,11 +112,15 @@ METHODS: dict[str, MethodProfile] = {
         MethodProfile(
             "ppo", "RLHF with PPO",
             "Policy and value model trained; reference (KL) and reward model frozen; rollouts generated each step.",
-            (_POLICY, ModelCopy("value", trainable=True, dropped_by=("shared_value",), scalar_head=True),
-             ModelCopy("reference", trainable=False, dropped_by=("lora",)), _RM),
+            (_POLICY, ModelCopy("value", trainable=True, dropped_by=("shared_value",), scalar_head=True, peft=False),
+             ModelCopy("reference", trainable=False, dropped_by=("lora",)),
+             ModelCopy("reward", trainable=False, dropped_by=("rule_reward",), scalar_head=True, peft=False)),
             phases=("generation", "scoring", *_STEP), scores_trainable_copies=True,
-            source="Schulman et al. 2017; Ouyang et al. 2022, stage 3",
-            notes=("policy and value are updated in one backward pass, so their activations coexist",),
+            completion_logprobs=True, disables_dropout=True,
+            source="Schulman et al. 2017; Ouyang et al. 2022, stage 3; runners/rl/ppo_trainer.py",
+            notes=("policy and value are updated in one backward pass, so their activations coexist",
+                   "our PPO trainer trains the value model in full, also with LoRA on the policy, and "
+                   "loads the value and reward models unquantized"),
         ),
         MethodProfile(
             "grpo", "GRPO", "G sampled completions per prompt, group-normalised reward as advantage; no value model.",

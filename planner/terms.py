@@ -525,6 +525,46 @@ def inference_logits_bytes(tokens: int, vocab: int, hidden: int, act: int, fused
     return tokens * vocab * (act + 4)
 
 
+def completion_logprob_scoring_bytes(tokens: int, completion_tokens: int, vocab: int, act: int,
+                                     entropy: bool) -> int:
+    """Our PPO's no-grad log-probs (runners/rl/rollout.py response_logprobs): the model's logits at
+    every position (e bytes), then at the T_c completion positions only the fp32 temperature-scaled
+    logits and their log-softmax (4 + 4; under bf16 the fp32 cast is freed once divided); with the
+    entropy (the sampling policy's scoring, losses.entropy_from_logits) also the softmax and its
+    product with the logits (4 + 4):
+        e T V + 8 T_c V        (+ 8 T_c V with the entropy)
+    Traced on CPU: bench/results/ppo_trace.md."""
+    return tokens * vocab * act + (16 if entropy else 8) * completion_tokens * vocab
+
+
+@dataclass(frozen=True)
+class CompletionLogprobBytes:
+    """The three moments of our PPO's training log-probs (see completion_logprob_training_bytes)."""
+
+    saved: int  # kept from the forward to the backward
+    forward: int  # at the end of the forward that computes them
+    backward: int  # the largest moment of their backward, down to the LM head's
+
+
+def completion_logprob_training_bytes(tokens: int, completion_tokens: int, vocab: int, hidden: int, act: int,
+                                      head_grad_bytes: int) -> CompletionLogprobBytes:
+    """Our PPO update's log-probs with gradients (response_logprobs): the logits at every position
+    (e T V) are not saved (the slice and the division by the temperature save nothing); the fp32
+    log-softmax over the T_c completion positions is (4 T_c V).
+      forward:  e T V + 8 T_c V       logits, scaled fp32 completion logits, their log-softmax
+      backward: 12 T_c V              log-softmax backward: its saved output, incoming and outgoing gradients
+                e T V + max(4 T_c V,  the slice's backward fills a zero e T V gradient, which the LM
+                  head_grad + e T h)  head's backward reads while it writes its weight gradient
+                                      (head_grad_bytes; 0 when the head is frozen) and h-wide input gradient
+    Traced on CPU: bench/results/ppo_trace.md."""
+    tv, cv = tokens * vocab, completion_tokens * vocab
+    return CompletionLogprobBytes(
+        saved=4 * cv,
+        forward=act * tv + 8 * cv,
+        backward=max(12 * cv, act * tv + max(4 * cv, head_grad_bytes + act * tokens * hidden)),
+    )
+
+
 def kv_cache_bytes(model: ModelSpec, tokens_per_sequence: int, sequences: int, act: int) -> int:
     """KV cache for generation: 2 (K and V) x layers x kv_heads x head_dim x bytes x tokens x sequences."""
     return 2 * model.num_layers * model.num_kv_heads * model.head_dim * act * tokens_per_sequence * sequences
