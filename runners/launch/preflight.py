@@ -139,6 +139,120 @@ def check_hparams(spec: RunSpec) -> None:
 
     config_cls, forced = config_class(spec.method)
     recipe_check(dict(spec.hparams), config_cls, forced)
+    check_hparam_values(dict(spec.hparams), config_cls, forced)
+
+
+# Fields that count something: an integer >= 1 where set (0 would fail or do nothing, later).
+COUNT_FIELDS = frozenset({
+    "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps", "num_generations",
+    "max_length", "max_completion_length", "max_new_tokens", "num_responses", "num_ppo_epochs", "num_mini_batches",
+    "dataloader_num_workers_min", "eval_steps", "generation_batch_size", "steps_per_generation",
+})
+# Number fields that must be > 0 (a zero learning rate trains nothing).
+POSITIVE_FIELDS = frozenset({"learning_rate", "temperature"})
+# report_to values that need no package, and the module each integration needs.
+_REPORT_FREE = ("none", "all")
+_REPORT_MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "comet_ml": ("comet_ml",),
+                   "azure_ml": ("azureml",), "dagshub": ("dagshub",), "dvclive": ("dvclive",)}
+
+
+def _kinds(annotation: Any) -> set[type]:
+    """The plain types a dataclass field's annotation allows: {float}, {int, NoneType}, ... (empty = anything)."""
+    import types
+    import typing
+
+    if isinstance(annotation, str):
+        return set()
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        out: set[type] = set()
+        for arg in typing.get_args(annotation):
+            kinds = _kinds(arg)
+            if not kinds:
+                return set()
+            out |= kinds
+        return out
+    if annotation is type(None):
+        return {type(None)}
+    if annotation in (int, float, bool, str):
+        return {annotation}
+    if origin in (list, tuple):
+        return {list}
+    if origin is dict:
+        return {dict}
+    return set()
+
+
+def check_hparam_values(hparams: dict[str, Any], config_cls: type, forced: dict[str, Any]) -> None:
+    """Each hparams value against its config field's type and range, then the config built with them
+    (its own validation, which loads nothing), so a bad value is one line naming hparams.<key> and
+    what is accepted before any model loads: numbers finite, learning_rate > 0, counts integers >= 1,
+    report_to integrations installed."""
+    import dataclasses
+    import importlib.util
+    import math
+    import warnings
+
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    for key, value in hparams.items():
+        field = fields.get(key)
+        if field is None:
+            continue
+        kinds = _kinds(field.type)
+        if value is None:
+            if kinds and type(None) not in kinds:
+                raise SpecError(f"hparams.{key}: expected {_say_kinds(kinds)}, got null")
+            continue
+        if isinstance(value, str) and (int in kinds or float in kinds) and str not in kinds:
+            try:  # YAML 1.1 reads 5e-6 as text; the recipes read such text as the number it is
+                value = float(value.strip())
+            except ValueError:
+                raise SpecError(f"hparams.{key}: expected {_say_kinds(kinds)}, got {value!r}") from None
+            if value.is_integer() and int in kinds and float not in kinds:
+                value = int(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SpecError(f"hparams.{key}: expected a finite number, got {value!r}")
+        if kinds:
+            ok = (isinstance(value, bool) and bool in kinds) or (
+                not isinstance(value, bool) and (
+                    (isinstance(value, int) and (int in kinds or float in kinds))
+                    or (isinstance(value, float) and (float in kinds or (int in kinds and value.is_integer())))
+                    or (isinstance(value, str) and str in kinds)
+                    or (isinstance(value, (list, tuple)) and list in kinds)
+                    or (isinstance(value, dict) and dict in kinds)))
+            if not ok and isinstance(value, str) and (str in kinds or list in kinds):
+                ok = True
+            if not ok:
+                raise SpecError(f"hparams.{key}: expected {_say_kinds(kinds)}, got {value!r}")
+        if key in COUNT_FIELDS and (isinstance(value, bool) or not isinstance(value, int | float)
+                                    or not float(value).is_integer() or value < 1):
+            raise SpecError(f"hparams.{key}: expected an integer >= 1, got {value!r}")
+        if key in POSITIVE_FIELDS and not isinstance(value, bool) and isinstance(value, int | float) and value <= 0:
+            raise SpecError(f"hparams.{key}: expected a number > 0, got {value!r}")
+    report = hparams.get("report_to")
+    for item in [report] if isinstance(report, str) else (report or []):
+        name = str(item).strip()
+        if name in _REPORT_FREE:
+            continue
+        modules = _REPORT_MODULES.get(name, (name,))
+        if not any(importlib.util.find_spec(m) is not None for m in modules if m.isidentifier()):
+            raise SpecError(f"hparams.report_to: {name!r} is not installed here (pip install {modules[0]}); "
+                            "accepted: none, or an integration that is installed")
+    try:
+        neutral = {"output_dir": "/nonexistent/alignplan-check", "report_to": "none", "use_cpu": True,
+                   "bf16": False, "fp16": False}  # what the machine decides is not being checked here
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            config_cls(**{**hparams, **forced, **{k: v for k, v in neutral.items() if k in fields}})
+    except (ValueError, TypeError, AssertionError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SpecError(f"hparams: {config_cls.__name__} rejects these settings: {first}") from None
+
+
+def _say_kinds(kinds: set[type]) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "text", list: "a list",
+             dict: "a mapping", type(None): "null"}
+    return " or ".join(names[k] for k in (bool, int, float, str, list, dict, type(None)) if k in kinds)
 
 
 def check_run_inputs(spec: RunSpec) -> None:

@@ -1,0 +1,51 @@
+"""Checks on values before launch (issue 11): hyper-parameters against the config's types and ranges,
+and processes against the CPU cores. One line, exit 2, nothing created."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alignplan.cli import main
+from runners.paths import RUNS_DIR_ENV
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "runs"
+    monkeypatch.setenv(RUNS_DIR_ENV, str(root))
+    monkeypatch.delenv("ALIGNPLAN_FAKE_GPUS", raising=False)
+    return root
+
+
+def _nothing_created(root: Path) -> bool:
+    return not root.exists() or not any(p.is_dir() for p in root.iterdir())
+
+
+@pytest.mark.parametrize(("hparam", "message"), [
+    ("learning_rate=abc", "hparams.learning_rate: expected a number, got 'abc'"),
+    ("beta=nan", "hparams.beta: expected a finite number"),
+    ("report_to=wandb", "hparams.report_to: 'wandb' is not installed"),
+    ("learning_rate=0", "hparams.learning_rate: expected a number > 0"),
+    ("per_device_train_batch_size=0", "hparams.per_device_train_batch_size: expected an integer >= 1"),
+    ("per_device_train_batch_size=2.5", "hparams.per_device_train_batch_size: expected an integer"),
+    ("lr_scheduler_type=nosuch", "hparams: DPOConfig rejects these settings"),
+])
+def test_bad_hparam_values_are_one_line_before_anything_exists(capsys, runs_dir, hparam, message, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    code = main(["run", "--method", "dpo", "--model", "meta-llama/Llama-3.1-8B", "--dataset", "prefs.jsonl",
+                 "--dry-run", "--hparam", hparam])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert _nothing_created(runs_dir)
+
+
+def test_good_hparam_values_pass(capsys, runs_dir):
+    code = main(["run", "--method", "dpo", "--model", "meta-llama/Llama-3.1-8B", "--dataset", "prefs.jsonl",
+                 "--dry-run", "--hparam", "learning_rate=5e-6", "--hparam", "beta=0.1", "--hparam",
+                 "loss_type=[sigmoid, hinge]", "--hparam", "per_device_train_batch_size=2", "--json"])
+    assert code == 0, capsys.readouterr().err
