@@ -193,6 +193,10 @@ def decide(spec: RunSpec, devices: dev.Devices, estimate: Estimator = planner_es
     if spec.zero_stage and n < 2:
         raise SpecError(f"zero_stage: {spec.zero_stage} shards the model over processes, and this run has one GPU; "
                         "select 2 or more GPUs, or zero_stage 0")
+    if not gpus and n > max(1, devices.cpu_count):
+        # each CPU process trains with its own threads; more processes than cores only contend for them
+        raise SpecError(f"num_processes: {n} CPU processes on {devices.cpu_count} CPU cores; accepted: 1 to "
+                        f"{max(1, devices.cpu_count)} on this machine's CPU")
     engine = sharding_engine(spec)
     tried: list[dict[str, Any]] = []
     if not gpus:
@@ -212,6 +216,11 @@ def decide(spec: RunSpec, devices: dev.Devices, estimate: Estimator = planner_es
             tried=tried,
         )
         _note_unused_sharding(decision, spec, "the run is on the CPU")
+        if peak is not None and peak > usable:
+            decision.notes.append(
+                f"RAM: {n} process{'es' if n > 1 else ''} x {peak / 2**30:.2f} GiB predicted each is more than the "
+                f"{devices.ram_available_bytes / 2**30:.2f} GiB of RAM available; expect swapping or the OOM killer"
+                + (" (fewer --num-processes)" if n > 1 else ""))
         return _note_error(decision, err), {"request": req, "plan": plan}
 
     usable = min(g.free_bytes for g in gpus)

@@ -49,3 +49,29 @@ def test_good_hparam_values_pass(capsys, runs_dir):
                  "--dry-run", "--hparam", "learning_rate=5e-6", "--hparam", "beta=0.1", "--hparam",
                  "loss_type=[sigmoid, hinge]", "--hparam", "per_device_train_batch_size=2", "--json"])
     assert code == 0, capsys.readouterr().err
+
+
+def test_more_cpu_processes_than_cores_is_refused(capsys, runs_dir):
+    import os
+
+    many = str((os.cpu_count() or 1) * 32)
+    code = main(["run", "--method", "dpo", "--model", "meta-llama/Llama-3.1-8B", "--dataset", "prefs.jsonl",
+                 "--dry-run", "--devices", "cpu", "--num-processes", many])
+    err = capsys.readouterr().err
+    assert code == 2 and f"num_processes: {many} CPU processes on {os.cpu_count()} CPU cores" in err
+    assert len(err.strip().splitlines()) == 1 and _nothing_created(runs_dir)
+
+
+def test_cpu_processes_whose_plan_does_not_fit_in_ram_are_warned():
+    import dataclasses
+
+    from runners.rundir import devices as dev
+    from runners.rundir.decide import decide
+    from runners.rundir.spec import RunSpec
+
+    small = dataclasses.replace(dev.discover(gpus=[]), cpu_count=4, ram_available_bytes=8 * 2**30)
+    spec = RunSpec.parse({"method": "dpo", "model": "meta-llama/Llama-3.1-8B", "dataset": {"path": "p.jsonl"},
+                          "devices": "cpu", "num_processes": 2})
+    decision, _ = decide(spec, small)
+    assert decision.fits is False
+    assert any(n.startswith("RAM: 2 processes x") and "fewer --num-processes" in n for n in decision.notes)
