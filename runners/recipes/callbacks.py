@@ -62,6 +62,8 @@ class RunMonitor(TrainerCallback):
         self._last_tokens: float | None = None
         self.counted_tokens: float | None = None  # set by count_tokens() for trainers that log no num_tokens
         self.parameters_held: dict[str, Any] | None = None  # set when training starts
+        self._resume_checked = False
+        self.token_offset = 0.0  # a resumed run's token count at its checkpoint (see _continue_after_resume)
 
     def count_tokens(self, collator, mask_keys: tuple[str, ...], world_size: int = 1):
         """Wrap a data collator so the tokens of every batch (sums of the given attention masks) are
@@ -109,6 +111,8 @@ class RunMonitor(TrainerCallback):
         if any(key in logs for key in SUMMARY_KEYS):
             self.summary.update({k: v for k, v in logs.items() if _is_number(v)})
             return control
+        if not self._resume_checked:
+            self._continue_after_resume(state)
         record = self._record(state, logs)
         if not any(key.startswith("eval_") for key in logs):
             self.last_metrics = record
@@ -117,9 +121,49 @@ class RunMonitor(TrainerCallback):
                 fh.write(json.dumps(record) + "\n")
         return control
 
+    def _continue_after_resume(self, state) -> None:
+        """The first row this process logs, at step s: rows an earlier attempt wrote at steps >= s (after
+        the checkpoint this attempt resumed from, before that attempt died) are dropped, so each step
+        appears once and its row is the one of the training that continued; the token count at the last
+        row kept becomes the offset that counters which restart from 0 on resume are continued from."""
+        self._resume_checked = True
+        step = getattr(state, "global_step", None)
+        if not isinstance(step, int | float):
+            return
+        try:
+            lines = self.metrics_path.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return
+        kept, dropped = [], 0
+        for line in lines:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                dropped += 1  # a line cut when the earlier attempt was killed
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int | float) and row["step"] >= step:
+                dropped += 1
+                continue
+            kept.append(line)
+        train = [json.loads(line) for line in kept]
+        train = [r for r in train if isinstance(r, dict) and not any(k.startswith("eval_") for k in r)]
+        if train and _is_number(train[-1].get("num_tokens")):
+            self.token_offset = float(train[-1]["num_tokens"])
+            if self._last_tokens is None:
+                self._last_tokens = self.token_offset
+        if dropped and getattr(state, "is_world_process_zero", True):
+            tmp = self.metrics_path.with_name(f".{self.metrics_path.name}.tmp")
+            tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            os.replace(tmp, self.metrics_path)
+
     def _record(self, state, logs: dict[str, Any]) -> dict[str, Any]:
         now = time.time()
-        tokens = _float(logs.get("num_tokens")) or (float(state.num_input_tokens_seen or 0) or self.counted_tokens)
+        seen = float(state.num_input_tokens_seen or 0)  # the Trainer's own count: restored on resume
+        logged = _float(logs.get("num_tokens"))
+        if logged is not None and not (seen and logged == seen):
+            logged += self.token_offset  # TRL's, PPO's and generate's counters restart from 0 on resume
+        counted = None if self.counted_tokens is None else self.counted_tokens + self.token_offset
+        tokens = logged or (seen or counted)
         record: dict[str, Any] = {
             "step": state.global_step,
             "max_steps": state.max_steps,
@@ -134,6 +178,8 @@ class RunMonitor(TrainerCallback):
         for key, value in logs.items():
             if key not in record and key != "epoch" and _is_number(value):
                 record[key] = _float(value)
+        if logged is not None:
+            record["num_tokens"] = logged
         return record
 
     def _tokens_per_second(self, now: float, tokens: float | None) -> float | None:
