@@ -9,7 +9,10 @@ from typing import Any
 
 import streamlit as st
 
-# TRL 1.16's defaults for the fields the Launch form shows, per recipe method. Kept here so the page
+from runners.recipes.defaults import method_defaults
+
+# TRL 1.16's defaults for the fields the Launch form shows, per recipe method, with the method's published
+# defaults where the recipe sets others (runners.recipes.defaults: SimPO's beta). Kept here so the page
 # opens without importing TRL (seconds); tests/app/test_app_helpers.py checks them against TRL's classes.
 _PREF = {"learning_rate": 1e-6, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
          "max_length": 1024, "beta": 0.1}
@@ -24,7 +27,7 @@ TRL_DEFAULTS: dict[str, dict[str, Any]] = {
     "ipo": dict(_PREF),
     "kto": dict(_PREF),
     "orpo": dict(_PREF),
-    "simpo": dict(_PREF),
+    "simpo": {**_PREF, **{k: v for k, v in method_defaults("simpo").items() if k in _PREF}},
     "grpo": {**_ONLINE, "beta": 0.0, "num_generations": 8},
     "rloo": {**_ONLINE, "beta": 0.05, "num_generations": 2},
 }

@@ -33,6 +33,7 @@ from runners.recipes.callbacks import (
     RunMonitor,
     write_result,
 )
+from runners.recipes.defaults import method_defaults
 from runners.rundir.spec import RunSpec, SpecError
 
 # Spec fields that set these TrainingArguments; hparams may not set them a second time.
@@ -206,7 +207,8 @@ def build_config(
     forced: dict[str, Any] | None = None,
     has_eval: bool = False,
 ):
-    """The TRL config: recipe defaults < spec.hparams < the spec's own fields (and `forced`).
+    """The TRL config: the method's published defaults (runners.recipes.defaults) < recipe defaults <
+    spec.hparams < the spec's own fields (and `forced`).
 
     Unknown hparams keys, and keys the spec sets itself, are SpecErrors naming the key.
     """
@@ -230,6 +232,7 @@ def build_config(
         # Under FSDP, accelerate.yaml gives the recomputation to FSDP itself (transformers refuses both).
         "gradient_checkpointing": spec.gradient_checkpointing and not fsdp_recomputes(),
         **precision_args(run.precision, run.cuda),
+        **method_defaults(run.method),
     }
     fields = {f.name for f in dataclasses.fields(config_cls)}
     if "trust_remote_code" in fields:

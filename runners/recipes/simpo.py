@@ -5,6 +5,8 @@
 No reference model: the implicit reward is the length-normalized log-likelihood, and the loss asks
 chosen to beat rejected by a margin `simpo_gamma`. TRL's CPOTrainer (trl.experimental, imported via
 runners.recipes.trl_compat) implements it; cpo_alpha 0 drops CPO's extra NLL term as in the SimPO paper.
+Defaults are the paper's (beta 2.0, simpo_gamma 1.0, cpo_alpha 0: runners.recipes.defaults), not CPO's
+beta 0.1.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ def train(argv: list[str] | None = None) -> int:
     config = common.build_config(
         run,
         CPOConfig,
-        defaults={"cpo_alpha": 0.0},
         forced=trl_compat.FORCED_SETTINGS["simpo"],
         has_eval=eval_set is not None,
     )
