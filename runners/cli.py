@@ -832,6 +832,15 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+# The held-out figures the DPO demo shows before and after training (at step 0 the policy is the
+# reference: every reward is 0, so the accuracy counts no pair and the loss is ln 2).
+_HELD_OUT = {"eval_loss": "loss", "eval_rewards/accuracies": "reward accuracy", "eval_rewards/margins": "margin"}
+
+
+def _held_out(row: dict[str, Any]) -> dict[str, Any]:
+    return {key: row.get(key) for key in (*_HELD_OUT, "step")}
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Tiny model + bundled preference pairs + DPO on CPU, followed to the end."""
     from runners.demo.tiny import DEMO_HPARAMS, DEMO_MAX_STEPS, build_tiny_model, demo_dataset_path
@@ -853,23 +862,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "method": "dpo",
         "model": str(model),
         "dataset": {"path": str(demo_dataset_path()), "eval_fraction": 0.1},
-        "hparams": dict(DEMO_HPARAMS),
+        # held-out evaluation before training (step 0) and at the end: the demo shows a before and after
+        "hparams": {**DEMO_HPARAMS, "eval_on_start": True},
         "devices": "cpu",
         "max_steps": steps,
-        "save_steps": steps,  # one checkpoint and one held-out evaluation, at the end
+        "save_steps": steps,  # one checkpoint and the second held-out evaluation, at the end
         "name": None,
     })
     run = launch.prepare_and_register(spec)
     print(f"run {run.id}: DPO on {demo_dataset_path().name}, {steps} steps on CPU", file=out, flush=True)
+    evals: list[dict[str, Any]] = []
     try:
         launch.launch(run.path)
         for row in launch.follow(run.id):
             print(progress_line(row), file=out, flush=True)
+            if "eval_rewards/accuracies" in row:
+                evals.append(row)
     except KeyboardInterrupt:
         if _is_running(run.id):
             stop_after_interrupt(run.id, 30.0, out)
         return 130
     rec = launch.wait(run.id)
+    before, after = (_held_out(evals[0]), _held_out(evals[-1])) if len(evals) > 1 else (None, None)
     m = rec.last_metrics or {}
     train_acc = m.get("rewards/accuracies")
     eval_acc = m.get("eval_rewards/accuracies")
@@ -878,11 +892,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"run_id": rec.id, "status": rec.status, "reward_accuracy": accuracy,
                    "train_reward_accuracy": train_acc, "eval_reward_accuracy": eval_acc,
+                   "held_out_before": before, "held_out_after": after,
                    "wall_seconds": round(wall, 1), "record": rec.to_dict()})
     else:
         print(f"run {rec.id}: {rec.status} in {wall:.0f}s")
         if rec.status == "succeeded":
             where = "held-out pairs" if eval_acc is not None else "last training batch"
+            if before and after:
+                print("held-out pairs, before -> after training: " + "; ".join(
+                    f"{name} {_num(before[key])} -> {_num(after[key])}" for key, name in _HELD_OUT.items()))
             print(f"final reward accuracy: {_num(accuracy)} ({where}); last training batch {_num(train_acc)}")
         elif failure_line(rec):
             print(f"error: {failure_line(rec)}", file=sys.stderr)

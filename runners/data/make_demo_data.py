@@ -3,9 +3,13 @@
 Run from the repository root:  python runners/data/make_demo_data.py
 The output is deterministic (fixed seed), so re-running it reproduces the committed files.
 
-The preference is meant to be easy for a tiny model to learn: every chosen answer is polite,
-on topic and ends with the same sign-off; every rejected answer is curt or off topic and uses its
-own vocabulary ("ugh", "whatever", "bananas", ...). A two-layer model picks this up in a few dozen
+The preference is style, not length: every chosen answer is polite and on topic (an opening such as
+"Sure!" and the task's advice); every rejected answer is dismissive or off topic and uses its own
+vocabulary ("ugh", "whatever", "nope", ...), built from parts so that no two are the same and each
+names its own task. Length says nothing: half the pairs have the longer answer chosen (a full
+answer against a curt brush-off), half the shorter (one helpful sentence against a long rant).
+Every chosen and every rejected answer is different, so a held-out split by prompt (the runners'
+split) holds out answers never seen in training. A two-layer model picks the style up in a few dozen
 DPO steps, which is what the demo and the tests need.
 """
 
@@ -74,20 +78,30 @@ QUESTIONS = [
 POLITE_OPENINGS = ["Sure!", "Happy to help!", "Of course!", "Good question!", "Certainly!"]
 POLITE_CLOSINGS = ["Hope this helps.", "Hope this helps, good luck.", "Hope this helps, have fun."]
 
-RUDE = [
-    "Ugh, figure it out yourself. Whatever.",
-    "Nope. That is boring and I do not care. Whatever.",
-    "Ugh, why would anyone ask that? Go away.",
-    "Whatever. Search for it, I am not your servant.",
-    "Nope, not answering that. Ugh.",
+# Rejected answers are put together from these parts (a brush-off, the task named, a digression, a
+# dismissal), so each one is different and names its task; each part carries a rude marker word or is
+# off topic.
+RUDE_OPENERS = ["Ugh.", "Nope.", "Whatever.", "Ugh, seriously?", "Nope, not today.", "Whatever, fine.",
+                "Ugh, again?", "Go away."]
+BRUSH_OFFS = [
+    "Why would I explain how to {task}?",
+    "Nobody cares how you {task}.",
+    "Figure out how to {task} yourself.",
+    "Asking how to {task} is boring.",
+    "I am not your servant, {task} on your own.",
+    "Search for how to {task}, whatever.",
 ]
-OFF_TOPIC = [
+DIGRESSIONS = [
     "Bananas are yellow and my cat likes loud jazz on Tuesdays.",
-    "The moon is made of old cheese, whatever you say.",
-    "My neighbour owns seven red umbrellas, ugh.",
-    "Bananas again. Tuesdays are for bananas and nothing else.",
-    "Whatever, purple trains honk at midnight.",
+    "The moon is made of old cheese, everyone knows that.",
+    "My neighbour owns seven red umbrellas and never opens them.",
+    "Purple trains honk at midnight near the old bridge.",
+    "Tuesdays are for bananas and nothing else.",
+    "I once counted every pigeon in the square and lost track at forty.",
+    "The fridge hums a tune nobody wants to hear.",
+    "Socks vanish in the dryer, and that is the real mystery.",
 ]
+DISMISSALS = ["Whatever.", "Go away.", "Nope.", "Ugh.", "Not my problem, whatever.", "Stop asking, ugh."]
 
 CORPUS_PARAGRAPHS = """\
 A language model learns to predict the next word from a large amount of text.
@@ -113,7 +127,7 @@ The system message tells the assistant how to behave.
 A good answer is polite, short and on topic.
 A bad answer is rude, or it talks about something else entirely.
 Sure! Happy to help! Of course! Good question! Certainly! Hope this helps.
-Ugh. Whatever. Nope. Go away. Bananas. Tuesdays. Umbrellas. Purple trains.
+Ugh. Whatever. Nope. Go away. Bananas. Tuesdays. Umbrellas. Purple trains. Pigeons. Socks.
 Numbers: zero one two three four five six seven eight nine ten eleven twelve twenty hundred thousand.
 0 1 2 3 4 5 6 7 8 9 10 100 1000 2048 4096 8192
 Punctuation: . , ; : ! ? ( ) [ ] { } " ' - _ / \\ | @ # $ % ^ & * + = < > ~
@@ -130,13 +144,46 @@ Every answer in the good set ends with the same friendly sign off.
 """
 
 
+def polite_long(rng: random.Random, task: str, answer: str) -> str:
+    return f" {rng.choice(POLITE_OPENINGS)} To {task}, {answer}. {rng.choice(POLITE_CLOSINGS)}"
+
+
+def polite_short(rng: random.Random, task: str, answer: str) -> str:
+    """One helpful sentence: the first step of the answer."""
+    first = answer.split(", ")[0].split(" and ")[0]
+    return f" {rng.choice(POLITE_OPENINGS)} {first[0].upper()}{first[1:]}."
+
+
+def rude_short(rng: random.Random, task: str) -> str:
+    return f" {rng.choice(RUDE_OPENERS)} {rng.choice(BRUSH_OFFS).format(task=task)}"
+
+
+def rude_long(rng: random.Random, task: str) -> str:
+    return (f" {rng.choice(RUDE_OPENERS)} {rng.choice(BRUSH_OFFS).format(task=task)} "
+            f"{' '.join(rng.sample(DIGRESSIONS, 2))} {rng.choice(DISMISSALS)}")
+
+
 def preference_rows(rng: random.Random) -> list[dict[str, str]]:
-    rows = []
+    """One pair per (task, question); the chosen answer is the longer one in half of them, and no
+    chosen or rejected answer appears twice."""
+    rows: list[dict[str, str]] = []
+    seen: set[str] = set()
+    index = 0
     for task, answer in TOPICS:
         for template in QUESTIONS:
             prompt = "Question: " + template.format(task=task) + "\nAnswer:"
-            chosen = f" {rng.choice(POLITE_OPENINGS)} To {task}, {answer}. {rng.choice(POLITE_CLOSINGS)}"
-            rejected = " " + rng.choice(RUDE if rng.random() < 0.5 else OFF_TOPIC)
+            chosen_longer = index % 2 == 0
+            index += 1
+            for _ in range(1000):
+                if chosen_longer:
+                    chosen, rejected = polite_long(rng, task, answer), rude_short(rng, task)
+                else:
+                    chosen, rejected = polite_short(rng, task, answer), rude_long(rng, task)
+                if (len(chosen) > len(rejected)) == chosen_longer and not {chosen, rejected} & seen:
+                    break
+            else:
+                raise RuntimeError(f"no new answer pair for {prompt!r}")
+            seen.update((chosen, rejected))
             rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
     rng.shuffle(rows)
     return rows
@@ -170,7 +217,8 @@ def corpus_lines(pairs: list[dict[str, str]]) -> list[str]:
         lines.append(f"To {task}, {answer}.")
         for template in QUESTIONS:
             lines.append(template.format(task=task))
-    lines.extend(RUDE + OFF_TOPIC + POLITE_OPENINGS + POLITE_CLOSINGS)
+    lines.extend(RUDE_OPENERS + DIGRESSIONS + DISMISSALS + POLITE_OPENINGS + POLITE_CLOSINGS)
+    lines.extend(b.format(task=task) for b in BRUSH_OFFS for task, _ in TOPICS[:5])
     return lines
 
 
@@ -178,14 +226,14 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
 
 
-def main() -> None:
+def main(out_dir: Path = HERE) -> None:
     rng = random.Random(SEED)
     pairs = preference_rows(rng)
-    write_jsonl(HERE / "demo_preferences.jsonl", pairs)
-    write_jsonl(HERE / "demo_kto.jsonl", kto_rows(pairs))
-    write_jsonl(HERE / "demo_prompts.jsonl", prompt_rows(pairs))
-    write_jsonl(HERE / "demo_sft.jsonl", sft_rows(rng))
-    (HERE / "corpus.txt").write_text("\n".join(corpus_lines(pairs)) + "\n", encoding="utf-8")
+    write_jsonl(out_dir / "demo_preferences.jsonl", pairs)
+    write_jsonl(out_dir / "demo_kto.jsonl", kto_rows(pairs))
+    write_jsonl(out_dir / "demo_prompts.jsonl", prompt_rows(pairs))
+    write_jsonl(out_dir / "demo_sft.jsonl", sft_rows(rng))
+    (out_dir / "corpus.txt").write_text("\n".join(corpus_lines(pairs)) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

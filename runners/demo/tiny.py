@@ -17,7 +17,7 @@ from typing import Any
 
 TINY_MODEL_DIR_ENV = "ALIGNPLAN_TINY_MODEL"
 # Bump when the architecture, tokenizer or corpus changes, so cached builds are rebuilt.
-TINY_VERSION = "3"
+TINY_VERSION = "4"
 MARKER_FILE = "alignplan_tiny.json"
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"

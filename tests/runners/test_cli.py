@@ -205,7 +205,13 @@ def test_demo_reaches_reward_accuracy_above_half(capsys, runs_dir, tiny_model_di
     assert doc["reward_accuracy"] > 0.5
     assert doc["eval_reward_accuracy"] is not None  # held-out pairs, not the training batch
     assert "step 30/30" in err
-    print(f"demo wall time {wall:.1f}s, reward accuracy {doc['reward_accuracy']}", file=sys.stderr)
+    # evaluated before training too: the same held-out pairs, before and after
+    before, after = doc["held_out_before"], doc["held_out_after"]
+    assert (before["step"], after["step"]) == (0, 30)
+    assert after["eval_loss"] < before["eval_loss"] and after["eval_rewards/margins"] > before["eval_rewards/margins"]
+    assert after["eval_rewards/accuracies"] == doc["eval_reward_accuracy"]
+    print(f"demo wall time {wall:.1f}s, reward accuracy {doc['reward_accuracy']}, held out before {before}, "
+          f"after {after}", file=sys.stderr)
 
 
 def _bad_data(tmp_path: Path) -> dict[str, tuple[Path, str]]:
