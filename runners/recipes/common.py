@@ -220,6 +220,7 @@ def build_config(
         "disable_tqdm": True,
         "save_strategy": "steps",
         "logging_strategy": "steps",
+        **method_defaults(run.method),
         **(defaults or {}),
         **hparams,
         **(forced or {}),
@@ -232,7 +233,6 @@ def build_config(
         # Under FSDP, accelerate.yaml gives the recomputation to FSDP itself (transformers refuses both).
         "gradient_checkpointing": spec.gradient_checkpointing and not fsdp_recomputes(),
         **precision_args(run.precision, run.cuda),
-        **method_defaults(run.method),
     }
     fields = {f.name for f in dataclasses.fields(config_cls)}
     if "trust_remote_code" in fields:
