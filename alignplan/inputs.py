@@ -23,7 +23,7 @@ DEFAULT_GPU = "H100-80GB"
 # with "plan_", the widget keys.
 PLAN_DEFAULTS: dict[str, Any] = {
     "methods": ["dpo", "ppo"],
-    "precision": "bf16",
+    "precision": "bf16-kahan",
     "adapter": "full",  # full | lora | qlora
     "rank": 16,
     "seq": 2048,

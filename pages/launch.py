@@ -128,8 +128,9 @@ def _hparams_section(method: str, tiny: bool) -> dict[str, Any] | None:
                                               min_value=-1, step=10, key=f"launch_steps_{tag}"))
     values["num_train_epochs"] = c2.number_input("Epochs", value=1.0, min_value=0.1, step=1.0, key="launch_epochs",
                                                  disabled=values["max_steps"] != -1)
-    values["precision"] = c3.selectbox("Precision", ("auto", "bf16", "amp-bf16", "fp32"), key="launch_precision",
-                                       help="auto: bf16 on a GPU that has it, fp32 on a CPU.")
+    values["precision"] = c3.selectbox("Precision", ("auto", "bf16-kahan", "bf16", "amp-bf16", "fp32"),
+                                       key="launch_precision",
+                                       help="auto: bf16-kahan on a GPU that has bf16, fp32 on a CPU.")
     values["gradient_checkpointing"] = c4.toggle("Gradient checkpointing", value=True, key="launch_ckpt")
     c1, c2, c3 = st.columns([1, 1, 2])
     values["lora"] = c1.toggle("LoRA adapters", value=False, key="launch_lora")

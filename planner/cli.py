@@ -27,7 +27,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nodes", type=int, default=1, help="nodes (default 1)")
     p.add_argument("--seq-len", type=int, default=1024, help="tokens per sequence, prompt + completion (default 1024)")
     p.add_argument("--batch-size", type=int, default=8, help="per-GPU micro-batch (default 8, TRL's)")
-    p.add_argument("--precision", default="bf16", help="bf16 | amp-bf16 | fp32 (default bf16)")
+    p.add_argument("--precision", default="bf16-kahan",
+                   help="bf16-kahan | bf16 | amp-bf16 | fp32 (default bf16-kahan, the runners' default on a GPU)")
     p.add_argument("--lora-rank", type=int, help="train LoRA adapters of this rank")
     p.add_argument("--quant", help="nf4 | int8: quantized frozen base (needs --lora-rank)")
     p.add_argument("--grad-ckpt", action=argparse.BooleanOptionalAction, default=True,

@@ -39,7 +39,7 @@ class PlanRequest:
     method: str = "dpo"
     seq_len: int = 1024  # prompt + completion tokens per sequence (TRL max_length)
     batch_size: int = 8  # per-device micro-batch, as TRL's per_device_train_batch_size counts it
-    precision: str = "bf16"
+    precision: str = "bf16-kahan"
     lora_rank: int | None = None
     lora_targets: str = "all-linear"
     lora_dropout: float = 0.05
@@ -247,16 +247,24 @@ def _build_copies(req: PlanRequest, profile: MethodProfile, base: ModelSpec, not
                 states = terms.optimizer_state_bytes(trainable, req.optimizer, terms.LORA_ADAPTER_BYTES,
                                                      adafactor_elems=ada)
                 states += terms.optimizer_state_bytes(head, req.optimizer, prec.state)
+                states += head * _compensation(req, prec, fp32_master)
                 trainable += head
             else:
                 trainable = params
                 grads = terms.gradient_bytes(trainable, prec.grad)
                 ada = terms.adafactor_state_elems(m) if req.optimizer == "adafactor" else None
                 states = terms.optimizer_state_bytes(trainable, req.optimizer, prec.state, fp32_master, ada)
+                states += trainable * _compensation(req, prec, fp32_master)
         out.append(_Copy(c.role, m, c.trainable, c.scalar_head, params, trainable, weights, grads, states, lora))
     if fp32_master and not req.lora_rank:
         notes.append("DeepSpeed under bf16 keeps an fp32 master copy with fp32 Adam moments: 12 bytes per trainable parameter")
     return out
+
+
+def _compensation(req: PlanRequest, prec: terms.PrecisionPolicy, fp32_master: bool) -> int:
+    """Bytes per trainable parameter of a Kahan compensation buffer: bf16-kahan's AdamW keeps one;
+    DeepSpeed's fp32 master copy replaces it, and another optimizer runs without it (as the runner does)."""
+    return prec.compensation if req.optimizer == "adamw" and not fp32_master else 0
 
 
 # --- one stage ------------------------------------------------------------------------------------

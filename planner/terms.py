@@ -24,7 +24,9 @@ class PrecisionPolicy:
     weight: bytes per parameter as loaded; grad: bytes per gradient element (same dtype as the
     parameter in PyTorch); state: bytes per Adam moment (torch's AdamW keeps moments in the
     parameter's dtype); act: bytes per activation element (the autocast or parameter dtype);
-    residual: bytes per element of the residual stream between layers.
+    residual: bytes per element of the residual stream between layers. compensation: bytes per
+    trainable parameter of the optimizer's Kahan compensation buffer (torch-optimi's AdamW keeps one
+    in the parameter's dtype for bf16 parameters; counted with the optimizer states, AdamW only).
     """
 
     id: str
@@ -34,15 +36,23 @@ class PrecisionPolicy:
     act: int
     residual: int
     description: str
+    compensation: int = 0
 
 
 PRECISIONS: dict[str, PrecisionPolicy] = {
     p.id: p
     for p in [
         PrecisionPolicy(
+            "bf16-kahan", 2, 2, 2, 2, 2,
+            "weights loaded in bf16 and trained without autocast; torch-optimi's AdamW with Kahan "
+            "summation: moments and a compensation buffer in bf16 (2 + 2 + 4 + 2 = 10 bytes per trainable "
+            "parameter); keeps updates that pure bf16 rounds away. The runners' default on a GPU.",
+            compensation=2,
+        ),
+        PrecisionPolicy(
             "bf16", 2, 2, 2, 2, 2,
-            "weights loaded in bf16 and trained without autocast; AdamW moments in bf16 "
-            "(2 + 2 + 4 = 8 bytes per trainable parameter). The runners' default on a GPU.",
+            "pure bf16: weights loaded in bf16 and trained without autocast; torch's AdamW with moments "
+            "in bf16 (2 + 2 + 4 = 8 bytes per trainable parameter); loses most updates below lr ~1e-4.",
         ),
         PrecisionPolicy(
             "amp-bf16", 4, 4, 4, 2, 4,

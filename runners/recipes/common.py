@@ -160,15 +160,27 @@ def uses_cuda(spec: RunSpec) -> bool:
     return torch.cuda.is_available()
 
 
+# Precision ids whose weights are loaded in bf16. bf16-kahan (the default on a bf16 GPU) trains them
+# with torch-optimi's AdamW and Kahan summation: a bf16 buffer per weight keeps the part of each update
+# that bf16 rounding drops (pure bf16 with torch's AdamW loses most updates at lr 1e-6:
+# bench/results/precision.md). bf16 is pure bf16 with torch's AdamW.
+BF16_WEIGHTS = ("bf16", "bf16-kahan")
+# Below this learning rate pure bf16 (precision bf16) keeps under half the weight changes fp32 makes
+# (bench/results/precision.md, the tiny model's sweep); a run below it is warned.
+BF16_VANISHING_LR = 1e-4
+# TrainingArguments.optim values that mean "torch's AdamW", which bf16-kahan replaces.
+_PLAIN_ADAMW = ("adamw_torch", "adamw_torch_fused")
+
+
 def resolve_precision(precision: str | None, cuda: bool) -> str:
-    """The planner's precision ids; None means bf16 on a bf16-capable GPU, else fp32."""
+    """The planner's precision ids; None means bf16-kahan on a bf16-capable GPU, else fp32."""
     if precision is not None:
         return precision
     if cuda:
         import torch
 
         if torch.cuda.is_bf16_supported():
-            return "bf16"
+            return "bf16-kahan"
     return "fp32"
 
 
@@ -249,9 +261,61 @@ def build_config(
         kwargs.setdefault("eval_strategy", "steps")
         kwargs.setdefault("eval_steps", spec.save_steps)
     try:
-        return config_cls(**kwargs)
+        config = config_cls(**kwargs)
     except (ValueError, TypeError) as exc:
         raise SpecError(f"hparams: {config_cls.__name__} rejected the settings: {exc}") from None
+    warn_vanishing_updates(run, getattr(config, "learning_rate", None))
+    return config
+
+
+def warn_vanishing_updates(run: Run, learning_rate: float | None) -> str | None:
+    """One line in the log and the run's notes when pure bf16 trains at a rate its rounding swallows."""
+    if run.precision != "bf16" or learning_rate is None or learning_rate >= BF16_VANISHING_LR:
+        return None
+    line = (f"warning: precision bf16 at learning_rate {learning_rate:g}: below about {BF16_VANISHING_LR:g} most "
+            "AdamW updates round away in bf16 weights (bench/results/precision.md); use precision bf16-kahan "
+            "(the default: same memory + 2 bytes/param) or amp-bf16")
+    run.notes.append(line)
+    run.log(line)
+    return line
+
+
+def kahan_adamw(params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                weight_decay: float = 0.0):
+    """torch-optimi's AdamW with torch's defaults; Kahan summation switches on for bf16 parameters
+    (kahan_sum=None: a bf16 compensation buffer per bf16 weight; fp32 parameters, LoRA adapters say,
+    are updated as by torch's AdamW)."""
+    from optimi import AdamW
+
+    return AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, kahan_sum=None)
+
+
+def use_kahan_optimizer(run: Run, trainer) -> bool:
+    """Under bf16-kahan, make the trainer build torch-optimi's Kahan AdamW in place of torch's AdamW.
+
+    Left alone: another optimizer asked for in hparams (optim), one already given to the trainer,
+    and DeepSpeed, whose bf16 mode keeps fp32 master weights itself."""
+    if run.precision != "bf16-kahan" or _deepspeed():
+        return False
+    args = trainer.args
+    optim = str(getattr(args.optim, "value", args.optim))
+    if getattr(trainer, "optimizer", None) is not None or getattr(trainer, "optimizer_cls_and_kwargs", None):
+        return False
+    if optim not in _PLAIN_ADAMW:
+        run.log(f"precision bf16-kahan: optim {optim!r} was asked for; it runs without Kahan compensation")
+        return False
+    from optimi import AdamW
+
+    trainer.optimizer_cls_and_kwargs = (AdamW, {
+        "lr": args.learning_rate, "betas": (args.adam_beta1, args.adam_beta2), "eps": args.adam_epsilon,
+        "kahan_sum": None,
+    })
+    run.log("optimizer: torch-optimi AdamW with Kahan summation (bf16 weights + a bf16 compensation buffer)")
+    return True
+
+
+def _deepspeed() -> bool:
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
 
 
 def check_hparams(hparams: dict[str, Any], config_cls: type, forced: dict[str, Any]) -> None:
@@ -328,14 +392,15 @@ def fsdp_recomputes() -> bool:
 
 
 def precision_args(precision: str, cuda: bool, deepspeed: bool | None = None) -> dict[str, Any]:
-    """bf16: weights already bf16, no autocast; amp-bf16: fp32 weights + bf16 autocast; fp32: neither.
+    """bf16/bf16-kahan: weights already bf16, no autocast; amp-bf16: fp32 weights + bf16 autocast;
+    fp32: neither.
 
-    Under DeepSpeed (accelerate sets ACCELERATE_USE_DEEPSPEED) a bf16 run is DeepSpeed's bf16 mode
+    Under DeepSpeed (accelerate sets ACCELERATE_USE_DEEPSPEED) a bf16 or bf16-kahan run is DeepSpeed's bf16 mode
     (fp32 master weights and moments, what the planner models): accelerate.yaml turns it on, and
     transformers refuses a TrainingArguments.bf16 that disagrees with the DeepSpeed config."""
     if deepspeed is None:
-        deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
-    args: dict[str, Any] = {"bf16": precision == "amp-bf16" or (deepspeed and precision == "bf16"), "fp16": False}
+        deepspeed = _deepspeed()
+    args: dict[str, Any] = {"bf16": precision == "amp-bf16" or (deepspeed and precision in BF16_WEIGHTS), "fp16": False}
     if not cuda:
         args["use_cpu"] = True
     return args
@@ -365,7 +430,7 @@ def _conversational(format_name: str) -> bool:
 def model_dtype(precision: str):
     import torch
 
-    return torch.bfloat16 if precision == "bf16" else torch.float32
+    return torch.bfloat16 if precision in BF16_WEIGHTS else torch.float32
 
 
 def load_model(run: Run, head: str = "causal-lm", tokenizer=None):
@@ -505,6 +570,7 @@ def finish(run: Run, trainer) -> int:
         run.log(f"--resume: no checkpoint in {run.output_dir}; starting from step 0")
     elif checkpoint:
         run.log(f"resuming from {checkpoint}")
+    use_kahan_optimizer(run, trainer)
     trainer.train(resume_from_checkpoint=checkpoint)
     if run.monitor.stopped:
         saved = last_checkpoint(run.output_dir)

@@ -131,6 +131,7 @@ def train(argv: list[str] | None = None) -> int:
         run.log("eval_fraction: PPO has no evaluation pass; the held-out prompts are not used")
     accelerator = Accelerator(cpu=not run.cuda, mixed_precision="bf16" if run.precision == "amp-bf16" else "no")
     config = build_ppo_config(run, len(train_set), accelerator.num_processes)
+    common.warn_vanishing_updates(run, config.learning_rate)
     tokenizer = common.load_tokenizer(run)
     prompts = render_prompts(run, tokenizer, list(train_set["prompt"]))
     columns = {name: list(train_set[name]) for name in train_set.column_names if name != "prompt"}
@@ -154,7 +155,8 @@ def train(argv: list[str] | None = None) -> int:
 
     hooks = RunHooks(run, accelerator.is_main_process)
     trainer = PPOTrainer(config, policy, ref_policy, value_model, reward, tokenizer, prompts,
-                         accelerator=accelerator, hooks=hooks, columns=columns if reward_function else None)
+                         accelerator=accelerator, hooks=hooks, columns=columns if reward_function else None,
+                         optimizer_factory=common.kahan_adamw if run.precision == "bf16-kahan" else None)
     resume_from = None
     if run.resume:
         found = list_checkpoints(run.output_dir)

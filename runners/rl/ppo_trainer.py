@@ -140,6 +140,7 @@ class PPOTrainer:
         accelerator=None,
         hooks: PPOHooks | None = None,
         columns: dict[str, list[Any]] | None = None,
+        optimizer_factory: Callable[..., torch.optim.Optimizer] | None = None,
     ) -> None:
         from accelerate import Accelerator
         from accelerate.utils import DistributedType
@@ -160,6 +161,8 @@ class PPOTrainer:
             if len(values) != len(self.prompts):
                 raise ValueError(f"columns.{name}: {len(values)} values for {len(self.prompts)} prompts")
         self.hooks = hooks or PPOHooks()
+        # f(params, lr=, eps=, weight_decay=) -> optimizer; None: torch's AdamW (bf16-kahan passes Kahan AdamW)
+        self.optimizer_factory = optimizer_factory
         self.peft = is_peft_model(policy)
         if ref_policy is None and not self.peft:
             raise ValueError("ref_policy: needed unless the policy is a peft (LoRA) model")
@@ -217,7 +220,8 @@ class PPOTrainer:
 
     def _optimizer(self, model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
         params = [p for p in model.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=lr, eps=self.config.adam_epsilon, weight_decay=self.config.weight_decay)
+        make = self.optimizer_factory or torch.optim.AdamW
+        return make(params, lr=lr, eps=self.config.adam_epsilon, weight_decay=self.config.weight_decay)
 
     def _scheduler(self, optimizer, total_steps: int):
         if self.config.lr_scheduler_type == "constant":

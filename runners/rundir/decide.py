@@ -131,10 +131,10 @@ def planner_gpu_id(gpu: dev.GPU) -> str | None:
 
 
 def resolve_precision(spec: RunSpec, gpus: list[dev.GPU]) -> str:
-    """The recipe's rule: the spec's precision, else bf16 on a bf16-capable GPU, else fp32."""
+    """The recipe's rule: the spec's precision, else bf16-kahan on a bf16-capable GPU, else fp32."""
     if spec.precision:
         return spec.precision
-    return "bf16" if gpus and all(gpu_has_bf16(g) for g in gpus) else "fp32"
+    return "bf16-kahan" if gpus and all(gpu_has_bf16(g) for g in gpus) else "fp32"
 
 
 def gpu_has_bf16(gpu: dev.GPU) -> bool:
@@ -390,7 +390,8 @@ def accelerate_config(decision: Decision, spec: RunSpec) -> dict[str, Any]:
     deepspeed = decision.distributed_type == "DEEPSPEED"
     # amp-bf16 autocasts; a bf16-loaded model needs no autocast except under DeepSpeed, whose
     # bf16 mode must be on to accept bf16 parameters.
-    mixed = "bf16" if decision.precision == "amp-bf16" or (deepspeed and decision.precision == "bf16") else "no"
+    mixed = ("bf16" if decision.precision == "amp-bf16" or (deepspeed and decision.precision in ("bf16", "bf16-kahan"))
+             else "no")
     cfg: dict[str, Any] = {
         "compute_environment": "LOCAL_MACHINE",
         "debug": False,

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 RECIPE_METHODS = ("sft", "rm", "dpo", "ipo", "kto", "orpo", "simpo", "grpo", "rloo", "ppo", "rlaif-label",
                   "generate", "cai-generate")
 
-Precision = Literal["bf16", "amp-bf16", "fp32"]
+Precision = Literal["bf16-kahan", "bf16", "amp-bf16", "fp32"]
 
 
 class SpecError(ValueError):
@@ -241,8 +241,10 @@ class RunSpec(BaseModel):
     )
     precision: Precision | None = Field(
         None,
-        description="bf16: load weights in bf16, AdamW states in bf16 (8 B/param); amp-bf16: fp32 "
-        "weights with bf16 autocast (16 B/param); fp32. None: bf16 on a GPU with bf16, fp32 on CPU.",
+        description="bf16-kahan: bf16 weights, grads and AdamW states + a bf16 Kahan compensation buffer "
+        "(torch-optimi; 10 B/param), keeps small updates; bf16: pure bf16 with torch's AdamW (8 B/param), "
+        "loses most updates below lr ~1e-4; amp-bf16: fp32 weights with bf16 autocast (16 B/param); fp32. "
+        "None: bf16-kahan on a GPU with bf16, fp32 on CPU.",
     )
     gradient_checkpointing: bool = Field(True, description="Recompute activations in backward (TRL default).")
     max_steps: int = Field(-1, description="Optimizer steps; -1 to train num_train_epochs.")

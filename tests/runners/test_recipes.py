@@ -288,6 +288,8 @@ def test_precision_policy() -> None:
     assert precision_args("fp32", cuda=False) == {"bf16": False, "fp16": False, "use_cpu": True}
     # DeepSpeed's bf16 mode is on in accelerate.yaml for a bf16 run; TrainingArguments must agree
     assert precision_args("bf16", cuda=True, deepspeed=True) == {"bf16": True, "fp16": False}
+    assert precision_args("bf16-kahan", cuda=True) == {"bf16": False, "fp16": False}
+    assert precision_args("bf16-kahan", cuda=True, deepspeed=True) == {"bf16": True, "fp16": False}
 
 
 def test_bf16_precision_loads_bf16_weights(tiny_model_dir, demo_data, make_run_dir) -> None:
@@ -302,13 +304,15 @@ def test_bf16_precision_loads_bf16_weights(tiny_model_dir, demo_data, make_run_d
     assert run.precision == "fp32" and common.load_model(run).dtype == torch.float32
 
 
-@pytest.mark.parametrize("precision", ["bf16", "amp-bf16"])
-def test_bf16_precisions_train_on_cpu(precision, tiny_model_dir, demo_data, make_run_dir) -> None:
+@pytest.mark.parametrize("precision", ["bf16-kahan", "bf16", "amp-bf16"])
+def test_bf16_precisions_train_on_cpu(precision, tiny_model_dir, demo_data, make_run_dir, capsys) -> None:
     spec_path = make_run_dir(**spec_fields("dpo", tiny_model_dir, demo_data, precision=precision, max_steps=2))
     assert run_recipe("dpo", spec_path) == 0
     result = read_result(spec_path.parent)
     assert (result["status"], result["precision"]) == ("succeeded", precision)
     assert result["final"]["rewards/margins"] > 0
+    # bf16-kahan trains with torch-optimi's Kahan AdamW; the others with torch's
+    assert ("torch-optimi AdamW with Kahan summation" in capsys.readouterr().out) == (precision == "bf16-kahan")
 
 
 def test_build_config_layers_defaults_hparams_and_spec(tiny_model_dir, demo_data, make_run_dir) -> None:
@@ -618,6 +622,6 @@ def test_precision_default_follows_the_gpu(monkeypatch: pytest.MonkeyPatch) -> N
     from runners.recipes.common import resolve_precision
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert resolve_precision(None, cuda=True) == "bf16"
+    assert resolve_precision(None, cuda=True) == "bf16-kahan"  # bf16 weights + Kahan AdamW
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # e.g. a T4
     assert resolve_precision(None, cuda=True) == "fp32"
