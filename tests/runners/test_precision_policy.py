@@ -75,3 +75,16 @@ def test_pure_bf16_below_the_vanishing_rate_is_warned() -> None:
 
 def test_bf16_kahan_loads_bf16_weights() -> None:
     assert common.model_dtype("bf16-kahan") == torch.bfloat16 == common.model_dtype("bf16")
+
+
+def test_ppo_builds_kahan_adamw_under_bf16_kahan() -> None:
+    from optimi import AdamW
+
+    from runners.rl.ppo_trainer import PPOTrainer
+
+    model = torch.nn.Linear(4, 4).to(torch.bfloat16)
+    config = SimpleNamespace(adam_epsilon=1e-8, weight_decay=0.0)
+    kahan = PPOTrainer._optimizer(SimpleNamespace(optimizer_factory=common.kahan_adamw, config=config), model, 1e-6)
+    plain = PPOTrainer._optimizer(SimpleNamespace(optimizer_factory=None, config=config), model, 1e-6)
+    assert isinstance(kahan, AdamW) and type(plain) is torch.optim.AdamW
+    assert (kahan.defaults["beta1"], kahan.defaults["beta2"]) == plain.defaults["betas"] == (0.9, 0.999)
