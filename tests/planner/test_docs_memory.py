@@ -10,8 +10,9 @@ DOC = (Path(__file__).parents[2] / "docs" / "memory.md").read_text()
 L8B = "meta-llama/Llama-3.1-8B"
 
 
-def _peak(method, **kw):
-    return estimate(PlanRequest(L8B, method=method, gpu="H100-80GB", **kw), with_min_gpus=False)
+def _peak(method, **kw):  # the worked example is in pure bf16 (its bf16-kahan figures: test_precision_kahan)
+    return estimate(PlanRequest(L8B, method=method, gpu="H100-80GB", **{"precision": "bf16", **kw}),
+                    with_min_gpus=False)
 
 
 @pytest.mark.parametrize("method, lora, figure", [
@@ -33,7 +34,7 @@ def test_worked_example_fit_verdicts():
 
 
 def test_orpo_vs_dpo_figures():
-    orpo = estimate(PlanRequest(L8B, method="orpo"), with_min_gpus=False)
+    orpo = estimate(PlanRequest(L8B, method="orpo", precision="bf16"), with_min_gpus=False)
     assert f"ORPO {orpo.peak_bytes_per_gpu / GIB:.1f} GiB" in DOC
     assert f"{orpo.components['logits'] / GIB:.1f} GiB for the loss" in DOC
 
