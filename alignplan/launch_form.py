@@ -30,11 +30,15 @@ TRL_DEFAULTS: dict[str, dict[str, Any]] = {
     "simpo": {**_PREF, **{k: v for k, v in method_defaults("simpo").items() if k in _PREF}},
     "grpo": {**_ONLINE, "beta": 0.0, "num_generations": 8},
     "rloo": {**_ONLINE, "beta": 0.05, "num_generations": 2},
+    # ours (TRL 1.16 has no PPO): runners/rl/ppo_config.py PPOConfig's defaults
+    "ppo": {"learning_rate": 3e-6, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
+            "kl_coef": 0.05, "response_length": 53},
 }
 
 
 TINY_KEEPS = frozenset({"learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length",
-                        "lr_scheduler_type", "warmup_steps", "max_completion_length", "num_generations"})
+                        "lr_scheduler_type", "warmup_steps", "max_completion_length", "num_generations",
+                        "response_length"})
 
 
 def form_hparams(method: str, tiny: bool, preset: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -49,10 +53,11 @@ def form_hparams(method: str, tiny: bool, preset: Mapping[str, Any] | None = Non
         from runners.demo import tiny as tiny_model
 
         online = tiny_model.DEMO_ONLINE_HPARAMS if "num_generations" in fields else {}
-        for key, value in {**tiny_model.DEMO_HPARAMS, **online}.items():
+        ppo = tiny_model.DEMO_RLHF_HPARAMS["ppo"] if "kl_coef" in fields else {}  # the RLHF demo's PPO stage
+        for key, value in {**tiny_model.DEMO_HPARAMS, **online, **ppo}.items():
             if key in fields:
                 fields[key] = value
-            elif key in ("lr_scheduler_type", "warmup_steps"):
+            elif key in ("lr_scheduler_type", "warmup_steps") or key in ppo:
                 extras[key] = value
     for key, value in (preset or {}).items():
         if tiny and key in TINY_KEEPS:

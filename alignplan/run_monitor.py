@@ -41,6 +41,92 @@ def key_metric_keys(rows: list[dict[str, Any]]) -> list[str]:
     return [k for k in KEY_METRICS if k in found] or found
 
 
+# PPO's metrics (runners/rl/ppo_trainer.py) in the charts the monitor draws for a PPO run.
+PPO_CHARTS = (
+    ("Score and KL", ("score", "kl", "non_score_reward")),
+    ("Policy and value loss", ("policy_loss", "value_loss")),
+    ("Clip fractions and approximate KL", ("policy_clipfrac", "value_clipfrac", "approx_kl")),
+    ("Entropy", ("entropy",)),
+    ("Response length (tokens)", ("response_length",)),
+)
+
+
+def metric_charts(rows: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """(title, metric keys) of each chart for these rows: PPO's groups when the run logs PPO's losses, else
+    the loss and the method's key metrics."""
+    present = {k for row in rows for k in row}
+    if "policy_loss" in present:
+        return [(title, [k for k in keys if k in present]) for title, keys in PPO_CHARTS
+                if any(k in present for k in keys)]
+    charts = [("Loss", ["loss"])] if "loss" in present else []
+    extra = key_metric_keys(rows)
+    if extra:
+        charts.append(("Method metrics", extra))
+    return charts
+
+
+def latest_samples(run) -> list[dict[str, Any]]:
+    """The newest iteration's PPO samples as table rows (iteration, prompt, response, score, EOS)."""
+    return [{"iteration": r.get("iteration"), "prompt": str(r.get("prompt", "")), "response": str(r.get("response", "")),
+             "score": r.get("score"), "ended with EOS": r.get("ended_with_eos")}
+            for r in run.samples(iterations=1)]
+
+
+def is_pipeline(rec) -> bool:
+    from runners.pipelines.pipeline_dir import is_pipeline_dir
+
+    return is_pipeline_dir(rec.run_dir)
+
+
+def pipeline_stages(rec) -> list[dict[str, Any]]:
+    """A pipeline's stages in order, each with its registry status and its step (from its own files), and
+    which one is current: the running stage, else the last one that started, else the first."""
+    from runners.pipelines.pipeline_dir import PipelineDir
+
+    reg = registry()
+    stages = PipelineDir(Path(rec.run_dir)).stage_runs()
+    out = []
+    for stage in stages:
+        try:
+            srec = reg.get(stage.run_id)
+            status = srec.status
+        except ValueError:
+            status = "missing"
+        progress = stage.run.progress() or {}
+        out.append({"index": stage.index, "of": len(stages), "stage": stage.name, "method": stage.method,
+                    "run_id": stage.run_id, "status": status, "step": progress.get("step"),
+                    "max_steps": progress.get("max_steps"), "current": False})
+    running = [s for s in out if s["status"] == "running"]
+    started = [s for s in out if s["status"] not in ("prepared", "missing")]
+    current = running[0] if running else (started[-1] if started else (out[0] if out else None))
+    if current is not None:
+        current["current"] = True
+    return out
+
+
+def _pipeline_view(rec, key: str) -> str | None:
+    """A pipeline's status and stages (stage k of n, each stage's status and step, the current one marked);
+    returns the run id of the stage to show below (the current one unless another is picked)."""
+    stages = pipeline_stages(rec)
+    if not stages:
+        st.caption("This pipeline has no stages recorded (pipeline.yaml has no stage_runs).")
+        return None
+    current = next(s for s in stages if s["current"])
+    c1, c2 = st.columns(2)
+    c1.metric("Pipeline status", rec.status, help="From the run registry (runs/registry.db).")
+    c2.metric("Stage", f"{current['index']} of {current['of']}: {current['stage']}")
+    table = [{"": "▶" if s["current"] else "", "stage": f"{s['index']} of {s['of']}: {s['stage']}",
+              "method": s["method"], "status": s["status"],
+              "step": f"{s['step'] if s['step'] is not None else '–'} / {s['max_steps'] or '?'}",
+              "run id": s["run_id"]} for s in stages]
+    st.dataframe(table, hide_index=True, key=f"{key}_stages")
+    names = [s["run_id"] for s in stages]
+    labels = {s["run_id"]: f"{s['index']}. {s['stage']} ({s['method']}, {s['status']})"
+              + (" – current" if s["current"] else "") for s in stages}
+    return st.selectbox("Stage shown", names, index=names.index(current["run_id"]), format_func=labels.get,
+                        key=f"{key}_stage_pick")
+
+
 def registry():
     """The run registry under the runs root; opening it reconciles runs whose processes ended."""
     from runners.registry.store import Registry
@@ -52,67 +138,23 @@ def render_run(run_id: str, *, key: str, capacity_bytes: int | None = None) -> s
     """A run's live view: status, progress and ETA, curves, measured vs predicted memory, log tail.
 
     Redraws every REFRESH_S seconds while the run is alive (st.fragment), and reruns the whole page
-    once when it ends so the page's buttons match the new status. Returns the status drawn."""
-    import time as _time
-
-    from alignplan import figures
-
+    once when it ends so the page's buttons match the new status. A pipeline shows its stages and
+    the current (or chosen) stage's view. Returns the status drawn."""
     def body() -> str | None:
-        from runners.rundir.reader import RunDir
-
         try:
             rec = registry().get(run_id)
         except Exception as exc:
             show_error(f"Reading run {run_id}", exc)
             return None
-        run = RunDir(Path(rec.run_dir))
-        rows = run.metrics()
-        last = rows[-1] if rows else {}
-        icon = STATUS_ICONS.get(rec.status, "")
-        step, max_steps = last.get("step"), last.get("max_steps")
-        elapsed = None
-        if rec.started_at:
-            elapsed = (rec.ended_at or _time.time()) - rec.started_at
-        # steps logged before this (re)start: a resumed run's rate counts only its own steps
-        start_step = max((r.get("step") or 0 for r in rows if rec.started_at and (r.get("time") or 0) < rec.started_at),
-                         default=0)
-        fraction, eta = figures.progress_eta(step, max_steps, elapsed, start_step)
-        if rec.status == "succeeded":
-            fraction, eta = 1.0, 0.0
-        c1, c2, c3, c4 = st.columns(4)
-        c1.metric("Status", f"{rec.status}", help="From the run registry (runs/registry.db).")
-        c2.metric("Step", f"{step or 0} / {max_steps or '?'}")
-        c3.metric("Elapsed", fmt_duration(elapsed), help="Time since the run started.")
-        c4.metric("ETA", fmt_duration(eta) if rec.status == "running" else "–")
-        st.progress(fraction, text=f"{icon} {rec.status}: {fraction:.0%}")
-        if rec.status == "failed" and rec.error:
-            st.error("The run failed. Its last log lines are below.")
-        if rows:
-            left, right = st.columns(2)
-            left.plotly_chart(figures.metric_curves_figure(rows, ["loss"], title="Loss"), key=f"{key}_loss")
-            extra = key_metric_keys(rows)
-            if extra:
-                right.plotly_chart(figures.metric_curves_figure(rows, extra, title="Method metrics"),
-                                   key=f"{key}_extra")
-            st.markdown("**Peak memory: measured vs predicted**")
-            st.plotly_chart(figures.memory_vs_prediction_figure(rows, rec.predicted_peak_bytes, capacity_bytes),
-                            key=f"{key}_mem")
-        else:
-            st.caption("No metrics yet: the first line appears after the first logging step.")
-        decision = run.decision()
-        m1, m2, m3 = st.columns(3)
-        m1.metric("Predicted peak", gib(rec.predicted_peak_bytes))
-        m2.metric("Measured peak", gib(rec.measured_peak_bytes or last.get("peak_memory_bytes")))
-        m3.metric("Setup", f"{decision.get('kind', '?')} × {decision.get('num_processes', '?')}",
-                  help=str(decision["reason"]) if decision.get("reason") else None)
-        held = run.parameters_held()
-        if held:
-            how = "its shard" if held.get("sharded") else "a full copy"
-            st.caption(f"Each process held {how}: {held['this_process']:,} of {held['total']:,} parameters "
-                       f"({held['this_process'] / held['total']:.0%}).")
-        st.markdown("**Log (tail)**")
-        st.code(run.log_tail(lines=30) or "(no output yet)", language="text")
-        return rec.status
+        if is_pipeline(rec):
+            stage = _pipeline_view(rec, key)
+            if stage is not None:
+                try:
+                    _run_view(registry().get(stage), f"{key}_stage", capacity_bytes)
+                except ValueError as exc:  # a stage without a registry row
+                    show_error(f"Reading stage {stage}", exc)
+            return rec.status
+        return _run_view(rec, key, capacity_bytes)
 
     alive = False
     try:
@@ -130,6 +172,69 @@ def render_run(run_id: str, *, key: str, capacity_bytes: int | None = None) -> s
 
     live()
     return "running"
+
+
+def _run_view(rec, key: str, capacity_bytes: int | None = None) -> str:
+    """One run: status, progress and ETA, curves (PPO's groups and its samples), memory, log tail."""
+    import time as _time
+
+    from alignplan import figures
+    from runners.rundir.reader import RunDir
+
+    run = RunDir(Path(rec.run_dir))
+    rows = run.metrics()
+    last = rows[-1] if rows else {}
+    icon = STATUS_ICONS.get(rec.status, "")
+    step, max_steps = last.get("step"), last.get("max_steps")
+    elapsed = None
+    if rec.started_at:
+        elapsed = (rec.ended_at or _time.time()) - rec.started_at
+    # steps logged before this (re)start: a resumed run's rate counts only its own steps
+    start_step = max((r.get("step") or 0 for r in rows if rec.started_at and (r.get("time") or 0) < rec.started_at),
+                     default=0)
+    fraction, eta = figures.progress_eta(step, max_steps, elapsed, start_step)
+    if rec.status == "succeeded":
+        fraction, eta = 1.0, 0.0
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Status", f"{rec.status}", help="From the run registry (runs/registry.db).")
+    c2.metric("Step", f"{step or 0} / {max_steps or '?'}")
+    c3.metric("Elapsed", fmt_duration(elapsed), help="Time since the run started.")
+    c4.metric("ETA", fmt_duration(eta) if rec.status == "running" else "–")
+    st.progress(fraction, text=f"{icon} {rec.status}: {fraction:.0%}")
+    if rec.status == "failed" and rec.error:
+        st.error("The run failed. Its last log lines are below.")
+    if rows:
+        charts = metric_charts(rows)
+        cols = st.columns(2)
+        for i, (title, keys) in enumerate(charts):
+            cols[i % 2].plotly_chart(figures.metric_curves_figure(rows, keys, title=title),
+                                     key=f"{key}_chart_{i}")
+        samples = latest_samples(run)
+        if samples:
+            st.markdown(f"**Latest samples** (iteration {samples[0]['iteration']}, from samples.jsonl)")
+            st.dataframe(samples, hide_index=True, key=f"{key}_samples",
+                         column_config={"score": st.column_config.NumberColumn(format="%.3f"),
+                                        "prompt": st.column_config.TextColumn(width="medium"),
+                                        "response": st.column_config.TextColumn(width="large")})
+        st.markdown("**Peak memory: measured vs predicted**")
+        st.plotly_chart(figures.memory_vs_prediction_figure(rows, rec.predicted_peak_bytes, capacity_bytes),
+                        key=f"{key}_mem")
+    else:
+        st.caption("No metrics yet: the first line appears after the first logging step.")
+    decision = run.decision()
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Predicted peak", gib(rec.predicted_peak_bytes))
+    m2.metric("Measured peak", gib(rec.measured_peak_bytes or last.get("peak_memory_bytes")))
+    m3.metric("Setup", f"{decision.get('kind', '?')} × {decision.get('num_processes', '?')}",
+              help=str(decision["reason"]) if decision.get("reason") else None)
+    held = run.parameters_held()
+    if held:
+        how = "its shard" if held.get("sharded") else "a full copy"
+        st.caption(f"Each process held {how}: {held['this_process']:,} of {held['total']:,} parameters "
+                   f"({held['this_process'] / held['total']:.0%}).")
+    st.markdown("**Log (tail)**")
+    st.code(run.log_tail(lines=30) or "(no output yet)", language="text")
+    return rec.status
 
 
 def stop_run_in_background(run_id: str) -> None:

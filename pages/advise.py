@@ -128,7 +128,7 @@ def _carry(rec, answers: dict) -> None:
     st.session_state["launch_prefill"] = {
         "from": rec.name, "method": rec.preset.get("method", rec.method), "model": model,
         "hparams": dict(rec.preset.get("hparams") or {}), "reward": rec.preset.get("reward"),
-        "note": rec.preset.get("note"),
+        "note": rec.preset.get("note"), "stage": rec.preset.get("stage"),
     }
 
 

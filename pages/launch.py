@@ -11,7 +11,16 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from alignplan import errors, formatting, launch_form, reward_form, run_monitor, sidebar, uploads
+from alignplan import (
+    errors,
+    formatting,
+    launch_form,
+    pipeline_form,
+    reward_form,
+    run_monitor,
+    sidebar,
+    uploads,
+)
 
 sidebar.use_app_navigation()
 
@@ -21,7 +30,7 @@ OTHER = "Hub id or local model directory"
 DEMO_DATA = "Bundled demo data"
 UPLOAD = "Upload a file"
 PATH = "Local path or hub dataset id"
-ONLINE = ("ppo", "grpo", "rloo")  # methods that score their own samples with a reward
+NO_DATA = "None"
 
 
 def _apply_prefill(methods: tuple[str, ...]) -> None:
@@ -33,7 +42,7 @@ def _apply_prefill(methods: tuple[str, ...]) -> None:
     if method in methods:
         st.session_state["launch_method"] = method
         st.session_state["launch_preset"] = {"method": method, "hparams": pre.get("hparams") or {},
-                                             "reward": pre.get("reward")}
+                                             "reward": pre.get("reward"), "stage": pre.get("stage")}
         st.session_state["launch_banner"] = f"Prefilled from the advice: **{pre.get('from', method)}**."
     else:
         st.session_state["launch_banner"] = (
@@ -48,8 +57,9 @@ def _model_section(methods: tuple[str, ...]) -> tuple[str, str, bool]:
     st.session_state.setdefault("launch_method", "dpo")
     st.session_state.setdefault("launch_model_source", TINY)
     c1, c2 = st.columns([1, 2])
-    method = c1.selectbox("Method", methods, key="launch_method",
-                          help="Methods with a recipe (TRL trainers, or ours where TRL has none).")
+    method = c1.selectbox("Method", methods, key="launch_method", format_func=_method_label,
+                          help="Methods with a recipe (TRL trainers, or ours where TRL has none), and pipelines: "
+                          "rlhf runs SFT, then a reward model, then PPO, each stage an ordinary run.")
     source = c2.radio("Model", (TINY, OTHER), key="launch_model_source", horizontal=True,
                       help="The tiny demo model (2 layers, built locally in a second) trains on a CPU in under "
                       "a minute; a real model needs its weights on this machine or the hub.")
@@ -110,7 +120,8 @@ def _hparams_section(method: str, tiny: bool) -> dict[str, Any] | None:
     labels = {"learning_rate": "Learning rate", "per_device_train_batch_size": "Batch per device",
               "gradient_accumulation_steps": "Gradient accumulation", "max_length": "Max length (tokens)",
               "max_completion_length": "Max completion tokens", "beta": "Beta",
-              "num_generations": "Generations per prompt"}
+              "num_generations": "Generations per prompt", "kl_coef": "KL coefficient",
+              "response_length": "Response tokens"}
     for i, (name, default) in enumerate(fields.items()):
         col = cols[i % 4]
         key = f"launch_hp_{tag}_{name}"
@@ -137,7 +148,9 @@ def _hparams_section(method: str, tiny: bool) -> dict[str, Any] | None:
     values["lora_r"] = int(c2.number_input("LoRA rank", value=16, min_value=1, max_value=1024, key="launch_lora_r",
                                            disabled=not values["lora"]))
     values["name"] = c3.text_input("Run name (optional)", key="launch_name").strip() or None
-    if method in ONLINE:
+    from runners.rundir.spec import REWARD_METHODS
+
+    if method in REWARD_METHODS:
         values["reward"] = _reward_section(method, preset.get("reward") if preset.get("method") == method else None)
     text = st.text_area("More TRL settings (YAML mapping)", value=yaml.safe_dump(extras, sort_keys=False) if extras else "",
                         key=f"launch_extras_{tag}", height=80,
@@ -221,7 +234,8 @@ def _reward_check(spec) -> bool:
 
 def _spec_dict(method: str, model: str, trust: bool, data_path: str, v: dict[str, Any]) -> dict[str, Any]:
     hparams = {k: v[k] for k in ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
-                                 "max_length", "max_completion_length", "beta", "num_generations") if k in v}
+                                 "max_length", "max_completion_length", "beta", "num_generations", "kl_coef",
+                                 "response_length") if k in v}
     hparams.update(v["extras"])
     spec: dict[str, Any] = {
         "method": method, "model": model, "dataset": {"path": data_path}, "hparams": hparams,
@@ -350,8 +364,193 @@ def _monitor(run_id: str) -> None:
         st.rerun()
 
 
+# --- pipelines (RLHF: SFT -> reward model -> PPO) ------------------------------------------------------
+
+PIPELINE_DATA = {  # data set -> (label, the bundled demo sample, the stage method its format is checked for)
+    "sft": ("SFT demonstrations", "sft", "sft"),
+    "preferences": ("Preference pairs (reward model)", "preference", "rm"),
+    "prompts": ("Prompts for PPO", "prompts", "ppo"),
+}
+
+
+def _pipeline_dataset(name: str, optional: str | None) -> tuple[str | None, bool]:
+    """One data set of the pipeline: (path, usable). optional: the label of leaving it out."""
+    from runners.demo import tiny
+
+    label, demo_kind, stage_method = PIPELINE_DATA[name]
+    key = f"launch_pl_{name}"
+    options = (DEMO_DATA, UPLOAD, PATH) + ((NO_DATA,) if optional else ())
+    st.session_state.setdefault(f"{key}_source", NO_DATA if optional else DEMO_DATA)
+    source = st.radio(label, options, key=f"{key}_source", horizontal=True,
+                      format_func=lambda o: optional if o == NO_DATA and optional else o)
+    path: str | None = None
+    if source == NO_DATA:
+        return None, True
+    if source == DEMO_DATA:
+        path = str(tiny.demo_data_paths()[demo_kind])
+    elif source == UPLOAD:
+        up = st.file_uploader(f"{label} file", type=["jsonl", "json", "csv", "parquet"], key=f"{key}_upload")
+        if up is not None:
+            path = str(uploads.save_dataset_upload(up.getvalue(), up.name))
+    else:
+        path = st.text_input(f"{label}: path or hub dataset id", key=f"{key}_path").strip() or None
+    if path is None:
+        st.info(f"{label}: choose a data file to continue.")
+        return None, False
+    got = errors.attempt(f"{label} cannot be used", launch_form.dataset_preview, path, launch_form.file_stamp(path),
+                         stage_method)
+    if got.ok:
+        prev = got.value
+        st.caption(f"`{Path(path).name}`: format **{prev['format']}**, {prev['count']} rows "
+                   f"({stage_method} reads {', '.join(prev['columns'])}).")
+    return path, got.ok
+
+
+def _pipeline_inputs(method: str) -> tuple[dict[str, str | None], dict[str, str | None], bool]:
+    """(data sets, given models, usable): a given model skips its stage and the data only it reads."""
+    d = pipeline_form.definition(method)
+    st.markdown("**Models you already have** (each skips its stage)")
+    cols = st.columns(max(1, len(d.given_help)))
+    given: dict[str, str | None] = {}
+    for col, (stage, help_text) in zip(cols, d.given_help.items(), strict=False):
+        label = {"sft": "SFT model", "rm": "Reward model"}.get(stage, f"{stage} model")
+        given[stage] = col.text_input(f"{label} (optional)", key=f"launch_pl_given_{stage}",
+                                      help=f"Hub id or local directory: {help_text}.").strip() or None
+    st.markdown("**Data**")
+    data: dict[str, str | None] = {}
+    usable = True
+    wanted = pipeline_form.needed_inputs(method, given, {})
+    for name in d.data:
+        if name not in PIPELINE_DATA:
+            continue
+        fallback = d.data_fallback.get(name)
+        if not wanted.get(name):
+            continue
+        optional = f"From the {fallback}" if fallback else None
+        data[name], ok = _pipeline_dataset(name, optional)
+        usable = usable and ok
+    if not data.get("prompts") and "prompts" in d.data_fallback and not data.get(d.data_fallback["prompts"]):
+        fallback = d.data_fallback["prompts"]
+        st.caption(f"PPO takes its prompts from the {fallback}: give them too.")
+        data[fallback], ok = _pipeline_dataset(fallback, None)
+        usable = usable and ok
+    return data, given, usable
+
+
+def _pipeline_settings(method: str, tiny: bool) -> dict[str, Any] | None:
+    """Per-stage max steps, the PPO stage's main hyper-parameters, other hparams per stage (YAML)."""
+    d = pipeline_form.definition(method)
+    steps, demo = pipeline_form.stage_defaults(tiny)
+    preset = st.session_state.get("launch_preset") or {}
+    preset_hp = (preset.get("hparams") or {}) if preset.get("method") == method else {}
+    tag = "tiny" if tiny else "model"
+    st.markdown("**Max steps per stage** (-1: one epoch of its data)")
+    cols = st.columns(len(d.stages))
+    max_steps = {s.name: int(col.number_input(f"{s.name} ({s.method})", value=int(steps.get(s.name, -1)), min_value=-1,
+                                              step=10, key=f"launch_pl_steps_{s.name}_{tag}"))
+                 for col, s in zip(cols, d.stages, strict=True)}
+    st.markdown("**PPO stage** (runners/rl/ppo_config.py; the advice's settings when it sent them)")
+    ppo_demo = dict(demo.get("ppo") or {})
+    cols = st.columns(len(pipeline_form.PPO_FIELDS))
+    ppo: dict[str, Any] = {}
+    for col, (name, default) in zip(cols, pipeline_form.PPO_FIELDS.items(), strict=True):
+        value = ppo_demo.pop(name, default)
+        if name in preset_hp and not (tiny and name == "learning_rate"):  # the tiny model keeps the demo's step
+            value = preset_hp[name]
+        ppo[name] = col.number_input(pipeline_form.PPO_LABELS[name], value=float(value), min_value=0.0,
+                                     format="%.2e" if name == "learning_rate" else "%.3f",
+                                     key=f"launch_pl_ppo_{name}_{tag}")
+    more = {k: dict(v) for k, v in demo.items() if k != "ppo"}
+    ppo_more = {**ppo_demo, **{k: v for k, v in preset_hp.items() if k not in pipeline_form.PPO_FIELDS}}
+    if ppo_more:
+        more["ppo"] = ppo_more
+    text = st.text_area("More settings per stage (YAML: stage -> hparams)", key=f"launch_pl_more_{tag}", height=110,
+                        value=yaml.safe_dump(more, sort_keys=False) if more else "",
+                        help="Any field of the stage's config, e.g. `ppo: {response_length: 64}` or "
+                        "`sft: {max_length: 512}`.")
+    try:
+        extra = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError as exc:
+        st.error(f"More settings per stage: not valid YAML ({exc}).")
+        return None
+    if not isinstance(extra, dict) or not all(isinstance(v, dict) for v in extra.values()):
+        st.error("More settings per stage: write `stage: {name: value, ...}` for each stage.")
+        return None
+    hparams = {stage: dict(values) for stage, values in extra.items()}
+    hparams["ppo"] = {**hparams.get("ppo", {}), **ppo}
+    c1, c2 = st.columns([1, 2])
+    precision = c1.selectbox("Precision", ("auto", "bf16-kahan", "bf16", "amp-bf16", "fp32"), key="launch_pl_precision",
+                             help="Every stage's; auto: bf16-kahan on a GPU that has bf16, fp32 on a CPU.")
+    name = c2.text_input("Pipeline name (optional)", key="launch_pl_name").strip() or None
+    return {"max_steps": max_steps, "hparams": hparams, "precision": None if precision == "auto" else precision,
+            "name": name}
+
+
+def _pipeline_form(method: str, model: str, trust: bool) -> None:
+    """The pipeline's inputs, every stage's plan (as `alignplan run --dry-run` makes it), then Launch."""
+    from runners.demo.tiny import default_tiny_model_dir
+
+    d = pipeline_form.definition(method)
+    st.caption(f"{d.name}: " + "; ".join(f"**{s.name}** ({s.method}): {s.summary}" for s in d.stages) + ".")
+    with st.container(border=True):
+        data, given, data_ok = _pipeline_inputs(method)
+    with st.container(border=True):
+        settings = _pipeline_settings(method, st.session_state["launch_model_source"] == TINY)
+    if not (data_ok and settings is not None and model):
+        if not model:
+            st.error("Model: give a hub id (org/name) or a local model directory.")
+        st.button("Launch", type="primary", disabled=True, key="launch_go_disabled", icon=":material/rocket_launch:")
+        return
+    spec_data = pipeline_form.spec_dict(method, model, trust, data, given, settings["max_steps"], settings["hparams"],
+                                        settings["precision"], settings["name"])
+    from runners.pipelines.spec import PipelineSpec
+
+    if not errors.attempt("The pipeline settings are not valid", PipelineSpec.parse, spec_data).ok:
+        st.button("Launch", type="primary", disabled=True, key="launch_go_disabled", icon=":material/rocket_launch:")
+        return
+    with st.container(border=True):
+        st.markdown("**Plan of every stage** (each stage runs after the previous one; the peak is the largest)")
+        got = errors.attempt("Planning the stages", pipeline_form.stage_plan, spec_data)
+        if got.ok:
+            plan = got.value
+            st.dataframe(pd.DataFrame(pipeline_form.plan_rows(plan)), hide_index=True, key="launch_pipeline_plan")
+            decision = plan.get("decision") or {}
+            st.metric("Largest stage peak", formatting.gib(plan.get("predicted_peak_bytes")))
+            if decision.get("fits") is False:
+                st.warning("**A stage will not fit**: it would run out of memory (see the table).",
+                           icon=":material/warning:")
+            for note in decision.get("notes") or []:
+                st.caption(note)
+    with st.expander("pipeline.yaml (what `alignplan run --spec pipeline.yaml` would run)"):
+        st.code(yaml.safe_dump(spec_data, sort_keys=False), language="yaml")
+    if st.button("Launch", type="primary", key="launch_go", icon=":material/rocket_launch:"):
+        if model == str(default_tiny_model_dir()):
+            launch_form.ensure_tiny_model()
+        with st.spinner("Checking the inputs, preparing every stage and starting the pipeline…"):
+            got = errors.attempt("Launching the pipeline", pipeline_form.launch_pipeline, spec_data)
+        if got.ok:
+            st.session_state[RUN_KEY] = got.value
+            st.session_state["runs_focus"] = got.value
+            st.rerun()
+
+
+def form_methods() -> tuple[str, ...]:
+    """The methods the form offers: every recipe except those that need a judge (the labelling stage runs
+    inside the RLAIF/CAI pipelines, `alignplan run --method rlaif`), then the pipelines the form builds."""
+    from runners.rundir.spec import JUDGE_METHODS, RECIPE_METHODS
+
+    return tuple(m for m in RECIPE_METHODS if m not in JUDGE_METHODS) + pipeline_form.FORM_PIPELINES
+
+
+def _method_label(method: str) -> str:
+    if method in pipeline_form.FORM_PIPELINES:
+        d = pipeline_form.definition(method)
+        return f"{method} (pipeline: {' → '.join(s.name for s in d.stages)})"
+    return method
+
+
 def main() -> None:
-    from runners.rundir.spec import RECIPE_METHODS, RunSpec
+    from runners.rundir.spec import REWARD_METHODS, RunSpec
 
     st.title("Launch a run")
     run_id = st.session_state.get(RUN_KEY)
@@ -360,19 +559,23 @@ def main() -> None:
         return
     st.caption("Defaults: the built-in tiny demo model and the bundled demo data, so one click on Launch "
                "runs a real DPO training on this machine's CPU in about a minute.")
-    _apply_prefill(RECIPE_METHODS)
+    methods = form_methods()
+    _apply_prefill(methods)
     if st.session_state.get("launch_banner"):
         st.info(st.session_state["launch_banner"])
     with st.container(border=True):
         st.markdown("**Method and model**")
-        method, model, trust = _model_section(RECIPE_METHODS)
+        method, model, trust = _model_section(methods)
+    if method in pipeline_form.FORM_PIPELINES:
+        _pipeline_form(method, model, trust)
+        return
     with st.container(border=True):
         st.markdown("**Data**")
         data_path, data_ok = _data_section(method)
     with st.container(border=True):
         st.markdown("**Hyper-parameters** (TRL's defaults for the method; the tiny model's demo settings)")
         values = _hparams_section(method, st.session_state["launch_model_source"] == TINY)
-    missing_reward = values is not None and method in ONLINE and not values.get("reward")
+    missing_reward = values is not None and method in REWARD_METHODS and not values.get("reward")
     if not (data_ok and values is not None and model) or missing_reward:
         if not model:
             st.error("Model: give a hub id (org/name) or a local model directory.")

@@ -29,6 +29,7 @@ def _table(records: list) -> pd.DataFrame:
             "measured peak (GiB)": None if r.measured_peak_bytes is None else r.measured_peak_bytes / formatting.GIB,
             "duration": formatting.fmt_duration((r.ended_at or r.updated_at) - r.started_at) if r.started_at else "–",
             "created": dt.datetime.fromtimestamp(r.created_at), "name": r.name or "", "dataset": r.dataset,
+            "pipeline": getattr(r, "pipeline_id", None) or "",
         })
     return pd.DataFrame(rows)
 
@@ -101,11 +102,12 @@ def _detail(records: list) -> None:
     rec = next(r for r in records if r.id == run_id)
     _actions(rec)
     run_monitor.render_run(run_id, key="runs_detail")
-    with st.expander("Spec (spec.yaml)"):
-        from runners.rundir.reader import RunDir
+    from runners.rundir.reader import RunDir
 
-        run = RunDir(Path(rec.run_dir))
-        text = run.spec_path.read_text(encoding="utf-8") if run.spec_path.exists() else "(missing)"
+    run = RunDir(Path(rec.run_dir))
+    spec_path = run.spec_path if run.spec_path.exists() else run.path / "pipeline.yaml"
+    with st.expander(f"Spec ({spec_path.name})"):
+        text = spec_path.read_text(encoding="utf-8") if spec_path.exists() else "(missing)"
         st.code(text, language="yaml")
     if rec.error:
         with st.expander("Error"):

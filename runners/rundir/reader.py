@@ -86,6 +86,31 @@ class RunDir:
                 out.append(item)
         return out
 
+    samples_path = property(lambda self: self.path / "samples.jsonl")
+
+    def samples(self, iterations: int = 1, tail_bytes: int = 512_000) -> list[dict[str, Any]]:
+        """The newest PPO samples (samples.jsonl: {iteration, prompt, response, score, ended_with_eos}, written
+        every sample_every iterations): the rows of the last ``iterations`` iterations written, oldest
+        first. Reads only the file's last ``tail_bytes``; a line being written is skipped; [] without a file."""
+        try:
+            with open(self.samples_path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                size = fh.tell()
+                fh.seek(max(0, size - tail_bytes))
+                text = fh.read().decode("utf-8", errors="replace")
+        except OSError:
+            return []
+        rows = []
+        for line in text.splitlines():
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(item, dict):
+                rows.append(item)
+        wanted = sorted({r.get("iteration") for r in rows if isinstance(r.get("iteration"), int)})[-iterations:]
+        return [r for r in rows if r.get("iteration") in wanted] if wanted else rows[-8:]
+
     def progress(self, tail_bytes: int = 256_000) -> dict[str, Any] | None:
         """Where the run is, from its own files (what `runs list` shows, whether or not a supervisor
         still updates the registry): result.json's final metrics once it has them, else the newest

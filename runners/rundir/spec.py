@@ -15,6 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 # Methods with a recipe under runners/recipes/. Ids are the planner's method ids (planner.methods).
 RECIPE_METHODS = ("sft", "rm", "dpo", "ipo", "kto", "orpo", "simpo", "grpo", "rloo", "ppo", "rlaif-label",
                   "generate", "cai-generate")
+# Methods that score their own samples and so need spec.reward (a reward model or a reward function).
+REWARD_METHODS = ("grpo", "rloo", "ppo")
+# Methods that need spec.judge (the labelling stage of the RLAIF and CAI pipelines).
+JUDGE_METHODS = ("rlaif-label",)
 
 Precision = Literal["bf16-kahan", "bf16", "amp-bf16", "fp32"]
 
@@ -292,11 +296,12 @@ class RunSpec(BaseModel):
 
     @model_validator(mode="after")
     def _reward_for_online(self) -> RunSpec:
-        if self.method in ("grpo", "rloo", "ppo") and self.reward is None:
-            raise ValueError("reward: grpo, rloo and ppo need a reward model or a reward function")
-        if self.method == "rlaif-label" and self.judge is None:
-            raise ValueError("judge: rlaif-label needs a judge (kind: local, endpoint, reward-model or function)")
-        if self.judge is not None and self.method != "rlaif-label":
+        if self.method in REWARD_METHODS and self.reward is None:
+            raise ValueError(f"reward: {', '.join(REWARD_METHODS[:-1])} and {REWARD_METHODS[-1]} need a reward "
+                             "model or a reward function")
+        if self.method in JUDGE_METHODS and self.judge is None:
+            raise ValueError(f"judge: {self.method} needs a judge (kind: local, endpoint, reward-model or function)")
+        if self.judge is not None and self.method not in JUDGE_METHODS:
             raise ValueError(f"judge: only the rlaif-label stage uses a judge, not {self.method!r}")
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError("max_steps: a positive step count, or -1 to use num_train_epochs")

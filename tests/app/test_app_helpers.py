@@ -68,6 +68,16 @@ def test_trl_defaults_table_matches_trl(monkeypatch):
             assert defaults[key] == value, (method, key, defaults[key], value)
 
 
+def test_pipeline_form_ppo_fields_are_ppo_configs_defaults():
+    import dataclasses
+
+    from alignplan import pipeline_form
+    from runners.rl.ppo_config import PPOConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(PPOConfig)}
+    assert pipeline_form.PPO_FIELDS == {k: defaults[k] for k in pipeline_form.PPO_FIELDS}
+
+
 def test_form_hparams_layers_defaults_demo_and_preset():
     from runners.demo import tiny
 

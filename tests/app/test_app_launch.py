@@ -185,25 +185,39 @@ def test_a_tight_reference_is_precomputed_and_the_page_says_so(app, monkeypatch)
 
 
 def test_every_recipe_method_gets_a_valid_demo_form(app):
-    from runners.rundir.spec import RECIPE_METHODS
+    """Every recipe is on the form (except the judge-labelling stage, which runs inside the RLAIF/CAI
+    pipelines), then the pipelines; each recipe's demo form is a valid run, with a reward where it needs one."""
+    from runners.rundir.spec import JUDGE_METHODS, RECIPE_METHODS, REWARD_METHODS
 
     at = _launch_page(app)
-    for method in RECIPE_METHODS:
+    single = [m for m in RECIPE_METHODS if m not in JUDGE_METHODS]
+    assert list(at.selectbox(key="launch_method").options)[:-1] == single
+    assert at.selectbox(key="launch_method").options[-1].startswith("rlhf (pipeline: sft → rm → ppo")
+    assert "ppo" in single
+    for method in single:
         at.selectbox(key="launch_method").set_value(method).run()
         assert not at.exception, (method, at.exception)
         assert not at.error, (method, [e.value for e in at.error])
         spec = yaml.safe_load(next(c.value for c in at.code if c.value.startswith(f"method: {method}")))
         assert spec["dataset"]["path"].endswith(".jsonl") and spec["max_steps"] == tiny.DEMO_MAX_STEPS
-        if method in ("grpo", "rloo", "ppo"):
+        if method in REWARD_METHODS:
             assert spec["reward"]["function"] == "builtin:marker"  # the demo's reward, checked on the data
         assert not at.button(key="launch_go").disabled
 
 
 def test_advice_without_a_recipe_says_so(app):
+    """Every advisor outcome has a runnable preset today (a recipe, or RLHF's pipeline); advice for a method
+    the runners cannot train (here a made-up one) still says so and lists what they can."""
+    import advisor
+    from runners.pipelines.definitions import PIPELINE_METHODS
+    from runners.rundir.spec import RECIPE_METHODS
+
+    fw = advisor.framework()
+    assert all(o["preset"]["method"] in (*RECIPE_METHODS, *PIPELINE_METHODS) for o in fw.outcomes.values())
     at = app.run()
-    at.session_state["launch_prefill"] = {"from": "RLHF with PPO", "method": "ppo", "model": None, "hparams": {},
-                                          "note": "runners has no PPO recipe yet"}
+    at.session_state["launch_prefill"] = {"from": "Some new method", "method": "new-method", "model": None,
+                                          "hparams": {}, "note": "runners has no recipe for it yet"}
     at.switch_page("pages/launch.py").run()
     assert not at.exception
-    banner = next(i.value for i in at.info if "RLHF with PPO" in i.value)
-    assert "no runnable recipe" in banner and "dpo" in banner
+    banner = next(i.value for i in at.info if "Some new method" in i.value)
+    assert "no runnable recipe" in banner and "dpo" in banner and "rlhf" in banner
