@@ -88,9 +88,18 @@ def plan_request(spec: RunSpec, *, precision: str, zero: int, gpus: int, gpu: st
         if spec.reward and spec.reward.function:
             req["reward_model"] = "rule"
     if spec.method == "ppo":
-        response = hparam_int(hp, "response_length")
-        if response is not None:
-            req["completion_len"] = min(response, req["seq_len"])
+        # PPOConfig's names: a rollout of per_device_train_batch_size prompts is generated at once, and
+        # the update goes through it in num_mini_batches x gradient_accumulation_steps micro-batches
+        from runners.rl.ppo_config import PPOConfig
+
+        defaults = PPOConfig()
+        rollout = hparam_int(hp, "per_device_train_batch_size", defaults.per_device_train_batch_size)
+        splits = (hparam_int(hp, "num_mini_batches", defaults.num_mini_batches)
+                  * hparam_int(hp, "gradient_accumulation_steps", defaults.gradient_accumulation_steps))
+        req["rollout_batch_size"] = rollout
+        req["batch_size"] = max(1, rollout // splits)
+        response = hparam_int(hp, "response_length", defaults.response_length)
+        req["completion_len"] = min(response, req["seq_len"])
         if spec.reward and spec.reward.function:
             req["reward_model"] = "rule"
     if spec.method in ("generate", "cai-generate"):  # sampling stages: their own config's names
