@@ -92,8 +92,14 @@ def test_model_runs_a_forward_pass(tiny_model_dir: Path) -> None:
 def test_demo_dataset_has_enough_pairs_with_a_consistent_preference() -> None:
     rows = [json.loads(line) for line in tiny.demo_dataset_path().read_text().splitlines()]
     assert len(rows) >= 200
-    assert all(r["chosen"].lstrip().startswith(("Sure", "Happy", "Of course", "Good", "Certainly")) for r in rows)
-    assert all("Hope this helps" in r["chosen"] and "Hope this helps" not in r["rejected"] for r in rows)
+    # the preference is style (a polite opening, never a rude one), not length (tests/runners/test_demo_data.py)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_demo_data", tiny.DATA_DIR / "make_demo_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert all(r["chosen"].lstrip().startswith(tuple(module.POLITE_OPENINGS)) for r in rows)
+    assert not any(r["rejected"].lstrip().startswith(tuple(module.POLITE_OPENINGS)) for r in rows)
     assert len({r["prompt"] for r in rows}) == len(rows)
 
 
@@ -103,8 +109,7 @@ def test_make_demo_data_reproduces_the_committed_files(tmp_path: Path, monkeypat
     spec = importlib.util.spec_from_file_location("make_demo_data", tiny.DATA_DIR / "make_demo_data.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    monkeypatch.setattr(module, "HERE", tmp_path)
-    module.main()
+    module.main(tmp_path)
     for name in ("demo_preferences.jsonl", "demo_kto.jsonl", "demo_prompts.jsonl", "demo_sft.jsonl", "corpus.txt"):
         assert (tmp_path / name).read_text() == (tiny.DATA_DIR / name).read_text(), name
 
