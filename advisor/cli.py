@@ -38,15 +38,13 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
 
 
 def load_answers(path: str | Path) -> dict[str, Any]:
+    from planner.input_files import InputFileError, load_yaml_file
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise AdvisorError(f"--answers: file not found: {path}", field="answers") from None
-    try:
-        data = yaml.safe_load(text)  # JSON is YAML
-    except yaml.YAMLError as exc:
-        raise AdvisorError(f"--answers: {path} is neither YAML nor JSON ({exc})", field="answers") from None
+        data = load_yaml_file(path, "--answers")  # JSON is YAML; a regular file, size and nesting bounded
+    except InputFileError as exc:
+        raise AdvisorError(str(exc).replace("not valid YAML", "neither YAML nor JSON"), field="answers") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -240,6 +240,10 @@ def _opt_tensors(m: ModelSpec) -> list[Tensor]:
 # --- reading configs -------------------------------------------------------------------------------
 
 
+# Sizes in a config.json beyond this are not a model (2^31: no tensor dimension of a real model comes near).
+MAX_CONFIG_INT = 2**31
+
+
 def _require(cfg: dict, key: str, source: str) -> Any:
     if key not in cfg or cfg[key] is None:
         raise PlannerError("model", f"{source}: config.json has no '{key}'")
@@ -248,8 +252,10 @@ def _require(cfg: dict, key: str, source: str) -> Any:
 
 def _positive_int(cfg: dict, key: str, source: str) -> int:
     value = cfg[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise PlannerError("model", f"{source}: config.json '{key}' must be a positive integer, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_CONFIG_INT:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise PlannerError("model", f"{source}: config.json '{key}' must be a positive integer up to "
+                                    f"{MAX_CONFIG_INT:,}, got {shown}")
     return value
 
 
@@ -262,6 +268,9 @@ def _check_heads(spec: ModelSpec, source: str) -> ModelSpec:
     if "head_dim" not in spec.config and spec.hidden_size % spec.num_heads:
         raise PlannerError("model", f"{source}: hidden size {spec.hidden_size} is not divisible by "
                                     f"{spec.num_heads} attention heads")
+    if spec.num_experts and spec.experts_per_token > spec.num_experts:
+        raise PlannerError("model", f"{source}: config.json routes each token to {spec.experts_per_token} experts "
+                                    f"of {spec.num_experts}; accepted: at most num_experts")
     if spec.num_heads % spec.num_kv_heads:
         raise PlannerError("model", f"{source}: {spec.num_heads} attention heads are not divisible by "
                                     f"{spec.num_kv_heads} key/value heads")
@@ -273,7 +282,7 @@ def spec_from_config(cfg: dict[str, Any], model_id: str = "custom") -> ModelSpec
     if not isinstance(cfg, dict):
         raise PlannerError("model", "a config must be a JSON object")
     mt = cfg.get("model_type")
-    if mt not in _FAMILIES:
+    if not isinstance(mt, str) or mt not in _FAMILIES:
         raise PlannerError(
             "model", f"{model_id}: model_type {mt!r} is not supported; accepted: {', '.join(SUPPORTED_MODEL_TYPES)}"
         )
@@ -354,10 +363,13 @@ def _alias_index() -> dict[str, str]:
 
 
 def _load_json_file(path: Path) -> dict:
+    """A config.json: a regular file of bounded size and nesting (planner.input_files)."""
+    from planner.input_files import InputFileError, load_json_file
+
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PlannerError("model", f"{path}: not a valid config.json ({exc})") from None
+        return load_json_file(path, "model")
+    except InputFileError as exc:
+        raise PlannerError("model", str(exc).removeprefix("model: ")) from None
 
 
 def load_model(model: str | dict | ModelSpec) -> ModelSpec:
@@ -379,7 +391,7 @@ def load_model(model: str | dict | ModelSpec) -> ModelSpec:
         if not cfg_path.is_file():
             raise PlannerError("model", f"{path}: directory has no config.json")
         return spec_from_config(_load_json_file(cfg_path), str(path))
-    if path.is_file():
+    if path.is_file() or path.is_symlink() or path.exists():  # a FIFO or a link loop: refused by the reader
         return spec_from_config(_load_json_file(path), str(path))
     if name.endswith(".json") or name.startswith((".", "/", "~")):
         raise PlannerError("model", f"{name}: file not found")

@@ -379,7 +379,9 @@ def is_pipeline_request(args: argparse.Namespace) -> bool:
     if args.method:
         return args.method in PIPELINE_METHODS
     if args.spec:
-        doc = _yaml(Path(args.spec))
+        from planner.input_files import load_yaml_file
+
+        doc = load_yaml_file(args.spec, "--spec")  # a regular file, size and nesting bounded
         if isinstance(doc, dict) and doc.get("method") in PIPELINE_METHODS:
             args.method = doc["method"]
             return True

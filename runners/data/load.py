@@ -260,6 +260,13 @@ def load_rows(path: str, split: str = "train") -> tuple[list[dict[str, Any]], st
     local = Path(path).expanduser()
     if local.is_dir():
         raise DataError(f"{path}: is a directory; give a .jsonl, .json, .csv or .parquet file")
+    if local.is_symlink() or local.exists():  # a FIFO, a device (/dev/zero), a symlink loop: refused, not read
+        from planner.input_files import InputFileError, check_regular_file
+
+        try:
+            check_regular_file(local, "dataset")
+        except InputFileError as exc:
+            raise DataError(str(exc).removeprefix("dataset: ")) from None
     if local.is_file():
         return _load_local(local)
     if local.suffix.lower() in LOCAL_SUFFIXES or path.startswith((".", "/", "~")):
@@ -307,6 +314,8 @@ def _parse_jsonl(text: str, source: str) -> tuple[list[dict[str, Any]], list[int
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"{source}: line {number} is not valid JSON ({exc.msg} at column {exc.colno})") from None
+        except RecursionError:
+            raise DataError(f"{source}: line {number} is nested too deeply to be a data row") from None
         if not isinstance(row, dict):
             raise DataError(f"{source}: line {number} is a JSON {type(row).__name__}; each line must be an object")
         rows.append(row)
@@ -319,6 +328,8 @@ def _parse_json(text: str, source: str) -> list[dict[str, Any]]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except RecursionError:
+        raise DataError(f"{source}: nested too deeply to be a data set") from None
     if isinstance(data, dict):
         lists = [v for v in data.values() if isinstance(v, list)]
         if len(lists) == 1 and all(isinstance(r, dict) for r in lists[0]):

@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from runners.pipelines.definitions import PIPELINE_METHODS, PIPELINES, PipelineDefinition, StageDefinition
@@ -94,13 +93,13 @@ class PipelineSpec(BaseModel):
 
     @classmethod
     def load(cls, path: str | Path) -> PipelineSpec:
+        from planner.input_files import InputFileError, load_yaml_file
+
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise SpecError(f"pipeline file not found: {path}") from None
-        except yaml.YAMLError as exc:
-            raise SpecError(f"{path}: not valid YAML ({exc})") from None
+            data = load_yaml_file(path, "spec")  # a regular file, size and nesting bounded
+        except InputFileError as exc:
+            raise SpecError(str(exc).replace(": file not found", ": pipeline file not found")) from None
         if not isinstance(data, dict):
             raise SpecError(f"{path}: expected a mapping of PipelineSpec fields")
         data.pop("stage_runs", None)  # written by prepare for readers; derived, not input

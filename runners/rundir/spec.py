@@ -319,13 +319,13 @@ class RunSpec(BaseModel):
 
     @classmethod
     def load(cls, path: str | Path) -> RunSpec:
+        from planner.input_files import InputFileError, load_yaml_file
+
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise SpecError(f"spec file not found: {path}") from None
-        except yaml.YAMLError as exc:
-            raise SpecError(f"{path}: not valid YAML ({exc})") from None
+            data = load_yaml_file(path, "spec")  # a regular file, size and nesting bounded
+        except InputFileError as exc:
+            raise SpecError(str(exc).replace(": file not found", ": spec file not found")) from None
         if not isinstance(data, dict):
             raise SpecError(f"{path}: expected a mapping of RunSpec fields")
         return cls.parse(data)
