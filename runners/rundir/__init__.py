@@ -18,5 +18,6 @@ runs/<id>/
     metrics.jsonl    one JSON line per logging step (written by the recipe)
     result.json      final status, metrics and measured peak memory (written by the recipe)
     checkpoints/     unless spec.output_dir says otherwise
-    STOP             created by launch.stop(): the recipe saves a checkpoint and exits 0
+    STOP             created by launch.stop() (or a signal to the supervisor): the recipe saves a checkpoint and exits 0
+    supervisor.json  the supervisor's pids and, at the end, the exit code (what a rebuilt registry re-adopts from)
 """
