@@ -3,6 +3,12 @@
 The marketing size (80 GB) is not what a program can allocate: the driver reports a little less,
 and the CUDA context (counted by the planner as overhead) takes its share of that.
 Figures: total memory as reported by nvidia-smi / rocm-smi in MiB, converted to bytes.
+
+Speed (for planner.timecost, issue 14): dense bf16 tensor TFLOP/s (no 2:4 sparsity; fp16 where the
+GPU has no bf16), HBM/GDDR bandwidth in GB/s (10^9 bytes/s), the GPU-to-GPU link inside a node
+(NVLink/Infinity Fabric, or PCIe) and the usual per-GPU network between nodes, all in GB/s per
+direction. Sources: the vendor datasheets, cited beside each row. What a program achieves of
+these peaks is planner.timecost's efficiency defaults (docs/time-cost.md), not part of the GPU.
 """
 
 from __future__ import annotations
@@ -22,6 +28,10 @@ class GPUSpec:
     memory_bytes: int  # as reported to programs
     bf16: bool = True
     vendor: str = "nvidia"
+    bf16_tflops: float = 0.0  # dense bf16 (fp16 without bf16) tensor-core peak, TFLOP/s
+    hbm_gbps: float = 0.0  # memory bandwidth, GB/s
+    interconnect_gbps: float = 0.0  # GPU-to-GPU inside a node, GB/s per direction
+    network_gbps: float = 0.0  # per-GPU network between nodes in the usual server, GB/s per direction
 
     @property
     def usable_bytes(self) -> int:
@@ -35,17 +45,44 @@ class GPUSpec:
 GPUS: dict[str, GPUSpec] = {
     g.id: g
     for g in [
-        GPUSpec("T4-16GB", "NVIDIA T4", 15360 * MIB, bf16=False),
-        GPUSpec("A10G-24GB", "NVIDIA A10G", 23028 * MIB),
-        GPUSpec("L4-24GB", "NVIDIA L4", 23034 * MIB),
-        GPUSpec("RTX4090-24GB", "NVIDIA GeForce RTX 4090", 24564 * MIB),
-        GPUSpec("L40S-48GB", "NVIDIA L40S", 46068 * MIB),
-        GPUSpec("A100-40GB", "NVIDIA A100-SXM4-40GB", 40960 * MIB),
-        GPUSpec("A100-80GB", "NVIDIA A100-SXM4-80GB", 81920 * MIB),
-        GPUSpec("H100-80GB", "NVIDIA H100 80GB HBM3", 81559 * MIB),
-        GPUSpec("H200-141GB", "NVIDIA H200", 143771 * MIB),
-        GPUSpec("B200-192GB", "NVIDIA B200", 183359 * MIB),
-        GPUSpec("MI300X-192GB", "AMD Instinct MI300X", 196592 * MIB, vendor="amd"),
+        # T4 datasheet (2019): 65 TFLOPs fp16 tensor (no bf16), 320 GB/s GDDR6, PCIe 3.0 x16 (16 GB/s).
+        GPUSpec("T4-16GB", "NVIDIA T4", 15360 * MIB, bf16=False, bf16_tflops=65, hbm_gbps=320,
+                interconnect_gbps=16, network_gbps=3),
+        # A10 datasheet (2021): 125 TFLOPs bf16 dense, 600 GB/s; AWS's A10G clocks lower (about 70 TFLOPs
+        # bf16 per the g5 instance pages), which is what we use; PCIe 4.0 x16 (32 GB/s).
+        GPUSpec("A10G-24GB", "NVIDIA A10G", 23028 * MIB, bf16_tflops=70, hbm_gbps=600,
+                interconnect_gbps=32, network_gbps=12.5),
+        # L4 datasheet (2023): 121 TFLOPs bf16 dense (242 with sparsity), 300 GB/s, PCIe 4.0 x16.
+        GPUSpec("L4-24GB", "NVIDIA L4", 23034 * MIB, bf16_tflops=121, hbm_gbps=300,
+                interconnect_gbps=32, network_gbps=12.5),
+        # Ada Lovelace whitepaper (2022), RTX 4090: 165.2 TFLOPs bf16 with fp32 accumulate (dense),
+        # 1008 GB/s GDDR6X, no NVLink (PCIe 4.0 x16).
+        GPUSpec("RTX4090-24GB", "NVIDIA GeForce RTX 4090", 24564 * MIB, bf16_tflops=165, hbm_gbps=1008,
+                interconnect_gbps=32, network_gbps=3),
+        # L40S datasheet (2023): 362 TFLOPs bf16 dense (733 with sparsity), 864 GB/s, PCIe 4.0 x16.
+        GPUSpec("L40S-48GB", "NVIDIA L40S", 46068 * MIB, bf16_tflops=362, hbm_gbps=864,
+                interconnect_gbps=32, network_gbps=25),
+        # A100 datasheet (2021), SXM4: 312 TFLOPs bf16 dense, 1555 GB/s (40GB) / 2039 GB/s (80GB),
+        # NVLink 3 600 GB/s bidirectional (300 per direction); DGX A100: 200 Gb/s HDR per GPU.
+        GPUSpec("A100-40GB", "NVIDIA A100-SXM4-40GB", 40960 * MIB, bf16_tflops=312, hbm_gbps=1555,
+                interconnect_gbps=300, network_gbps=25),
+        GPUSpec("A100-80GB", "NVIDIA A100-SXM4-80GB", 81920 * MIB, bf16_tflops=312, hbm_gbps=2039,
+                interconnect_gbps=300, network_gbps=25),
+        # H100 datasheet (2023), SXM5: 989 TFLOPs bf16 dense (1979 with sparsity), 3350 GB/s,
+        # NVLink 4 900 GB/s bidirectional; DGX H100: 400 Gb/s NDR per GPU.
+        GPUSpec("H100-80GB", "NVIDIA H100 80GB HBM3", 81559 * MIB, bf16_tflops=989, hbm_gbps=3350,
+                interconnect_gbps=450, network_gbps=50),
+        # H200 datasheet (2024), SXM: 989 TFLOPs bf16 dense, 4800 GB/s, NVLink 900 GB/s bidirectional.
+        GPUSpec("H200-141GB", "NVIDIA H200", 143771 * MIB, bf16_tflops=989, hbm_gbps=4800,
+                interconnect_gbps=450, network_gbps=50),
+        # HGX B200 datasheet (2024): 2.25 PFLOPs bf16 dense per GPU (4.5 with sparsity), 8 TB/s,
+        # NVLink 5 1.8 TB/s bidirectional; DGX B200: 400 Gb/s per GPU.
+        GPUSpec("B200-192GB", "NVIDIA B200", 183359 * MIB, bf16_tflops=2250, hbm_gbps=8000,
+                interconnect_gbps=900, network_gbps=50),
+        # AMD Instinct MI300X datasheet (2023): 1307.4 TFLOPs bf16 dense, 5.3 TB/s, Infinity Fabric
+        # 7 links x 128 GB/s (896 GB/s bidirectional) per GPU.
+        GPUSpec("MI300X-192GB", "AMD Instinct MI300X", 196592 * MIB, vendor="amd", bf16_tflops=1307,
+                hbm_gbps=5300, interconnect_gbps=448, network_gbps=50),
     ]
 }
 

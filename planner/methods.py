@@ -64,6 +64,8 @@ class MethodProfile:
     the trainable copies' backward runs in the reverse order of their forwards (terms.completion_*).
     disables_dropout: the trainer sets every dropout to p = 0, LoRA's included (our PPO's
     disable_dropout), so lora_dropout saves nothing.
+    update_epochs: passes of the training phases over each batch of scored rollouts (our PPO's
+    ppo_epochs, default 4); 1 for the others. Time only (planner.timecost), not memory.
     """
 
     id: str
@@ -82,6 +84,7 @@ class MethodProfile:
     fused_lm_head: bool = False
     completion_logprobs: bool = False
     disables_dropout: bool = False
+    update_epochs: int = 1
     source: str = ""
     notes: tuple[str, ...] = field(default=())
 
@@ -116,7 +119,7 @@ METHODS: dict[str, MethodProfile] = {
              ModelCopy("reference", trainable=False, dropped_by=("lora",)),
              ModelCopy("reward", trainable=False, dropped_by=("rule_reward",), scalar_head=True, peft=False)),
             phases=("generation", "scoring", *_STEP), scores_trainable_copies=True,
-            completion_logprobs=True, disables_dropout=True,
+            completion_logprobs=True, disables_dropout=True, update_epochs=4,
             source="Schulman et al. 2017; Ouyang et al. 2022, stage 3; runners/rl/ppo_trainer.py",
             notes=("policy and value are updated in one backward pass, so their activations coexist",
                    "our PPO trainer trains the value model in full, also with LoRA on the policy, and "
