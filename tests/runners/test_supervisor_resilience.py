@@ -12,7 +12,15 @@ import time
 from pathlib import Path
 
 import pytest
-from launch_helpers import cpu_devices, fake_run, no_estimate, processes_in_group, spec, stop_leftovers, wait_until
+from launch_helpers import (
+    cpu_devices,
+    fake_run,
+    no_estimate,
+    processes_in_group,
+    spec,
+    stop_leftovers,
+    wait_until,
+)
 
 from runners.launch import launch
 from runners.launch.launch import prepare_and_register
