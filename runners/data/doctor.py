@@ -410,8 +410,9 @@ def split_leak(prompt_keys: Sequence[str], splits: Sequence[str]) -> dict[str, A
             "share_of_heldout": len(shared) / len(held) if held else 0.0, "examples": shared[:_EXAMPLES]}
 
 
-def suggest_max_length(totals: Sequence[float], multiple: int = 64) -> dict[str, int]:
-    """p95 and p99 of prompt + the longer answer, and the p99 rounded up to a multiple of `multiple`."""
+def suggest_max_length(totals: Sequence[float], multiple: int = 8) -> dict[str, int]:
+    """p95 and p99 of prompt + the longer answer, and the p99 rounded up to a multiple of `multiple` (the
+    suggested max_length)."""
     q = quantiles(totals)
     p99 = int(math.ceil(q["p99"]))
     return {"p95": int(math.ceil(q["p95"])), "p99": p99,
@@ -526,9 +527,24 @@ def token_counter(tokenizer: Any) -> Callable[[Pair], tuple[int, int, int]]:
 
 
 def load_tokenizer(model: str, trust_remote_code: bool = False) -> Any:
+    """The model's tokenizer: a local directory, or a hub id (from the local cache only when the hub
+    cannot be reached, so an offline machine answers at once instead of retrying)."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+    local = Path(model).expanduser()
+    offline = not local.is_dir() and not _hub_reachable()
+    try:
+        return AutoTokenizer.from_pretrained(str(local) if local.is_dir() else model,
+                                             trust_remote_code=trust_remote_code, local_files_only=offline)
+    except (OSError, ValueError) as exc:
+        where = "the hub cannot be reached and it is not in the local cache" if offline else str(exc).splitlines()[0]
+        raise DataError(f"--model {model}: cannot load its tokenizer ({where}); give a local model directory") from None
+
+
+def _hub_reachable() -> bool:
+    from planner.models import _hub_reachable as reachable
+
+    return reachable()
 
 
 # --- the whole file -------------------------------------------------------------------------------
@@ -797,7 +813,7 @@ def findings_for(report: dict[str, Any], th: dict[str, float] = THRESHOLDS) -> l
     g = vol.get("guidance")
     if g and vol.get("task"):
         lo, hi = int(g["min"]), int(g["max"])
-        where = f"the reference text's guidance for {vol['task']} is {lo:,}-{hi:,} pairs ({g.get('source', '')})"
+        where = f"the reference text's {lo:,}-{hi:,} pairs for {vol['task']} ({g.get('source', '')})"
         if n < lo:
             out.append(Finding("volume_below_guidance", "warning",
                                f"{n:,} pairs, {vol['distinct_prompts']:,} distinct prompts: under {where}; expect a "
