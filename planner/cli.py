@@ -1,7 +1,9 @@
 """`alignplan plan`, `alignplan models`, `alignplan gpus`: the planner from the shell.
 
 --json prints planner.Plan.to_dict() (one plan) or {"plans": {method: plan}} (--compare); the
-schema is documented in docs/memory.md ("JSON output").
+schema is documented in docs/memory.md ("JSON output"). With --dataset FILE, --tokens N or --examples N
+each plan also carries a `time` block (step and wall time per stage, GPU-hours, cost, each GPU type,
+the cheapest setup within --within-hours): planner.timecost, documented in docs/time-cost.md.
 """
 
 from __future__ import annotations
@@ -44,6 +46,18 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reward-model", help="'rule' for a reward function, or a model; default: the policy's size")
     p.add_argument("--value-model", help="'shared' for a value head on the policy, or a model")
     p.add_argument("--judge-model", help="'api' for a remote judge, or a model")
+    t = p.add_argument_group("time and cost (docs/time-cost.md)")
+    t.add_argument("--dataset", help="data file (JSONL/JSON/CSV): count its rows and tokens (the model's "
+                   "tokenizer when it is on this machine, else a bytes/4 estimate)")
+    t.add_argument("--tokens", type=int, help="training tokens per epoch (instead of --dataset)")
+    t.add_argument("--examples", type=int, help="data rows per epoch (pairs, prompts, texts), each of "
+                   "--seq-len tokens per sequence (instead of --dataset)")
+    t.add_argument("--epochs", type=float, default=1.0, help="epochs over the data (default 1)")
+    t.add_argument("--price-file", help="YAML/JSON price table per GPU-hour (default planner/prices.yaml, indicative)")
+    t.add_argument("--within-hours", type=float, help="find the cheapest setup that finishes within this many hours")
+    t.add_argument("--mfu", type=float, help="model FLOPs utilisation of training (default 0.35)")
+    t.add_argument("--generation-engine", default="transformers",
+                   help="transformers (our recipes) | vllm | deepspeed-hybrid (rollouts of RL methods)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_plan)
 
@@ -107,24 +121,98 @@ def format_plan(plan) -> str:
     return "\n".join(lines)
 
 
+def _work(args: argparse.Namespace, req: PlanRequest):
+    """The work to time, from --dataset (counted here, in the CLI layer), --tokens or --examples; None
+    when none is given."""
+    from planner import timecost
+
+    given = [x for x in ("dataset", "tokens", "examples") if getattr(args, x, None) is not None]
+    if not given:
+        return None
+    if len(given) > 1:
+        raise PlannerError("dataset", "give one of --dataset, --tokens, --examples")
+    if args.dataset:
+        from planner.dataset_tokens import count_tokens
+
+        c = count_tokens(args.dataset, args.model)
+        completion = req.completion_len or req.seq_len // 2
+        seq = round(c.mean_seq_len) + (completion if c.prompt_only else 0)
+        return timecost.Work(examples=c.rows, seq_len=max(1, seq), epochs=args.epochs,
+                             source=f"{args.dataset}: {c.rows:,} rows, {c.tokens:,} tokens ({c.counted_with})"
+                             + (f"; + {completion} generated tokens per prompt" if c.prompt_only else ""))
+    if args.tokens is not None:
+        return timecost.work_from_tokens(args.tokens, req, args.epochs)
+    if args.examples < 1:
+        raise PlannerError("examples", f"must be at least 1, got {args.examples}")
+    return timecost.Work(examples=args.examples, seq_len=req.seq_len, epochs=args.epochs,
+                         source=f"--examples {args.examples} x --seq-len {req.seq_len}")
+
+
+def _add_time(plan, req: PlanRequest, work, args: argparse.Namespace) -> None:
+    from planner import timecost
+
+    plan.time = timecost.time_block(req.replace(method=plan.method), work, plan, within_hours=args.within_hours,
+                                    price_file=args.price_file, mfu=args.mfu, engine=args.generation_engine)
+
+
+def _plan_dict(plan) -> dict:
+    """Plan.to_dict(), plus the `time` block when one was computed (docs/time-cost.md)."""
+    d = plan.to_dict()
+    if getattr(plan, "time", None) is not None:
+        d["time"] = plan.time
+    return d
+
+
+def format_time(t: dict) -> str:
+    cur = t["currency"]
+    money = (lambda x: "-" if x is None else f"{x:,.0f} {cur}")
+    lines = [f"  time on {t['gpus']} x {t['gpu']} (ZeRO-{t['zero']}, MFU {t['mfu']:.2f}, generation: {t['engine']}); "
+             f"work: {t['work']['source']}, {t['work']['epochs']:g} epoch(s)"]
+    for s in t["stages"]:
+        step = f", {s['step_seconds']:.2f} s/step x {s['optimizer_steps']:,}" if s["step_seconds"] else ""
+        lines.append(f"    {s['stage']}: {s['seconds'] / 3600:,.2f} h{step} ("
+                     + ", ".join(f"{p['name']} {p['seconds'] / 3600:,.2f} h" for p in s["phases"]) + ")")
+    lines.append(f"  total: {t['wall_hours']:,.2f} h wall, {t['gpu_hours']:,.1f} GPU-hours, {money(t['cost'])} "
+                 f"(indicative prices {t['prices']['as_of']})")
+    for e, v in t["by_engine"].items():
+        if e != t["engine"]:
+            lines.append(f"    with {e} generation: {v['wall_seconds'] / 3600:,.2f} h, {money(v['cost'])}")
+    for r in t["by_gpu_type"]:
+        if r.get("count"):
+            lines.append(f"    {r['gpu']:<13} x{r['count']:<3} ZeRO-{r['zero']}: {r['wall_hours']:,.2f} h, "
+                         f"{r['gpu_hours']:,.1f} GPU-h, {money(r['cost'])}")
+    c = t["cheapest"]
+    within = f" within {t['within_hours']:g} h" if t["within_hours"] else ""
+    lines.append(f"  cheapest{within}: " + ("none fits" if not c else
+                 f"{c['count']} x {c['gpu']} ZeRO-{c['zero']}: {c['wall_hours']:,.2f} h, {money(c['cost'])}"))
+    return "\n".join(lines)
+
+
 def run_plan(args: argparse.Namespace) -> int:
     req = request_from_args(args)
+    work = _work(args, req)
     if args.compare:
         methods = [m.strip() for m in args.compare.split(",") if m.strip()]
         plans = compare(req, methods)
+        if work is not None:
+            for p in plans.values():
+                _add_time(p, req, work, args)
         if args.json:
-            json.dump({"plans": {m: p.to_dict() for m, p in plans.items()}}, sys.stdout, indent=2)
+            json.dump({"plans": {m: _plan_dict(p) for m, p in plans.items()}}, sys.stdout, indent=2)
             print()
         else:
-            print("\n\n".join(format_plan(p) for p in plans.values()))
+            print("\n\n".join(format_plan(p) + (("\n" + format_time(p.time)) if work is not None else "")
+                              for p in plans.values()))
             print("\n  side by side (GiB per GPU): " + ", ".join(f"{m} {_gib(p.peak_bytes_per_gpu)}" for m, p in plans.items()))
         return 0
     plan = estimate(req)
+    if work is not None:
+        _add_time(plan, req, work, args)
     if args.json:
-        json.dump(plan.to_dict(), sys.stdout, indent=2)
+        json.dump(_plan_dict(plan), sys.stdout, indent=2)
         print()
     else:
-        print(format_plan(plan))
+        print(format_plan(plan) + (("\n" + format_time(plan.time)) if work is not None else ""))
     return 0
 
 

@@ -95,21 +95,57 @@ def lora_adapter_params_per_token(m: ModelSpec, rank: int, targets: str = "all-l
     return total
 
 
-def backward_flops(m: ModelSpec, seq_len: int, scalar_head: bool = False, frozen_base: bool = False) -> int:
+def backward_flops(m: ModelSpec, seq_len: int, scalar_head: bool = False, frozen_base: bool = False,
+                   inputs_require_grad: bool = False) -> int:
     """The backward of one sequence. Trained weights: input and weight gradients, 2 x the products'
     forward (Kaplan et al. 2020: backward = 2 x forward, so 6 N per token with the forward). A frozen
     base under LoRA computes input gradients only: 1 x (2 N_mm per token), so forward + backward is
     about 4 N. Attention's products have no weights: their backward is 2 x their forward either way."""
     weights = 2 * seq_len * (layer_matmul_params(m) + head_matmul_params(m, scalar_head))
     attn = seq_len * attention_flops_per_token(m, seq_len)
-    return (1 if frozen_base else 2) * weights + 2 * attn
+    if not frozen_base:
+        return 2 * weights + 2 * attn
+    # Under LoRA the embedding is frozen, so the first layer's input projections (those reading the
+    # embedded tokens: q, k, v) need no input gradient and autograd skips it, unless the embedding's
+    # output is made to require one (inputs_require_grad: transformers does so for a PEFT model under
+    # gradient checkpointing, enable_input_require_grads).
+    skipped = 0 if inputs_require_grad else 2 * seq_len * first_layer_input_params(m)
+    return weights - skipped + 2 * attn
 
 
-def recompute_flops(m: ModelSpec, seq_len: int) -> int:
-    """Full activation recomputation (gradient checkpointing per decoder layer, as transformers does):
-    the backward runs every layer's forward once more, the head excepted: 2 N_layers + attention per
-    token (Korthikanti et al. 2022 §5: 8 N instead of 6 N per trained token)."""
-    return seq_len * (2 * layer_matmul_params(m) + attention_flops_per_token(m, seq_len))
+def first_layer_input_params(m: ModelSpec) -> int:
+    """Weights of one layer's projections that read the layer's input directly: q, k, v (fused qkv
+    or c_attn where the architecture fuses them)."""
+    names = ("q_proj", "k_proj", "v_proj", "qkv_proj", "c_attn")
+    return sum(t.numel for t in m.tensors() if t.name in names)
+
+
+# Each layer's last matrix product: its output is saved by nothing the backward needs.
+_LAYER_OUTPUT_PROJECTIONS = ("down_proj", "fc2", "mlp_c_proj", "expert_down")
+
+
+def layer_output_projection_params(m: ModelSpec) -> int:
+    """Weights of each layer's MLP output projection (down_proj, fc2, c_proj), an MoE's active experts'."""
+    total = 0
+    for t in m.tensors():
+        if t.name in _LAYER_OUTPUT_PROJECTIONS:
+            n = t.total
+            if t.kind == "expert" and m.num_experts:
+                n = n * m.experts_per_token // m.num_experts
+            total += n
+    return total
+
+
+def recompute_flops(m: ModelSpec, seq_len: int, early_stop: bool = True) -> int:
+    """Activation recomputation (gradient checkpointing per decoder layer, as transformers does with
+    torch's non-reentrant checkpoint): the backward reruns each layer's forward (Korthikanti et al.
+    2022 §5: full recomputation, 8 N instead of 6 N per trained token), the head excepted, and, with
+    torch's early stop (torch.utils.checkpoint, on by default since 2.1), only up to the last tensor
+    the backward needs: the MLP's output projection is not rerun. Per token: 2 (N_layers - N_down) +
+    attention. early_stop=False: the whole layer reruns (under LoRA peft adds the adapter's output
+    after the base product, and the adapter's saved tensors come last, so the base down_proj reruns)."""
+    down = layer_output_projection_params(m) if early_stop else 0
+    return seq_len * (2 * (layer_matmul_params(m) - down) + attention_flops_per_token(m, seq_len))
 
 
 def lora_train_flops(m: ModelSpec, seq_len: int, rank: int, targets: str = "all-linear", grad_ckpt: bool = False) -> int:
@@ -120,12 +156,13 @@ def lora_train_flops(m: ModelSpec, seq_len: int, rank: int, targets: str = "all-
 
 def train_flops(c: CopyFlops, seq_len: int, grad_ckpt: bool) -> int:
     """Forward + backward (+ recomputation) of one sequence through a trainable copy: about 6 N per
-    token in full, 8 N with gradient checkpointing; about 4 N (5 N... with recomputation 6 N) plus the
-    adapters' 6 r(in+out) under LoRA."""
+    token in full, 8 N with gradient checkpointing; under LoRA about 4 N (6 N with recomputation)
+    plus the adapters' 6 P_adapter (8 P_adapter)."""
     m, frozen_base = c.model, c.lora_rank is not None
-    total = forward_flops(m, seq_len, c.scalar_head) + backward_flops(m, seq_len, c.scalar_head, frozen_base)
+    total = forward_flops(m, seq_len, c.scalar_head) + backward_flops(m, seq_len, c.scalar_head, frozen_base,
+                                                                      inputs_require_grad=grad_ckpt)
     if grad_ckpt:
-        total += recompute_flops(m, seq_len)
+        total += recompute_flops(m, seq_len, early_stop=not frozen_base)
     if frozen_base:
         total += lora_train_flops(m, seq_len, c.lora_rank, c.lora_targets, grad_ckpt)
     return total
@@ -180,7 +217,7 @@ def generation_phase_flops(m: ModelSpec, contexts: int, prompt_len: int, new_tok
 
 __all__ = [
     "CopyFlops", "attention_flops_per_token", "backward_flops", "decode_flops", "forward_backward_phase_flops",
-    "forward_flops", "forward_flops_per_token", "generation_phase_flops", "head_matmul_params",
+    "first_layer_input_params", "forward_flops", "forward_flops_per_token", "generation_phase_flops", "head_matmul_params", "layer_output_projection_params",
     "layer_matmul_params", "lora_adapter_params_per_token", "lora_train_flops", "prefill_flops",
     "recompute_flops", "score_flops", "scoring_phase_flops", "train_flops",
 ]
