@@ -16,6 +16,7 @@ st.set_page_config(page_title="alignplan", page_icon=":material/memory:", layout
 PAGES = [
     st.Page("pages/plan.py", title="Plan", icon=":material/stacked_bar_chart:", url_path="plan", default=True),
     st.Page("pages/advise.py", title="Advise", icon=":material/alt_route:", url_path="advise"),
+    st.Page("pages/data.py", title="Data", icon=":material/stethoscope:", url_path="data"),
     st.Page("pages/launch.py", title="Launch", icon=":material/rocket_launch:", url_path="launch"),
     st.Page("pages/runs.py", title="Runs", icon=":material/list_alt:", url_path="runs"),
 ]

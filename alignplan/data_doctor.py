@@ -47,7 +47,7 @@ def memory_plan(model: str | None, method: str, seq_len: int, gpu: str | None = 
 
 
 def run(path: str, *, model: str | None = None, method: str = "dpo", task: str | None = None,
-        max_length: int = 1024, eval_fraction: float = 0.0, markers: str | Path | None = None,
+        max_length: int = 1024, eval_fraction: float = 0.0, markers: str | Path | dict[str, list[str]] | None = None,
         reward_model: str | None = None, sample_size: int = doctor.DEFAULT_SAMPLE_SIZE, gpu: str | None = None,
         gpus: int = 1, plan_model: str | None = None, trust_remote_code: bool = False) -> dict[str, Any]:
     """The doctor's report on path, with report['plan']: the memory plan at the suggested max length for
@@ -55,7 +55,8 @@ def run(path: str, *, model: str | None = None, method: str = "dpo", task: str |
     tokenizer = doctor.load_tokenizer(model, trust_remote_code) if model else None
     scorer = doctor.load_reward_scorer(reward_model) if reward_model else None
     report = doctor.inspect(path, method=method, task=task, max_length=max_length, tokenizer=tokenizer,
-                            model_name=model, markers=doctor.load_markers(markers), eval_fraction=eval_fraction,
+                            model_name=model, eval_fraction=eval_fraction,
+                            markers=markers if isinstance(markers, dict) else doctor.load_markers(markers),
                             sample_size=sample_size, volume=volume_guidance(task), reward_scorer=scorer,
                             reward_model_name=reward_model)
     report["plan"] = None
