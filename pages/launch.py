@@ -107,6 +107,9 @@ def _data_section(method: str) -> tuple[str | None, bool]:
     st.success(f"Detected format **{prev['format']}** ({prev['description']}): {prev['count']} rows; "
                f"{method} trains on columns {', '.join(prev['columns'])}.", icon=":material/check:")
     st.dataframe(pd.DataFrame(prev["rows"]).astype(str), hide_index=True, key="launch_preview")
+    from alignplan.data_page import launch_summary  # the data doctor's summary, a link to the Data page
+
+    launch_summary(path)
     return path, True
 
 

@@ -47,3 +47,10 @@ def test_data_page_opens_on_the_data_set_handed_over_by_launch(app, tmp_path):
     assert not at.exception, at.exception
     assert at.text_input(key="data_path").value == str(path)
     assert {m.label: m.value for m in at.metric}["Pairs"] == "20"
+
+
+def test_launch_shows_the_doctor_summary_and_links_to_the_data_page(app):
+    at = app.run().switch_page("pages/launch.py").run()
+    assert not at.exception, at.exception
+    assert any(c.value.startswith("Data doctor: 240 pairs") for c in at.caption), [c.value for c in at.caption]
+    assert at.session_state["data_doctor_from_launch"].endswith("demo_preferences.jsonl")
