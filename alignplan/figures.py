@@ -292,3 +292,28 @@ def progress_eta(step: int | None, max_steps: int | None, elapsed_s: float | Non
     if not elapsed_s or done <= 0:
         return fraction, None
     return fraction, elapsed_s * max(0, max_steps - step) / done
+
+
+def cost_time_figure(candidates: Sequence[Mapping[str, Any]], within_hours: float | None = None,
+                     cheapest: Mapping[str, Any] | None = None, currency: str = "USD") -> go.Figure:
+    """Cost against wall time of the setups that fit (planner.timecost.cheapest_setup's candidates):
+    one trace per GPU type, a point per GPU count, the deadline as a vertical line, the cheapest ringed."""
+    fig = go.Figure()
+    by_gpu: dict[str, list[Mapping[str, Any]]] = {}
+    for c in candidates:
+        if c.get("cost") is not None:
+            by_gpu.setdefault(c["gpu"], []).append(c)
+    for gpu, rows in by_gpu.items():
+        rows = sorted(rows, key=lambda r: r["wall_hours"])
+        fig.add_trace(go.Scatter(
+            x=[r["wall_hours"] for r in rows], y=[r["cost"] for r in rows], mode="lines+markers", name=gpu,
+            text=[f"{r['count']} x {gpu}, ZeRO-{r['zero']}" for r in rows],
+            hovertemplate="%{text}<br>%{x:.2f} h, %{y:,.0f} " + currency + "<extra></extra>"))
+    if cheapest:
+        fig.add_trace(go.Scatter(x=[cheapest["wall_hours"]], y=[cheapest["cost"]], mode="markers", name="cheapest",
+                                 marker={"size": 16, "symbol": "circle-open", "line": {"width": 2}}))
+    if within_hours:
+        fig.add_vline(x=within_hours, line_dash="dash", annotation_text=f"within {within_hours:g} h")
+    fig.update_layout(xaxis_title="wall time (hours, log)", yaxis_title=f"cost ({currency}, indicative)",
+                      xaxis_type="log", legend_title="GPU type", margin={"t": 30})
+    return fig

@@ -184,6 +184,51 @@ def _results(plans: dict, model: str, gpu: str, gpus: int) -> None:
                        icon=":material/download:", on_click="ignore")
 
 
+def _time_and_cost(plans: dict, kwargs: dict) -> None:
+    """Time and cost beside memory (planner.timecost, docs/time-cost.md): per method on this setup,
+    each GPU type at its fewest GPUs, and a cost-vs-time chart of the setups that fit."""
+    import planner
+    from planner import timecost
+
+    st.subheader("Time and cost")
+    c1, c2, c3, c4 = st.columns(4)
+    examples = c1.number_input("Examples (rows) per epoch", min_value=1, max_value=100_000_000, value=50_000,
+                               step=1000, key="plan_time_examples",
+                               help="Preference pairs, prompts or texts; each sequence is the sequence length above.")
+    epochs = c2.number_input("Epochs", min_value=0.1, max_value=100.0, value=1.0, step=1.0, key="plan_time_epochs")
+    within = c3.number_input("Finish within (hours, 0 = any)", min_value=0.0, max_value=10_000.0, value=24.0,
+                             step=1.0, key="plan_time_within")
+    engine = c4.selectbox("Generation engine", list(timecost.ENGINES), key="plan_time_engine",
+                          format_func=lambda e: timecost.ENGINES[e].name,
+                          help="How RL rollouts are generated: our recipes use transformers; vLLM is what OpenRLHF/verl use.")
+    upload = st.file_uploader("Price table (YAML, per GPU-hour; default: indicative prices)", type=["yaml", "yml", "json"],
+                              key="plan_time_prices")
+    price_file = str(uploads.save_upload(upload.getvalue(), "prices.yaml")) if upload is not None else None
+    prices = timecost.load_prices(price_file)
+    work = timecost.Work(examples=int(examples), seq_len=int(kwargs["seq_len"]), epochs=float(epochs),
+                         source="rows x sequence length")
+    rows, blocks = [], {}
+    for method, plan in plans.items():
+        req = planner.PlanRequest(method=method, **kwargs)
+        block = timecost.time_block(req, work, plan, within_hours=within or None, price_file=price_file, engine=engine)
+        blocks[method] = block
+        rows.append({"method": method, "GPUs": f"{block['gpus']} x {block['gpu']}", "fits": block["fits"],
+                     "wall (h)": round(block["wall_hours"], 2), "GPU-hours": round(block["gpu_hours"], 1),
+                     f"cost ({prices.currency})": None if block["cost"] is None else round(block["cost"]),
+                     "cheapest within": "-" if not block["cheapest"] else
+                     f"{block['cheapest']['count']} x {block['cheapest']['gpu']} ZeRO-{block['cheapest']['zero']}: "
+                     f"{block['cheapest']['wall_hours']:.1f} h, {block['cheapest']['cost']:,.0f}"})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="plan_time_table")
+    st.caption(f"Indicative prices ({prices.as_of}; {prices.source}). MFU {timecost.DEFAULT_MFU}; see docs/time-cost.md.")
+    pick = st.selectbox("Cost vs time of the setups that fit, for", list(blocks), key="plan_time_method")
+    b = blocks[pick]
+    st.plotly_chart(figures.cost_time_figure(b["candidates"], within or None, b["cheapest"], prices.currency),
+                    key="plan_time_chart")
+    engines = {e: v for e, v in b["by_engine"].items()}
+    if engines:
+        st.caption("Generation engine: " + ", ".join(f"{e} {v['wall_seconds'] / 3600:.1f} h" for e, v in engines.items()))
+
+
 def main() -> None:
     st.title("Plan GPU memory")
     st.caption("How much memory each alignment method needs per GPU, and why. The link in the address bar "
@@ -206,6 +251,7 @@ def main() -> None:
         plans = errors.attempt("Planning", plan_cache.plans_for, kwargs, list(values["methods"]))
     if plans.ok:
         errors.attempt("Showing the plan", _results, plans.value, model, gpu, gpus)
+        errors.attempt("Estimating time and cost", _time_and_cost, plans.value, kwargs)
 
 
 errors.run_page(main)

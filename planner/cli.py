@@ -165,7 +165,9 @@ def _plan_dict(plan) -> dict:
 
 def format_time(t: dict) -> str:
     cur = t["currency"]
-    money = (lambda x: "-" if x is None else f"{x:,.0f} {cur}")
+    def money(x):
+        return "-" if x is None else f"{x:,.0f} {cur}"
+
     lines = [f"  time on {t['gpus']} x {t['gpu']} (ZeRO-{t['zero']}, MFU {t['mfu']:.2f}, generation: {t['engine']}); "
              f"work: {t['work']['source']}, {t['work']['epochs']:g} epoch(s)"]
     for s in t["stages"]:
