@@ -34,6 +34,9 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--write-spec", metavar="FILE",
                    help="also write the runner preset as a RunSpec YAML (a pipeline's PipelineSpec for RLHF) "
                    "for `alignplan run --spec FILE`")
+    p.add_argument("--data", metavar="FILE",
+                   help="your preference data: the data doctor's summary joins the data guidance "
+                   "(its pair count answers 'pairs' when the answers leave it out)")
     p.set_defaults(func=run_advise)
 
 
@@ -131,7 +134,18 @@ def run_advise(args: argparse.Namespace) -> int:
     else:
         # with --json, prompts go to stderr so stdout stays one JSON document
         answers = ask_interactively(sys.stderr if args.json else sys.stdout)
+    report = None
+    if getattr(args, "data", None):  # a command line may call runners; the advisor itself does not
+        from runners.data import doctor
+
+        report = doctor.inspect(args.data, task=answers.get("task"))
+        if "pairs" in report and answers.get("pairs") is None:
+            answers = {**answers, "pairs": report["pairs"]}
     rec = advise(answers, spec_file=args.write_spec)
+    if report is not None:
+        rec.data_guidance["data_report"] = report.get("summary") or {
+            "source": report["source"], "codes": [f["code"] for f in report["findings"]],
+            "headline": [f["message"] for f in report["findings"]]}
     if args.write_spec:
         spec = rec.preset["run_spec"]
         check_has_recipe(spec["method"], args.write_spec)

@@ -61,6 +61,11 @@ def render_text(rec: Recommendation) -> str:
     if g.get("source"):
         lines.append(_wrap(f"source: {g['source']}", bullet="  "))
     lines += [_wrap(n) for n in g.get("notes", [])]
+    d = g.get("data_report")  # the data doctor's summary, when the caller inspected the data
+    if d:
+        lines.append(_wrap(f"Data doctor on {d['source']}: {d.get('pairs', '?')} pairs; findings: "
+                           f"{', '.join(d.get('codes') or []) or 'none'}"))
+        lines += [_wrap(h, indent="    ") for h in d.get("headline", [])]
     if rec.caveats:
         lines += ["", "Caveats"]
         lines += [_wrap(c["text"]) for c in rec.caveats]

@@ -273,3 +273,19 @@ def test_cli_json_has_the_documented_top_level_keys(tmp_path, capsys):
         assert key in out
     assert out["volume"]["guidance"]["min"] == 5000
     assert main(["data", "inspect", path, "--task", "nonsense"]) == 2
+
+
+def test_advise_with_data_shows_the_doctor_summary(tmp_path, capsys):
+    from alignplan.cli import main
+
+    rows = clean_pairs(60)
+    for row in rows:
+        row["chosen"] += " " + "more words " * 20
+    answers = tmp_path / "answers.yaml"
+    answers.write_text("reward_signal: pairwise\ntask: style\nannotators: human\n", encoding="utf-8")
+    assert main(["advise", "--answers", str(answers), "--data", write(tmp_path, rows), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    guidance = out["data_guidance"]
+    assert guidance["have"] == 60 and "length_bias" in guidance["data_report"]["codes"]
+    assert main(["advise", "--answers", str(answers), "--data", write(tmp_path, rows)]) == 0
+    assert "Data doctor on" in capsys.readouterr().out
