@@ -83,6 +83,12 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
                    help="rlhf: a spec field of one stage, e.g. ppo.max_steps=40; repeatable "
                         "(--hparam takes STAGE.KEY=VALUE for a pipeline)")
     p.add_argument("--dry-run", action="store_true", help="write the run directory and print the plan; launch nothing")
+    g = p.add_argument_group("export beyond one machine (docs/exports.md): writes files, launches nothing")
+    g.add_argument("--export", choices=("accelerate", "verl", "openrlhf"),
+                   help="render the planner's placement for this engine into <run dir>/export-<engine>/")
+    g.add_argument("--nodes", type=int, default=1, help="nodes for --export (default 1)")
+    g.add_argument("--gpus", type=int, default=8, help="GPUs per node for --export (default 8)")
+    g.add_argument("--gpu-type", default="H100-80GB", help="planner GPU id for --export (default H100-80GB)")
     add_follow_options(p)
     p.set_defaults(func=cmd_run)
 
@@ -433,12 +439,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if is_pipeline_request(args):
         return cmd_run_pipeline(args)
     spec = with_absolute_paths(spec_from_args(args))  # what prepare() writes, and what the checks read
+    if getattr(args, "export", None):
+        args.dry_run = True  # an export writes files for another machine and launches nothing
     if not args.dry_run:
         preflight.check_run_inputs(spec)
     if args.dry_run:
         preflight.check_hparams(spec)  # wrong on any machine, unlike a model or data set that is not here
     unchecked = dry_run_warnings(spec) if args.dry_run else []
     run = prepare_and_register(spec)
+    if getattr(args, "export", None):
+        from runners.exports.export import export_command
+
+        return export_command(run.path, spec, args)
     if args.dry_run:
         doc = {**describe(run), "launched": False, "warnings": unchecked}
         emit_json(doc) if args.json else print_plan(doc)

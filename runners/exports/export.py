@@ -64,3 +64,26 @@ def write_export(run_dir: Path, spec: RunSpec, engine: str, *, nodes: int, gpus_
     write_checks(folder, checks)
     files += ["placement.json", "PINS.json", "PLACEMENT.txt", "checks.json"]
     return ExportResult(engine, folder, files, placement.to_dict(), checks, list(placement.notes))
+
+
+def export_command(run_dir: Path, spec: RunSpec, args) -> int:
+    """`alignplan run ... --export ENGINE --nodes N --gpus G`: write the export, print where and what."""
+    from runners.rundir.spec import SpecError
+
+    try:
+        result = write_export(run_dir, spec, args.export, nodes=args.nodes, gpus_per_node=args.gpus,
+                              gpu=args.gpu_type)
+    except (SpecError, ValueError, FileNotFoundError) as exc:
+        print(f"error: export {args.export}: {exc}", file=sys.stderr)
+        return 2
+    doc = {"export": result.engine, "folder": str(result.folder), "files": result.files,
+           "checks": {k: v["status"] for k, v in result.checks.items()}, "notes": result.notes,
+           "launched": False}
+    if getattr(args, "json", False):
+        print(json.dumps(doc, indent=2))
+    else:
+        print((result.folder / "PLACEMENT.txt").read_text(encoding="utf-8"), end="")
+        print(f"export written to {result.folder} (launches nothing)")
+        for name, check in result.checks.items():
+            print(f"  check {name}: {check['status']}")
+    return 0
