@@ -39,7 +39,7 @@ def write_export(run_dir: Path, spec: RunSpec, engine: str, *, nodes: int, gpus_
             run_check(checks, "shellcheck", to_accelerate.check_shellcheck, folder / "job.sbatch",
                       folder / "launch_node.sh")
             checks["two_node_cpu_dpo_step"] = {"status": "not run at export",
-                                               "detail": "tests/runners/exports/test_accelerate_export.py (slow)"}
+                                               "detail": "tests/runners/exports/test_exports.py::test_two_nodes_on_localhost_run_a_dpo_step (slow)"}
     elif engine == "verl":
         files = to_verl.render(placement, spec, folder)
         if run_checks:

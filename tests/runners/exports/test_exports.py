@@ -82,8 +82,8 @@ def test_two_nodes_on_localhost_run_a_dpo_step(tmp_path, tiny_model_dir, demo_da
 
     spec = RunSpec.parse({"method": "dpo", "model": str(tiny_model_dir),
                           "dataset": {"path": str(demo_data["preference"])}, "devices": "cpu", "max_steps": 1,
-                          "hparams": {"max_length": 64, "per_device_train_batch_size": 1, "logging_steps": 1}})
-    run = prepare(spec, root=tmp_path / "runs") if "root" in prepare.__code__.co_varnames else prepare(spec)
+                          "hparams": {"max_length": 64, "per_device_train_batch_size": 1}})
+    run = prepare(spec, tmp_path / "runs")
     r = write_export(run.path, spec, "accelerate", nodes=2, gpus_per_node=1, run_checks=False)
     cfg = yaml.safe_load((r.folder / "accelerate.yaml").read_text())
     cfg.update(distributed_type="MULTI_GPU", mixed_precision="no", num_processes=2)
