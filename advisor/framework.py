@@ -301,6 +301,13 @@ def _check(fw: Framework, path: Path) -> None:
                 raise AdvisorError(f"{path}: outcomes.{oid}.data: unknown data mode {mode!r}; accepted: {', '.join(modes)}")
             if (spec.get("preset") or {}).get("stage"):  # a pipeline preset: its data sets come from the mode
                 _check_pipeline_mode(fw, path, oid, mode, modes[mode])
+        judge = (spec.get("preset") or {}).get("judge")
+        if judge is not None:
+            kind = judge.get("kind") if isinstance(judge, dict) else None
+            if kind not in (fw.pipeline_flags.get("judge") or {}):
+                raise AdvisorError(f"{path}: outcomes.{oid}.preset.judge: kind {kind!r} has no pipeline_flags.judge")
+            if not spec["preset"].get("judge_stage"):
+                raise AdvisorError(f"{path}: outcomes.{oid}.preset.judge needs judge_stage (the labelling stage)")
 
 
 def _check_pipeline_mode(fw: Framework, path: Path, oid: str, mode_id: str, mode: dict[str, Any]) -> None:

@@ -207,7 +207,9 @@ def build_preset(
     if spec.get("reward"):
         preset["reward"] = dict(spec["reward"])
     if spec.get("note"):
-        preset["note"] = spec["note"]
+        preset["note"] = " ".join(str(spec["note"]).split())
+    if spec.get("judge"):
+        preset["judge"], preset["judge_stage"] = dict(spec["judge"]), spec["judge_stage"]
     mode = fw.data["modes"][data_mode(outcome, outcome_method(fw, outcome), used or {})]
     if spec.get("stage"):
         return _pipeline_preset(fw, preset, spec["stage"], mode, model, spec_file, used or {})
@@ -262,12 +264,17 @@ def _pipeline_preset(
     given = {k: str(v) for k, v in given.items()}
     preset["stage"] = stage
     preset["data"], preset["given"] = data, given
+    stages: dict[str, dict[str, Any]] = {}
+    judge = preset.get("judge")
+    if judge:  # the labelling stage's judge (RLAIF): a placeholder the user replaces with theirs
+        stages[preset["judge_stage"]] = {"judge": dict(judge)}
+    stages[stage] = {"hparams": dict(preset["hparams"])}
     preset["run_spec"] = {
         "method": preset["method"],
         "model": model or "<model>",
         "data": {k: {"path": v} for k, v in data.items()},
         **({"given": dict(given)} if given else {}),
-        "stages": {stage: {"hparams": dict(preset["hparams"])}},
+        "stages": stages,
     }
     if spec_file is not None:
         preset["spec_file"] = spec_file
@@ -276,6 +283,9 @@ def _pipeline_preset(
     flags = fw.pipeline_flags
     data_flags = "".join(f" {flags['data'][k]} {_placeholder_or_quoted(v)}" for k, v in data.items())
     data_flags += "".join(f" {flags['given'][k]} {_placeholder_or_quoted(v)}" for k, v in given.items())
+    if judge:
+        value = judge.get("function") if judge["kind"] == "function" else judge.get("model")
+        data_flags += f" {flags['judge'][judge['kind']]} {_placeholder_or_quoted(str(value))}"
     hparam_flags = "".join(
         " --hparam " + shlex.quote(f"{stage}.{k}={_flag_value(v)}") for k, v in preset["hparams"].items()
     )

@@ -224,3 +224,41 @@ def test_write_spec_for_ppo_writes_an_rlhf_pipeline_that_run_dry_run_accepts(tmp
     assert all(s["predicted_peak_bytes"] > 0 for s in plan["stages"])
     stage_spec = yaml.safe_load((Path(doc["run_dir"]).parent / plan["stages"][2]["run_id"] / "spec.yaml").read_text())
     assert stage_spec["method"] == "ppo" and stage_spec["hparams"]["kl_coef"] == 0.05
+
+
+@pytest.mark.slow  # builds the tiny model (shared session fixture); plans every stage
+@pytest.mark.parametrize("outcome", ["rlaif", "cai"])
+def test_write_spec_for_rlaif_and_cai_writes_their_pipelines_that_run_dry_run_accepts(
+        outcome, tmp_path, capsys, monkeypatch, tiny_model_dir, demo_data):
+    """RLAIF and CAI: `advise --write-spec` writes the rlaif / cai PipelineSpec (never plain DPO); with the
+    user's prompts and, for RLAIF, a judge filled in where the placeholder is, `alignplan run --spec FILE
+    --dry-run` plans every stage."""
+    import shlex
+
+    pytest.importorskip("runners.pipelines.spec")
+    monkeypatch.setenv("ALIGNPLAN_RUNS_DIR", str(tmp_path / "runs"))
+    answers = {"rlaif": {"reward_signal": "pairwise", "task": "factual", "annotators": "none"},
+               "cai": {"reward_signal": "none", "task": "safety", "annotators": "none", "principles": True}}[outcome]
+    path = tmp_path / "answers.yaml"
+    path.write_text(yaml.safe_dump({**answers, "model": str(tiny_model_dir)}))
+    out = tmp_path / f"{outcome}.yaml"
+    assert main(["advise", "--answers", str(path), "--json", "--write-spec", str(out)]) == 0
+    captured = capsys.readouterr()
+    rec = json.loads(captured.out)
+    assert rec["method"] == outcome and rec["preset"]["method"] == outcome
+    assert f"{outcome} pipeline preset" in captured.err
+    written = yaml.safe_load(out.read_text())
+    assert written["method"] == outcome and written["model"] == str(tiny_model_dir)
+    assert written["stages"]["dpo"] == {"hparams": {"beta": 0.1, "learning_rate": 1e-6}}
+    if outcome == "rlaif":
+        assert written["stages"]["label"]["judge"] == {"kind": "local", "model": "<judge-model>"}
+        written["stages"]["label"]["judge"] = {"kind": "function",
+                                               "function": "runners.judges.rules:prefer_safe_then_shorter"}
+    written["data"] = {"prompts": {"path": str(demo_data["prompts"])}}
+    out.write_text(yaml.safe_dump(written))
+    argv = shlex.split(rec["preset"]["command"])
+    assert argv == ["alignplan", "run", "--spec", str(out)]
+    assert main(argv[1:] + ["--devices", "cpu", "--dry-run", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)["pipeline_plan"]
+    expected = {"rlaif": ["generate", "label", "dpo"], "cai": ["critique", "sft", "generate", "label", "dpo"]}[outcome]
+    assert plan["pipeline"] == outcome and [s["stage"] for s in plan["stages"]] == expected

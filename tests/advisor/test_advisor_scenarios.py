@@ -135,11 +135,35 @@ def test_presets_are_runner_method_ids_with_hparams_and_a_command():
     assert "--hparam beta=0.1" in rec.preset["command"]
     grpo = advisor.advise({"reward_signal": "verifiable"})
     assert grpo.preset["method"] == "grpo" and "reward" in grpo.preset
-    # RLAIF and CAI generate pairs, then train DPO
     assert advisor.advise({"reward_signal": "binary"}).preset["method"] == "kto"
+    # RLAIF and CAI run their pipelines (generate/judge or critique/revise, then DPO), never plain DPO
     cai = advisor.advise({"reward_signal": "none", "task": "safety", "annotators": "none", "principles": True})
-    assert cai.preset["method"] == "dpo"
+    assert cai.preset["method"] == "cai" and cai.preset["stage"] == "dpo"
     assert any("constitution" in s for s in cai.next_steps)
+
+
+def test_rlaif_and_cai_presets_are_their_pipelines_with_the_judge_left_to_the_user():
+    definitions = pytest.importorskip("runners.pipelines.definitions")
+    rlaif = advisor.advise({"reward_signal": "pairwise", "task": "factual", "annotators": "none"})
+    assert rlaif.method == "rlaif" and rlaif.preset["method"] == "rlaif" in definitions.PIPELINE_METHODS
+    assert rlaif.preset["run_spec"] == {
+        "method": "rlaif", "model": "<model>", "data": {"prompts": {"path": "prompts.jsonl"}},
+        "stages": {"label": {"judge": {"kind": "local", "model": "<judge-model>"}},
+                   "dpo": {"hparams": {"beta": 0.1, "learning_rate": 1e-6}}}}
+    assert rlaif.preset["command"] == ("alignplan run --method rlaif --model <model> --prompts prompts.jsonl "
+                                       "--judge-model <judge-model> --hparam dpo.beta=0.1 "
+                                       "--hparam dpo.learning_rate=1.0e-06")
+    assert "<judge-model>" in rlaif.preset["note"] and "--judge-function" in rlaif.preset["note"]
+    assert "--method dpo" not in " ".join(rlaif.next_steps) and rlaif.preset["command"] in " ".join(rlaif.next_steps)
+    cai = advisor.advise({"reward_signal": "none", "task": "safety", "annotators": "none", "principles": True})
+    assert cai.method == "cai" and cai.preset["method"] == "cai" in definitions.PIPELINE_METHODS
+    assert cai.preset["run_spec"] == {"method": "cai", "model": "<model>", "data": {"prompts": {"path": "prompts.jsonl"}},
+                                      "stages": {"dpo": {"hparams": {"beta": 0.1, "learning_rate": 1e-6}}}}
+    assert cai.preset["command"].startswith("alignplan run --method cai --model <model> --prompts prompts.jsonl --hparam dpo.")
+    assert "--judge" not in cai.preset["command"] and "--constitution" in cai.preset["note"]
+    for rec in (rlaif, cai):
+        spec = _runner_pipeline_spec_from_command(rec.preset["command"])
+        assert spec.model_dump(mode="json", exclude_defaults=True) == rec.preset["run_spec"]
 
 
 def test_next_steps_follow_the_texts_practical_sequence():
