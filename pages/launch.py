@@ -59,7 +59,9 @@ def _model_section(methods: tuple[str, ...]) -> tuple[str, str, bool]:
     c1, c2 = st.columns([1, 2])
     method = c1.selectbox("Method", methods, key="launch_method", format_func=_method_label,
                           help="Methods with a recipe (TRL trainers, or ours where TRL has none), and pipelines: "
-                          "rlhf runs SFT, then a reward model, then PPO, each stage an ordinary run.")
+                          "rlhf runs SFT, then a reward model, then PPO; rlaif generates answers, has a judge "
+                          "compare them, then DPO; cai critiques and revises, SFT, then judge and DPO. Each "
+                          "stage is an ordinary run.")
     source = c2.radio("Model", (TINY, OTHER), key="launch_model_source", horizontal=True,
                       help="The tiny demo model (2 layers, built locally in a second) trains on a CPU in under "
                       "a minute; a real model needs its weights on this machine or the hub.")
@@ -367,21 +369,16 @@ def _monitor(run_id: str) -> None:
         st.rerun()
 
 
-# --- pipelines (RLHF: SFT -> reward model -> PPO) ------------------------------------------------------
-
-PIPELINE_DATA = {  # data set -> (label, the bundled demo sample, the stage method its format is checked for)
-    "sft": ("SFT demonstrations", "sft", "sft"),
-    "preferences": ("Preference pairs (reward model)", "preference", "rm"),
-    "prompts": ("Prompts for PPO", "prompts", "ppo"),
-}
+# --- pipelines (rlhf: SFT -> reward model -> PPO; rlaif: generate -> judge -> DPO; cai: critique/revise -> SFT
+# -> generate -> judge -> DPO); the logic is alignplan/pipeline_form.py's ------------------------------------
 
 
-def _pipeline_dataset(name: str, optional: str | None) -> tuple[str | None, bool]:
+def _pipeline_dataset(method: str, name: str, optional: str | None) -> tuple[str | None, bool]:
     """One data set of the pipeline: (path, usable). optional: the label of leaving it out."""
     from runners.demo import tiny
 
-    label, demo_kind, stage_method = PIPELINE_DATA[name]
-    key = f"launch_pl_{name}"
+    label, demo_kind, stage_method = pipeline_form.PIPELINE_DATA[method][name]
+    key = f"launch_pl_{name}" if method == "rlhf" else f"launch_pl_{method}_{name}"
     options = (DEMO_DATA, UPLOAD, PATH) + ((NO_DATA,) if optional else ())
     st.session_state.setdefault(f"{key}_source", NO_DATA if optional else DEMO_DATA)
     source = st.radio(label, options, key=f"{key}_source", horizontal=True,
@@ -412,46 +409,54 @@ def _pipeline_dataset(name: str, optional: str | None) -> tuple[str | None, bool
 def _pipeline_inputs(method: str) -> tuple[dict[str, str | None], dict[str, str | None], bool]:
     """(data sets, given models, usable): a given model skips its stage and the data only it reads."""
     d = pipeline_form.definition(method)
-    st.markdown("**Models you already have** (each skips its stage)")
-    cols = st.columns(max(1, len(d.given_help)))
     given: dict[str, str | None] = {}
-    for col, (stage, help_text) in zip(cols, d.given_help.items(), strict=False):
-        label = {"sft": "SFT model", "rm": "Reward model"}.get(stage, f"{stage} model")
-        given[stage] = col.text_input(f"{label} (optional)", key=f"launch_pl_given_{stage}",
-                                      help=f"Hub id or local directory: {help_text}.").strip() or None
+    if d.given_help:
+        st.markdown("**Models you already have** (each skips its stage)")
+        cols = st.columns(len(d.given_help))
+        for col, (stage, help_text) in zip(cols, d.given_help.items(), strict=False):
+            label = {"sft": "SFT model", "rm": "Reward model"}.get(stage, f"{stage} model")
+            if method == "cai" and stage == "sft":
+                label = "SL-CAI model"
+            key = f"launch_pl_given_{stage}" if method == "rlhf" else f"launch_pl_{method}_given_{stage}"
+            given[stage] = col.text_input(f"{label} (optional)", key=key,
+                                          help=f"Hub id or local directory: {help_text}.").strip() or None
     st.markdown("**Data**")
     data: dict[str, str | None] = {}
     usable = True
     wanted = pipeline_form.needed_inputs(method, given, {})
     for name in d.data:
-        if name not in PIPELINE_DATA:
+        if name not in pipeline_form.PIPELINE_DATA[method]:
             continue
         fallback = d.data_fallback.get(name)
         if not wanted.get(name):
             continue
         optional = f"From the {fallback}" if fallback else None
-        data[name], ok = _pipeline_dataset(name, optional)
+        data[name], ok = _pipeline_dataset(method, name, optional)
         usable = usable and ok
     if not data.get("prompts") and "prompts" in d.data_fallback and not data.get(d.data_fallback["prompts"]):
         fallback = d.data_fallback["prompts"]
         st.caption(f"PPO takes its prompts from the {fallback}: give them too.")
-        data[fallback], ok = _pipeline_dataset(fallback, None)
+        data[fallback], ok = _pipeline_dataset(method, fallback, None)
         usable = usable and ok
     return data, given, usable
 
 
 def _pipeline_settings(method: str, tiny: bool) -> dict[str, Any] | None:
     """Per-stage max steps, the PPO stage's main hyper-parameters, other hparams per stage (YAML)."""
-    d = pipeline_form.definition(method)
-    steps, demo = pipeline_form.stage_defaults(tiny)
+    steps, demo = pipeline_form.stage_defaults(tiny, method)
     preset = st.session_state.get("launch_preset") or {}
     preset_hp = (preset.get("hparams") or {}) if preset.get("method") == method else {}
     tag = "tiny" if tiny else "model"
-    st.markdown("**Max steps per stage** (-1: one epoch of its data)")
-    cols = st.columns(len(d.stages))
+    if method != "rlhf":
+        tag = f"{method}_{tag}"
+    st.markdown("**Max steps per stage** (-1: one epoch of its data; a generation stage: how many prompts)")
+    stages = pipeline_form.step_stages(method)
+    cols = st.columns(len(stages))
     max_steps = {s.name: int(col.number_input(f"{s.name} ({s.method})", value=int(steps.get(s.name, -1)), min_value=-1,
                                               step=10, key=f"launch_pl_steps_{s.name}_{tag}"))
-                 for col, s in zip(cols, d.stages, strict=True)}
+                 for col, s in zip(cols, stages, strict=True)}
+    if method != "rlhf":
+        return _pipeline_more_settings(method, tag, max_steps, demo, preset_hp, preset.get("stage") or "dpo", tiny)
     st.markdown("**PPO stage** (runners/rl/ppo_config.py; the advice's settings when it sent them)")
     ppo_demo = dict(demo.get("ppo") or {})
     cols = st.columns(len(pipeline_form.PPO_FIELDS))
@@ -489,6 +494,89 @@ def _pipeline_settings(method: str, tiny: bool) -> dict[str, Any] | None:
             "name": name}
 
 
+def _pipeline_more_settings(method: str, tag: str, max_steps: dict[str, int], demo: dict[str, dict[str, Any]],
+                            preset_hp: dict[str, Any], preset_stage: str, tiny: bool) -> dict[str, Any] | None:
+    """rlaif / cai: each stage's hparams as YAML (the demo's on the tiny model; the advice's for its stage, the
+    tiny model keeping the demo's step size), precision, name."""
+    more = {k: dict(v) for k, v in demo.items()}
+    if preset_hp:
+        more[preset_stage] = {**more.get(preset_stage, {}),
+                              **{k: v for k, v in preset_hp.items() if not (tiny and k == "learning_rate")}}
+    text = st.text_area("Settings per stage (YAML: stage -> hparams)", key=f"launch_pl_more_{tag}", height=140,
+                        value=yaml.safe_dump(more, sort_keys=False) if more else "",
+                        help="Any field of the stage's config, e.g. `dpo: {beta: 0.1}`, `generate: {num_responses: 4, "
+                        "max_new_tokens: 256}`.")
+    try:
+        extra = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError as exc:
+        st.error(f"Settings per stage: not valid YAML ({exc}).")
+        return None
+    if not isinstance(extra, dict) or not all(isinstance(v, dict) for v in extra.values()):
+        st.error("Settings per stage: write `stage: {name: value, ...}` for each stage.")
+        return None
+    c1, c2 = st.columns([1, 2])
+    precision = c1.selectbox("Precision", ("auto", "bf16-kahan", "bf16", "amp-bf16", "fp32"), key="launch_pl_precision",
+                             help="Every stage's; auto: bf16-kahan on a GPU that has bf16, fp32 on a CPU.")
+    name = c2.text_input("Pipeline name (optional)", key="launch_pl_name").strip() or None
+    return {"max_steps": max_steps, "hparams": {k: dict(v) for k, v in extra.items()},
+            "precision": None if precision == "auto" else precision, "name": name}
+
+
+def _judge_section(method: str, tiny: bool) -> dict[str, Any] | None:
+    """The labelling stage's judge, cai's constitution, review: {judge, constitution, review}; None while a
+    required field is missing (an error says which)."""
+    st.markdown("**Judge** (compares two answers to a prompt, in both orders; docs/judges.md)")
+    kinds = list(pipeline_form.JUDGE_CHOICES)
+    labels = dict(pipeline_form.JUDGE_CHOICES)
+    if method == "cai":
+        kinds = ["default", *kinds]
+        labels["default"] = "The base model, per principle (CAI's default)"
+    st.session_state.setdefault(f"launch_pl_{method}_judge_kind", "function" if tiny or method == "rlaif" else "default")
+    kind = st.radio("Judge", kinds, key=f"launch_pl_{method}_judge_kind", horizontal=True, format_func=labels.get,
+                    label_visibility="collapsed")
+    fields: dict[str, Any] = {}
+    if kind == "function":
+        rules = pipeline_form.rule_judges()
+        order = sorted(rules, key=lambda r: (not r.endswith(":prefer_safe_then_shorter"), r))
+        fields["function"] = st.selectbox("Rule judge", order, key=f"launch_pl_{method}_judge_function",
+                                          format_func=lambda r: r.split(":")[-1], help="runners/judges/rules.py")
+        st.caption(rules.get(fields["function"], ""))
+    elif kind in ("local", "reward-model"):
+        fields["model"] = st.text_input(f"{labels[kind]}: hub id or local directory",
+                                        key=f"launch_pl_{method}_judge_{kind}").strip() or None
+    elif kind == "endpoint":
+        c1, c2, c3 = st.columns(3)
+        fields["base_url"] = c1.text_input("Endpoint URL", key=f"launch_pl_{method}_judge_url",
+                                           placeholder="http://localhost:8000/v1").strip() or None
+        fields["endpoint_model"] = c2.text_input("Model name", key=f"launch_pl_{method}_judge_endpoint_model").strip() or None
+        fields["api_key_env"] = c3.text_input(
+            "API key: environment variable NAME", key=f"launch_pl_{method}_judge_key_env", placeholder="OPENAI_API_KEY",
+            help="The name of the variable that holds the key on this machine; the key itself is never asked for "
+            "nor written anywhere. Empty: no key (a local server).").strip() or None
+    judge, ok = None, True
+    if kind != "default":  # every widget is drawn on every run (a widget left out loses its value)
+        got = errors.attempt("The judge is not complete", pipeline_form.judge_spec, kind, **fields)
+        judge, ok = (got.value if got.ok else None), got.ok
+    constitution = None
+    if method == "cai":
+        st.markdown("**Constitution** (the principles the model critiques and revises against, and the judge asks about)")
+        up = st.file_uploader("Your constitution (YAML, optional)", type=["yaml", "yml"], key="launch_pl_cai_const_upload")
+        path = st.text_input("…or its path (optional)", key="launch_pl_cai_const_path").strip() or None
+        if up is not None:
+            path = str(uploads.save_dataset_upload(up.getvalue(), up.name))
+        got = errors.attempt("This constitution cannot be used", pipeline_form.constitution_rows, path)
+        if got.ok:
+            name, rows = got.value
+            st.caption(f"**{name}**: {len(rows)} principles" + ("" if path else " (the bundled constitution)"))
+            st.dataframe(pd.DataFrame(rows), hide_index=True, key="launch_pl_cai_principles")
+            constitution = path
+        ok = ok and got.ok
+    review = st.checkbox("Pause for review after labelling", key=f"launch_pl_{method}_review",
+                         help="The pipeline stops after the judge so you can read the judged pairs on the Runs page; "
+                         "Resume continues with DPO, Delete stops it.")
+    return {"judge": judge, "constitution": constitution, "review": review} if ok else None
+
+
 def _pipeline_form(method: str, model: str, trust: bool) -> None:
     """The pipeline's inputs, every stage's plan (as `alignplan run --dry-run` makes it), then Launch."""
     from runners.demo.tiny import default_tiny_model_dir
@@ -497,15 +585,20 @@ def _pipeline_form(method: str, model: str, trust: bool) -> None:
     st.caption(f"{d.name}: " + "; ".join(f"**{s.name}** ({s.method}): {s.summary}" for s in d.stages) + ".")
     with st.container(border=True):
         data, given, data_ok = _pipeline_inputs(method)
+    tiny = st.session_state["launch_model_source"] == TINY
+    judging = {"judge": None, "constitution": None, "review": False}
+    if method != "rlhf":
+        with st.container(border=True):
+            judging = _judge_section(method, tiny)
     with st.container(border=True):
-        settings = _pipeline_settings(method, st.session_state["launch_model_source"] == TINY)
-    if not (data_ok and settings is not None and model):
+        settings = _pipeline_settings(method, tiny)
+    if not (data_ok and settings is not None and judging is not None and model):
         if not model:
             st.error("Model: give a hub id (org/name) or a local model directory.")
         st.button("Launch", type="primary", disabled=True, key="launch_go_disabled", icon=":material/rocket_launch:")
         return
     spec_data = pipeline_form.spec_dict(method, model, trust, data, given, settings["max_steps"], settings["hparams"],
-                                        settings["precision"], settings["name"])
+                                        settings["precision"], settings["name"], **judging)
     from runners.pipelines.spec import PipelineSpec
 
     if not errors.attempt("The pipeline settings are not valid", PipelineSpec.parse, spec_data).ok:
@@ -547,8 +640,7 @@ def form_methods() -> tuple[str, ...]:
 
 def _method_label(method: str) -> str:
     if method in pipeline_form.FORM_PIPELINES:
-        d = pipeline_form.definition(method)
-        return f"{method} (pipeline: {' → '.join(s.name for s in d.stages)})"
+        return pipeline_form.method_label(method)
     return method
 
 

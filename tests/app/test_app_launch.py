@@ -194,8 +194,10 @@ def test_every_recipe_method_gets_a_valid_demo_form(app):
 
     at = _launch_page(app)
     single = [m for m in RECIPE_METHODS if m not in JUDGE_METHODS]
-    assert list(at.selectbox(key="launch_method").options)[:-1] == single
-    assert at.selectbox(key="launch_method").options[-1].startswith("rlhf (pipeline: sft → rm → ppo")
+    options = list(at.selectbox(key="launch_method").options)
+    assert options[:-3] == single
+    assert options[-3:] == ["rlhf (pipeline: sft → rm → ppo)", "rlaif (pipeline: generate → judge → dpo)",
+                            "cai (pipeline: critique/revise → sft → generate → judge → dpo)"]
     assert "ppo" in single
     for method in single:
         at.selectbox(key="launch_method").set_value(method).run()
