@@ -4,6 +4,7 @@ blocking the page. The Launch and Runs pages draw runs with it."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,211 @@ def latest_samples(run) -> list[dict[str, Any]]:
     return [{"iteration": r.get("iteration"), "prompt": str(r.get("prompt", "")), "response": str(r.get("response", "")),
              "score": r.get("score"), "ended with EOS": r.get("ended_with_eos")}
             for r in run.samples(iterations=1)]
+
+
+# --- labelling (rlaif-label) and critique/revision (cai-generate) stages ----------------------------------
+
+LABEL_METHOD, CAI_METHOD = "rlaif-label", "cai-generate"
+
+
+def _read_json_file(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _jsonl_head(path: Path, limit: int) -> list[dict[str, Any]]:
+    """The first `limit` JSON objects of a JSONL file; a half-written or broken line is skipped."""
+    rows: list[dict[str, Any]] = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(item, dict):
+                    rows.append(item)
+                    if len(rows) >= limit:
+                        break
+    except OSError:
+        return []
+    return rows
+
+
+def stage_report(run_dir: Path) -> dict[str, Any] | None:
+    """A labelling or critique/revision run's report: report.json (as result.json names it), else the one
+    result.json carries (a run still going has neither)."""
+    run_dir = Path(run_dir)
+    result = _read_json_file(run_dir / "result.json") or {}
+    for candidate in (result.get("report_file"), result.get("report") if isinstance(result.get("report"), str) else None,
+                      run_dir / "report.json", run_dir / "output" / "report.json"):
+        if candidate:
+            report = _read_json_file(Path(candidate))
+            if report is not None:
+                return report
+    return result.get("report") if isinstance(result.get("report"), dict) else None
+
+
+def _share(value: Any) -> str:
+    return "–" if value is None else f"{value:.0%}"
+
+
+def label_report_rows(report: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    """(label, value, help) for the labelling report's figures (runners/judges/labelling.summarize)."""
+    cost = report.get("cost")
+    return [
+        ("Pairs judged", str(report.get("pairs_judged", "–")), "Each pair judged twice, once in each order."),
+        ("Position consistency", _share(report.get("position_consistency")),
+         "Share of pairs whose two verdicts (both orders) named the same answer."),
+        ("DPO pairs written", str(report.get("pairs_written", "–")), None),
+        ("Dropped", str(report.get("dropped", "–")),
+         f"{report.get('dropped_inconsistent', 0)} inconsistent, {report.get('dropped_no_verdict', 0)} without a verdict"),
+        ("Ties", str(report.get("ties", "–")), None),
+        ("Unparseable", str(report.get("unparseable", "–")), "Judge answers that named neither response."),
+        ("Longer preferred", _share(report.get("longer_preferred_share")),
+         "Of the written pairs whose answers differ in length, the share where the longer one won (length bias)."),
+        ("Cost", "–" if cost is None else f"${cost:,.4f}", f"{report.get('tokens', 0):,} judge tokens"),
+    ]
+
+
+def _verdict_response(verdict: Any, shown_first: str) -> str:
+    """The response ('A' or 'B') a verdict names, given which one was shown first."""
+    other = "B" if shown_first == "A" else "A"
+    return {"first": shown_first, "second": other}.get(verdict, "–" if verdict is None else str(verdict))
+
+
+def label_pairs(run_dir: Path, limit: int = 200) -> list[dict[str, Any]]:
+    """The first `limit` judged pairs of labels.jsonl as rows: prompt, the two responses, the verdict in each
+    order (the response it named), the winner, the principle (CAI) and the outcome."""
+    result = _read_json_file(Path(run_dir) / "result.json") or {}
+    path = Path(result["labels"]) if result.get("labels") else Path(run_dir) / "labels.jsonl"
+    if not path.exists():
+        path = Path(run_dir) / "labels.jsonl"
+    rows = []
+    for r in _jsonl_head(path, limit):
+        winner = r.get("winner")
+        rows.append({"#": r.get("index"), "prompt": str(r.get("prompt", "")),
+                     "response A": str(r.get("response_a", "")), "response B": str(r.get("response_b", "")),
+                     "verdict (A shown first)": _verdict_response(r.get("verdict_ab"), "A"),
+                     "verdict (B shown first)": _verdict_response(r.get("verdict_ba"), "B"),
+                     "winner": {"a": "A", "b": "B"}.get(winner, "–"), "principle": r.get("principle") or "–",
+                     "outcome": r.get("outcome") or "–"})
+    return rows
+
+
+def revision_report_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) for the critique/revision report (runners/recipes/cai_generate.write_report)."""
+    return [
+        ("Prompts", str(report.get("prompts", "–"))),
+        ("Revisions differing", f"{report.get('revisions_differing', '–')} ({_share(report.get('share_differing'))})"),
+        ("Critique rounds", str(report.get("rounds", "–"))),
+        ("Mean critique tokens", str(report.get("mean_critique_tokens", "–"))),
+        ("Mean revision tokens", str(report.get("mean_revision_tokens", "–"))),
+        ("Empty revisions", str(report.get("empty_revisions", "–"))),
+    ]
+
+
+def revision_examples(run_dir: Path, limit: int = 3) -> list[dict[str, Any]]:
+    """The first `limit` rows of output/revisions.jsonl: prompt, initial answer, the critiques (principle:
+    critique per round) and the final revision."""
+    out = []
+    for r in _jsonl_head(Path(run_dir) / "output" / "revisions.jsonl", limit):
+        rounds = [x for x in r.get("rounds") or [] if isinstance(x, dict)]
+        out.append({"prompt": str(r.get("prompt", "")), "initial": str(r.get("initial", "")),
+                    "principle": ", ".join(str(x.get("principle")) for x in rounds) or "–",
+                    "critique": "\n\n".join(str(x.get("critique", "")) for x in rounds),
+                    "revision": str(r.get("final", "")), "changed": r.get("changed")})
+    return out
+
+
+def review_pending(rec) -> dict[str, Any] | None:
+    """A pipeline paused for review (REVIEW_PENDING in its directory, written after the labelling stage):
+    {stage, message}; None otherwise."""
+    from runners.pipelines.pipeline_dir import PipelineDir
+
+    pipeline = PipelineDir(Path(rec.run_dir))
+    if not pipeline.review_pending_path.exists():
+        return None
+    pending = _read_json_file(pipeline.review_pending_path) or {}
+    result = _read_json_file(Path(rec.run_dir) / "result.json") or {}
+    return {"stage": pending.get("stage") or result.get("stage"), "message": result.get("message")}
+
+
+def _review_banner(rec, key: str) -> None:
+    pending = review_pending(rec)
+    if pending is None or rec.status == "running":
+        return
+    with st.container(border=True):
+        st.warning(f"**Paused for review** after the **{pending['stage'] or 'labelling'}** stage: read the judged "
+                   "pairs below, then **Resume** to continue (DPO trains on them) or **Delete** to stop here.",
+                   icon=":material/pause_circle:")
+        if pending.get("message"):
+            st.caption(pending["message"])
+        bar = st.container(horizontal=True)
+        if bar.button("Resume", type="primary", key=f"{key}_review_resume", icon=":material/play_arrow:"):
+            from runners.launch import launch
+
+            try:
+                launch.resume(rec.id)
+            except Exception as exc:
+                show_error("Resuming the pipeline", exc)
+            else:
+                st.toast(f"Resumed {rec.id}: the stages after the review run now.")
+                st.rerun()
+        if bar.button("Delete…", key=f"{key}_review_delete", icon=":material/delete:"):
+            st.session_state["runs_confirm_delete"] = rec.id
+            st.session_state["runs_focus"] = rec.id
+            if key.startswith("runs"):
+                st.rerun()
+            st.switch_page("pages/runs.py")
+
+
+def _label_view(run_dir: Path, key: str) -> None:
+    report = stage_report(run_dir)
+    if report:
+        st.markdown("**Labelling report** (report.json)")
+        items = label_report_rows(report)
+        for row_start in range(0, len(items), 4):
+            cols = st.columns(4)
+            for col, (label, value, help_text) in zip(cols, items[row_start:row_start + 4], strict=False):
+                col.metric(label, value, help=help_text)
+    pairs = label_pairs(run_dir)
+    if not pairs:
+        if not report:
+            st.caption("No judged pairs yet: labels.jsonl appears after the first batch.")
+        return
+    outcomes = ["all", *sorted({p["outcome"] for p in pairs})]
+    pick = st.selectbox("Judged pairs shown", outcomes, key=f"{key}_pairs_filter",
+                        help="pair: a winner, written for DPO; tie; inconsistent: the two orders disagreed (dropped); "
+                        "no-verdict: a verdict was unusable (dropped).")
+    shown = [p for p in pairs if pick == "all" or p["outcome"] == pick]
+    st.markdown(f"**Judged pairs** ({len(shown)} of the first {len(pairs)} in labels.jsonl)")
+    st.dataframe(shown, hide_index=True, key=f"{key}_pairs",
+                 column_config={c: st.column_config.TextColumn(width="large")
+                                for c in ("prompt", "response A", "response B")})
+
+
+def _revision_view(run_dir: Path, key: str) -> None:
+    report = stage_report(run_dir)
+    if report:
+        st.markdown(f"**Critique and revision report** (constitution {report.get('constitution', '?')})")
+        items = revision_report_rows(report)
+        cols = st.columns(len(items))
+        for col, (label, value) in zip(cols, items, strict=True):
+            col.metric(label, value)
+        if report.get("principles_used"):
+            st.caption("Principles used: " + ", ".join(f"{k} ({v})" for k, v in report["principles_used"].items()))
+    examples = revision_examples(run_dir)
+    if examples:
+        st.markdown("**Examples** (initial → critique → revision, from output/revisions.jsonl)")
+        st.dataframe(examples, hide_index=True, key=f"{key}_revisions",
+                     column_config={c: st.column_config.TextColumn(width="large")
+                                    for c in ("initial", "critique", "revision")})
+    elif not report:
+        st.caption("No revisions yet: output/revisions.jsonl appears after the first batch.")
 
 
 def is_pipeline(rec) -> bool:
@@ -147,6 +353,7 @@ def render_run(run_id: str, *, key: str, capacity_bytes: int | None = None) -> s
             show_error(f"Reading run {run_id}", exc)
             return None
         if is_pipeline(rec):
+            _review_banner(rec, key)
             stage = _pipeline_view(rec, key)
             if stage is not None:
                 try:
@@ -221,6 +428,10 @@ def _run_view(rec, key: str, capacity_bytes: int | None = None) -> str:
                         key=f"{key}_mem")
     else:
         st.caption("No metrics yet: the first line appears after the first logging step.")
+    if rec.method == LABEL_METHOD:  # the judge's report and the judged pairs, whether or not metrics came yet
+        _label_view(Path(rec.run_dir), key)
+    elif rec.method == CAI_METHOD:
+        _revision_view(Path(rec.run_dir), key)
     decision = run.decision()
     m1, m2, m3 = st.columns(3)
     m1.metric("Predicted peak", gib(rec.predicted_peak_bytes))
