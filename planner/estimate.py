@@ -331,18 +331,30 @@ class _Stage:
         return self.req.engine == "fsdp" and self.req.zero == 3 and c.role == "reference"
 
 
+def _context_len(req: PlanRequest, profile: MethodProfile) -> int:
+    """One sequence's context, from the profile: seq_len-long texts plus completion_len-long generations."""
+    completion = req.completion_len or req.seq_len // 2
+    return profile.generated_context_seq_lens * req.seq_len + profile.generated_context_completions * completion
+
+
 def _generation_memory(st: _Stage) -> dict[str, int]:
-    """KV cache of the sequences generated at once + the last token's logits and one layer's activations."""
+    """The larger of the prefill (the KV cache of the prompts, one layer's no-grad forward over all
+    their tokens at once) and the last step (the KV cache of the sequences generated at once + the
+    last token's logits and one layer's activations)."""
     req, profile = st.req, st.profile
     model = st.copies[0].model if st.copies else st.base
     completion = req.completion_len or req.seq_len // 2
-    tokens = profile.generated_context_seq_lens * req.seq_len + profile.generated_context_completions * completion
+    tokens = _context_len(req, profile)
     per_example = (req.num_generations or profile.default_generations) if profile.kv_cache_holds_all_generations else 1
     seqs = (req.rollout_batch_size or req.batch_size) * per_example
     kv = terms.kv_cache_bytes(model, tokens, seqs, st.prec.act)
     transient = seqs * model.vocab_size * 4 + st.layer_activations(model, seqs)
+    prompt = max(tokens - completion, 0)  # what the prefill reads: the context before the new tokens
+    prefill = {"kv_cache": terms.kv_cache_bytes(model, prompt, seqs, st.prec.act),
+               "activations": terms.inference_layer_bytes(model, seqs * prompt, st.prec.act)}
     st.notes.append(f"generation: KV cache for {seqs} sequences x {tokens} tokens (prompt + {completion} new tokens)")
-    return {**st.static, "kv_cache": kv, "activations": transient}
+    last = {"kv_cache": kv, "activations": transient}
+    return {**st.static, **max((last, prefill), key=lambda m: sum(m.values()))}
 
 
 def _scoring_memory(st: _Stage) -> dict[str, int] | None:
@@ -355,7 +367,7 @@ def _scoring_memory(st: _Stage) -> dict[str, int] | None:
     if not scorers:
         return None
     e, weights = st.prec.act, st.static["weights"]
-    worst = {"weights": weights, "activations": 0, "logits": 0}
+    worst = {"weights": weights, "activations": 0, "logits": 0, "kv_cache": 0}
     for c in scorers:
         act = st.layer_activations(c.model, st.tokens, c.lora)
         if st.profile.completion_logprobs:
@@ -364,9 +376,18 @@ def _scoring_memory(st: _Stage) -> dict[str, int] | None:
             candidates = [{"weights": weights, "activations": act, "logits": 0},
                           {"weights": weights, "activations": 0, "logits": lg}]
         else:
+            raw = st.profile.scoring_reads_raw_logits
             lg = 0 if c.scalar_head else terms.inference_logits_bytes(
-                st.tokens, c.model.vocab_size, c.model.hidden_size, e, st.fused)
-            candidates = [{"weights": weights, "activations": act, "logits": lg}]
+                st.tokens, c.model.vocab_size, c.model.hidden_size, e, st.fused, log_softmax=not raw)
+            if raw:  # the layers' transients are gone when the logits form beside the final norm's output
+                candidates = [{"weights": weights, "activations": terms.inference_layer_bytes(c.model, st.tokens, e),
+                               "logits": 0},
+                              {"weights": weights, "activations": st.tokens * c.model.hidden_size * e, "logits": lg}]
+            else:
+                candidates = [{"weights": weights, "activations": act, "logits": lg}]
+            if st.profile.scoring_keeps_kv_cache:  # the forward's own use_cache: every token's keys and values
+                kv = terms.kv_cache_bytes(c.model, st.tokens, 1, e)
+                candidates = [{**cand, "kv_cache": kv} for cand in candidates]
         if st.whole_reference(c):
             # FSDP2's all-gather fills one flat buffer with every rank's shard, then copies it out
             # into the unsharded parameters (torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py,
@@ -517,7 +538,7 @@ def _stage_phases(req: PlanRequest, profile: MethodProfile, base: ModelSpec, not
         notes.append("DDP keeps its gradient buckets beside the gradients (a second gradient copy)")
 
     st = _Stage(req, profile, base, copies, notes, static={"weights": weights, "optimizer_states": states},
-                gradients=grads_all, tokens=req.batch_size * profile.sequences_per_example * req.seq_len)
+                gradients=grads_all, tokens=req.batch_size * profile.sequences_per_example * _context_len(req, profile))
     if any(st.whole_reference(c) for c in copies):
         notes.append("FSDP2 stage 3: the reference is sharded as one unit (TRL's prepare_fsdp), so scoring "
                      "gathers its whole weights at once, and for a moment holds them twice")

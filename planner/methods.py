@@ -49,14 +49,23 @@ class MethodProfile:
     scores_trainable_copies: the scoring phase also runs each trainable copy forward without
     gradients, as it always runs the frozen ones: the old log-probs and values of the rollouts
     (PPO, GRPO, RLOO, online DPO), KTO's mismatched KL batch through the policy.
-    generated_context_seq_lens, generated_context_completions: how long one generated sequence's
-    context is, in seq_len-long texts plus completion_len-long generations: (1, 0) a prompt and its
-    completion (seq_len counts both); (2, 0) RLAIF's judge (2 x seq_len covers the prompt, both
-    responses and its short verdict); (1, 2) CAI, whose critique and revision follow the response in
-    one context.
+    generated_context_seq_lens, generated_context_completions: how long one sequence's context is,
+    in seq_len-long texts plus completion_len-long generations: (1, 0) a prompt and its completion
+    (seq_len counts both); (1, 2) CAI, whose critique and revision follow the response in one
+    context (its revision call reads prompt + response + critique and writes the revision). The
+    generation phase sizes its KV cache from them; the other phases size each of the
+    sequences_per_example sequences from them ((1, 1) RLAIF's judge: the prompt and both responses).
     kv_cache_holds_all_generations: the generation phase holds num_generations sequences per example
-    at once (CAI: response, critique and revision); otherwise one per example (TRL's online trainers
-    count per_device_train_batch_size in completions, whatever num_generations is).
+    at once (the generate stage: K responses per prompt in one generate call); otherwise one per
+    example (TRL's online trainers count per_device_train_batch_size in completions, whatever
+    num_generations is; CAI's answer, critique and revision are three generate calls, one after
+    the other, each of batch_size sequences: runners/recipes/cai_generate.py).
+    scoring_keeps_kv_cache: the scoring forward runs with the model's own use_cache (True), so the
+    keys and values of every token it reads are held to its end, beside the logits (our local
+    judge, runners/judges/local.py label_logits).
+    scoring_reads_raw_logits: the scoring forward's materialised logits are read as they are (the
+    judge's two label logits at the last position), with no fp32 log-softmax; they are formed after
+    the layers' transients are freed, beside the final norm's output.
     fused_lm_head: TRL 1.16's trainer for this method scores tokens with its fused LM head (no T x V logits).
     completion_logprobs: the trainer takes log-probs of the completion positions only, from the
     model's materialised logits over the whole sequence (our PPO: runners/rl/rollout.py
@@ -81,6 +90,8 @@ class MethodProfile:
     generated_context_seq_lens: int = 1
     generated_context_completions: int = 0
     kv_cache_holds_all_generations: bool = False
+    scoring_keeps_kv_cache: bool = False
+    scoring_reads_raw_logits: bool = False
     fused_lm_head: bool = False
     completion_logprobs: bool = False
     disables_dropout: bool = False
@@ -186,15 +197,22 @@ METHODS: dict[str, MethodProfile] = {
 # Inference-only stages of the multi-stage pipelines (not user-facing methods).
 STAGES: dict[str, MethodProfile] = {
     "rlaif-label": MethodProfile(
-        "rlaif-label", "RLAIF labelling", "The judge reads prompt + two responses and generates a verdict.",
+        "rlaif-label", "RLAIF labelling",
+        "The judge reads prompt + two responses, in both orders, and its verdict is the next token's "
+        "probabilities of the two labels: one no-grad forward, no generation.",
         (ModelCopy("judge", trainable=False, dropped_by=("api_judge",)),), sequences_per_example=2,
-        phases=("generation",), generated_context_seq_lens=2, source="Lee et al. 2023",
+        phases=("scoring",), generated_context_completions=1, scoring_keeps_kv_cache=True,
+        scoring_reads_raw_logits=True, source="Lee et al. 2023; runners/judges/local.py, runners/recipes/rlaif_label.py",
+        notes=("each pair is judged in both orders (the recipe's judge batch is 2 x batch_size)",
+               "traced on CPU: bench/results/stage_trace.md"),
     ),
     "cai-generate": MethodProfile(
         "cai-generate", "CAI critique and revision", "The policy generates a response, a critique and a revision.",
         (ModelCopy("policy", trainable=False),), phases=("generation",), default_generations=3,
-        generated_context_completions=2, kv_cache_holds_all_generations=True,
-        source="Bai et al. 2022 (Constitutional AI)",
+        generated_context_completions=2, source="Bai et al. 2022 (Constitutional AI); runners/recipes/cai_generate.py",
+        notes=("three generate calls one after the other, each of batch_size sequences; the revision's "
+               "context (prompt + response + critique + revision) is the largest",
+               "traced on CPU: bench/results/stage_trace.md"),
     ),
     "generate": MethodProfile(
         "generate", "Response generation", "The frozen policy samples K responses per prompt (RLAIF, RL-CAI).",

@@ -524,15 +524,27 @@ def fused_logits_bytes(tokens: int, vocab: int, hidden: int, act: int, head_trai
     return tokens * hidden * (saved + 4) + (vocab * hidden * 4 if head_trainable else 0) + tile
 
 
-def inference_logits_bytes(tokens: int, vocab: int, hidden: int, act: int, fused: bool) -> int:
+def inference_layer_bytes(model: ModelSpec, tokens: int, act: int) -> int:
+    """One decoder layer's no-grad forward at its peak, the MLP: act(gate), up and their product
+    (3 T i) beside the residual stream, the normed input, the attention output and the layer's
+    output (4 T h). A generation's prefill (the prompt read at once) and a judge's forward.
+    Traced on CPU at 12.4 kB a token for hidden 256 / intermediate 688 fp32, where this gives
+    12.35 kB (bench/results/stage_trace.md)."""
+    i = model.expert_intermediate_size * max(model.experts_per_token, 1) if model.is_moe else model.intermediate_size
+    return tokens * (3 * i + 4 * model.hidden_size) * act
+
+
+def inference_logits_bytes(tokens: int, vocab: int, hidden: int, act: int, fused: bool,
+                           log_softmax: bool = True) -> int:
     """Scoring without gradients (reference or old-policy log-probs).
 
-    Materialised: logits (e) + fp32 log-softmax (4) per token and vocabulary entry.
+    Materialised: logits (e) + fp32 log-softmax (4) per token and vocabulary entry; without the
+    log-softmax (log_softmax=False: a judge reading label logits) the logits alone.
     Fused (TRL 1.16): one tile plus the selected hidden states, T x h x e.
     """
     if fused:
         return tokens * hidden * act + min(tokens, LOSS_CHUNK_TOKENS) * min(vocab, LOSS_CHUNK_VOCAB) * act
-    return tokens * vocab * (act + 4)
+    return tokens * vocab * (act + (4 if log_softmax else 0))
 
 
 def completion_logprob_scoring_bytes(tokens: int, completion_tokens: int, vocab: int, act: int,

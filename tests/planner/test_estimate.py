@@ -370,9 +370,12 @@ def test_scoring_runs_the_trainable_copies_where_the_profile_says():
 
 def test_generated_context_comes_from_the_profile(monkeypatch):
     """The KV cache of a generation phase is sized from the profile's fields alone: a new stage is
-    a profile, not a branch in the estimate. RLAIF's judge reads prompt + both responses (2 x
-    seq_len); CAI keeps response, critique and revision (seq_len + 2 completions) for each of its
-    3 generations."""
+    a profile, not a branch in the estimate. CAI's revision call reads prompt + response + critique
+    and writes the revision (seq_len + 2 completions), one sequence per prompt (its three generate
+    calls run one after the other); the generate stage holds K responses per prompt at once. The
+    phase is the larger of the prefill (the prompts' KV cache and one layer's no-grad forward over
+    all their tokens) and the last step (the whole KV cache). RLAIF's judge is a scoring forward
+    (tests/planner/test_stage_trace.py). Traced on CPU: bench/results/stage_trace.md."""
     from dataclasses import replace
 
     from planner.methods import STAGES
@@ -381,12 +384,19 @@ def test_generated_context_comes_from_the_profile(monkeypatch):
     spec = planner.load_model(q)
     req = PlanRequest(q, seq_len=1000, batch_size=4, completion_len=300)
 
-    def kv(method):
-        plan = estimate(req.replace(method=method), with_min_gpus=False)
+    def kv(method, r=req):
+        plan = estimate(r.replace(method=method), with_min_gpus=False)
         return next(p for p in plan.phases if p["name"] == "generation")["components"]["kv_cache"]
 
-    assert kv("rlaif-label") == terms.kv_cache_bytes(spec, 2000, 4, 2)
-    assert kv("cai-generate") == terms.kv_cache_bytes(spec, 1600, 4 * 3, 2)
-    monkeypatch.setitem(STAGES, "judge-three", replace(STAGES["rlaif-label"], id="judge-three",
-                                                        generated_context_seq_lens=3))
-    assert kv("judge-three") == terms.kv_cache_bytes(spec, 3000, 4, 2)
+    def expected(context, completion, seqs):
+        prompt = context - completion
+        prefill = terms.kv_cache_bytes(spec, prompt, seqs, 2) + terms.inference_layer_bytes(spec, seqs * prompt, 2)
+        full = terms.kv_cache_bytes(spec, context, seqs, 2)
+        return terms.kv_cache_bytes(spec, prompt, seqs, 2) if prefill >= full else full
+
+    assert kv("cai-generate") == expected(1600, 300, 4) == terms.kv_cache_bytes(spec, 1300, 4, 2)
+    assert kv("generate", req.replace(num_generations=3)) == expected(1000, 300, 4 * 3)
+    monkeypatch.setitem(STAGES, "gen-three", replace(STAGES["generate"], id="gen-three",
+                                                      generated_context_seq_lens=3))
+    assert kv("gen-three", req.replace(num_generations=1)) == expected(3000, 300, 4)
+
