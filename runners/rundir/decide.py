@@ -109,6 +109,14 @@ def plan_request(spec: RunSpec, *, precision: str, zero: int, gpus: int, gpu: st
             req["num_generations"] = responses
         new_tokens = hparam_int(hp, "max_new_tokens", 256)  # SamplingConfig.max_new_tokens' default
         req["completion_len"] = min(new_tokens, req["seq_len"])
+    if spec.method == "rlaif-label":  # the judge: LabelConfig's names
+        # batch_size pairs, each judged in both orders (the profile counts 2 sequences per pair); the
+        # judge's input, prompt + both responses, is cut at max_length: the planner's context
+        # (seq_len + completion_len) is that cap, split as prompt + response (2/3) and the second response
+        req["batch_size"] = hparam_int(hp, "batch_size", 8)  # LabelConfig.batch_size
+        cap = hparam_int(hp, "max_length", 2048)  # LabelConfig.max_length
+        req["completion_len"] = max(1, cap // 3)
+        req["seq_len"] = max(1, cap - req["completion_len"])
     if gpu is not None:
         req["gpu"] = gpu
     return req

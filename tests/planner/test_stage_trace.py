@@ -49,3 +49,18 @@ def test_rlaif_label_is_one_forward_with_its_kv_cache_and_logits():
     tokens = 4 * 2 * (1000 + 300)  # pairs x both orders x (prompt + both responses)
     assert phase["components"]["logits"] == tokens * spec.vocab_size * 2
     assert phase["components"]["kv_cache"] == terms.kv_cache_bytes(spec, tokens, 1, 2)
+
+
+def test_rlaif_label_request_is_the_label_config():
+    """runners/rundir/decide.py plan_request for rlaif-label: LabelConfig's batch_size (pairs) and its
+    max_length, the cap of the judge's input, as the planner's context (seq_len + completion_len)."""
+    from types import SimpleNamespace
+
+    from runners.rundir.decide import plan_request
+
+    spec = SimpleNamespace(method="rlaif-label", model="gpt2", hparams={"batch_size": 4, "max_length": 1500},
+                           lora=None, gradient_checkpointing=False, reward=None)
+    req = plan_request(spec, precision="bf16", zero=0, gpus=1, gpu=None)
+    assert req["batch_size"] == 4 and req["seq_len"] + req["completion_len"] == 1500
+    default = plan_request(SimpleNamespace(**{**vars(spec), "hparams": {}}), precision="bf16", zero=0, gpus=1, gpu=None)
+    assert default["batch_size"] == 8 and default["seq_len"] + default["completion_len"] == 2048
