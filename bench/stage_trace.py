@@ -184,10 +184,10 @@ def trace_cai_generate(name: str, shape: dict[str, int]) -> dict[str, Any]:
         tracker.set_phase("generation")
         first = sampler.sample(prompts, [row_seed(0, i, 0) for i in idx])
         calls["answer"] = dict(tracker.peaks["generation"])
-        crit_texts = [f"{p} {a['text']} {critique_req}" for p, a in zip(prompts, first)]
+        crit_texts = [f"{p} {a['text']} {critique_req}" for p, a in zip(prompts, first, strict=True)]
         critiques = sampler.sample(crit_texts, [row_seed(0, i, 1) for i in idx])
         calls["critique"] = dict(tracker.peaks["generation"])
-        rev_texts = [f"{c} {v['text']} {revision_req}" for c, v in zip(crit_texts, critiques)]
+        rev_texts = [f"{c} {v['text']} {revision_req}" for c, v in zip(crit_texts, critiques, strict=True)]
         revisions = sampler.sample(rev_texts, [row_seed(0, i, 2) for i in idx])
         tracker.set_phase(None)
     prompt = _width(tok, prompts)
