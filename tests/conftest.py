@@ -29,6 +29,17 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(out)
 
 
+@pytest.fixture
+def runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty runs root for the test ($ALIGNPLAN_RUNS_DIR), with no fake GPUs from the environment."""
+    from runners.paths import RUNS_DIR_ENV
+
+    root = tmp_path / "runs"
+    monkeypatch.setenv(RUNS_DIR_ENV, str(root))
+    monkeypatch.delenv("ALIGNPLAN_FAKE_GPUS", raising=False)
+    return root
+
+
 @pytest.fixture(scope="session")
 def demo_data() -> dict[str, Path]:
     """Bundled samples: 'preference', 'kto', 'prompts', 'sft' -> JSONL path."""

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from alignplan.cli import main
-from runners.paths import RUNS_DIR_ENV
 
 KINDS = ("fifo", "dev-zero", "symlink-loop", "deep-json", "deep-yaml", "aliases")
 
@@ -36,13 +35,6 @@ def bad_file(tmp_path: Path, kind: str, suffix: str) -> str:
         path.write_text("\n".join(lines) + "\n")
     return str(path)
 
-
-@pytest.fixture
-def runs_dir(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "runs"
-    monkeypatch.setenv(RUNS_DIR_ENV, str(root))
-    monkeypatch.delenv("ALIGNPLAN_FAKE_GPUS", raising=False)
-    return root
 
 
 def one_line_error(capsys, argv: list[str], *expected: str) -> str:

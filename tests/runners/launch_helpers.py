@@ -82,3 +82,12 @@ def stop_leftovers(root: Path) -> None:
                 launch.stop(rec.id, grace=0, term_grace=1, runs=db.parent)
             except Exception:  # best effort: the test itself reports the failure
                 pass
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """`alignplan ARGV` in this process: (exit code, stdout, stderr)."""
+    from alignplan.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err

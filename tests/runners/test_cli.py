@@ -9,33 +9,18 @@ import time
 from pathlib import Path
 
 import pytest
-from launch_helpers import fake_run, processes_in_group, stop_leftovers, wait_until
+from launch_helpers import fake_run, processes_in_group, run_cli, stop_leftovers, wait_until
 
-from alignplan.cli import main
 from runners.launch import launch
 from runners.paths import REPO_ROOT, RUNS_DIR_ENV
 from runners.registry.store import Registry
 from runners.rundir.reader import RunDir
 
 
-@pytest.fixture
-def runs_dir(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "runs"
-    monkeypatch.setenv(RUNS_DIR_ENV, str(root))
-    monkeypatch.delenv("ALIGNPLAN_FAKE_GPUS", raising=False)
-    return root
-
-
 @pytest.fixture(autouse=True)
 def _no_run_outlives_its_test(tmp_path):
     yield
     stop_leftovers(tmp_path)
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_run_dry_run_json(capsys, runs_dir, tiny_model_dir, demo_data):

@@ -6,38 +6,22 @@ own files when the supervisor is gone."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from launch_helpers import cpu_devices, no_estimate, spec, stop_leftovers
+from launch_helpers import cpu_devices, no_estimate, run_cli, spec, stop_leftovers
 
-from alignplan.cli import main
 from runners.cli import progress_line
 from runners.launch.launch import prepare_and_register
-from runners.paths import RUNS_DIR_ENV
 from runners.registry.store import Registry
 
 HOSTILE = "\x1b[31mred\nline"
 
-
-@pytest.fixture
-def runs_dir(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "runs"
-    monkeypatch.setenv(RUNS_DIR_ENV, str(root))
-    monkeypatch.delenv("ALIGNPLAN_FAKE_GPUS", raising=False)
-    return root
 
 
 @pytest.fixture(autouse=True)
 def _no_run_outlives_its_test(tmp_path):
     yield
     stop_leftovers(tmp_path)
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_control_characters_in_names_models_and_metrics_are_printed_escaped(capsys, runs_dir):

@@ -8,15 +8,6 @@ from pathlib import Path
 import pytest
 
 from alignplan.cli import main
-from runners.paths import RUNS_DIR_ENV
-
-
-@pytest.fixture
-def runs_dir(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "runs"
-    monkeypatch.setenv(RUNS_DIR_ENV, str(root))
-    monkeypatch.delenv("ALIGNPLAN_FAKE_GPUS", raising=False)
-    return root
 
 
 def _nothing_created(root: Path) -> bool:

@@ -11,17 +11,8 @@ import pytest
 import yaml
 
 from alignplan.cli import main
-from runners.paths import RUNS_DIR_ENV
 from runners.registry.store import Registry
 from runners.rundir.reader import RunDir
-
-
-@pytest.fixture
-def runs_dir(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "runs"
-    monkeypatch.setenv(RUNS_DIR_ENV, str(root))
-    monkeypatch.delenv("ALIGNPLAN_FAKE_GPUS", raising=False)
-    return root
 
 
 @pytest.fixture

@@ -10,18 +10,14 @@ import pytest
 
 from alignplan.cli import main
 from runners.launch import launch
-from runners.paths import RUNS_DIR_ENV
 from runners.registry.store import Registry
 from runners.rundir.reader import RunDir
 from tests.runners.launch_helpers import stop_leftovers, wait_until
 
 
-@pytest.fixture
-def runs_dir(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "runs"
-    monkeypatch.setenv(RUNS_DIR_ENV, str(root))
-    monkeypatch.delenv("ALIGNPLAN_FAKE_GPUS", raising=False)
-    yield root
+@pytest.fixture(autouse=True)
+def _no_run_outlives_its_test(tmp_path):
+    yield
     stop_leftovers(tmp_path)
 
 
