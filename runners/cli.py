@@ -709,11 +709,7 @@ def demo_rlhf(args: argparse.Namespace, out) -> int:
     """SFT -> reward model -> PPO on the tiny model and bundled data, on CPU, followed to the end; the
     PPO score of the first and last five iterations shows whether the policy learned the reward."""
     from runners.demo.tiny import DEMO_RLHF_HPARAMS, DEMO_RLHF_STEPS, build_tiny_model, demo_data_paths
-    from runners.launch import launch
-    from runners.pipelines.prepare import prepare_pipeline
-    from runners.pipelines.registry import register_pipeline
     from runners.pipelines.spec import PipelineSpec
-    from runners.registry.store import Registry
 
     t0 = time.time()
     data = demo_data_paths()
@@ -729,19 +725,10 @@ def demo_rlhf(args: argparse.Namespace, out) -> int:
         "stages": {name: {"max_steps": steps[name], "save_steps": steps[name], "hparams": dict(hp)}
                    for name, hp in DEMO_RLHF_HPARAMS.items()},
     })
-    pipeline, stages = prepare_pipeline(spec)
-    register_pipeline(Registry.for_runs_root(pipeline.path.parent, reconcile=False), pipeline, spec, stages)
-    print(f"run {pipeline.id}: RLHF (SFT {steps['sft']} steps -> RM {steps['rm']} steps -> PPO {steps['ppo']} "
-          "iterations) on CPU", file=out, flush=True)
     try:
-        launch.launch(pipeline.path)
-        for row in launch.follow(pipeline.id):
-            print(progress_line(row), file=out, flush=True)
+        pipeline, rec = run_demo_pipeline(spec, out)
     except KeyboardInterrupt:
-        if _is_running(pipeline.id):
-            stop_after_interrupt(pipeline.id, 30.0, out)
         return 130
-    rec = launch.wait(pipeline.id)
     scores = [r["score"] for r in pipeline.run.metrics() if r.get("stage") == "ppo" and "score" in r]
     first = sum(scores[:5]) / len(scores[:5]) if scores else None
     last = sum(scores[-5:]) / len(scores[-5:]) if scores else None

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from runners.pipelines.definitions import PIPELINE_METHODS, PIPELINES, PipelineDefinition, StageDefinition
-from runners.rundir.spec import DatasetSpec, RunSpec, SpecError
+from runners.rundir.spec import DatasetSpec, RunSpec, SpecError, read_spec_file
 
 # RunSpec fields the pipeline sets for each stage: not accepted in `common` or `stages.<name>`.
 PIPELINE_OWNED = ("method", "model", "dataset", "name", "output_dir")
@@ -93,15 +93,7 @@ class PipelineSpec(BaseModel):
 
     @classmethod
     def load(cls, path: str | Path) -> PipelineSpec:
-        from planner.input_files import InputFileError, load_yaml_file
-
-        path = Path(path)
-        try:
-            data = load_yaml_file(path, "spec")  # a regular file, size and nesting bounded
-        except InputFileError as exc:
-            raise SpecError(str(exc).replace(": file not found", ": pipeline file not found")) from None
-        if not isinstance(data, dict):
-            raise SpecError(f"{path}: expected a mapping of PipelineSpec fields")
+        data = read_spec_file(path, "pipeline", "PipelineSpec")
         data.pop("stage_runs", None)  # written by prepare for readers; derived, not input
         return cls.parse(data)
 

@@ -76,15 +76,7 @@ class RunDir:
             text = self.metrics_path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return []
-        out = []
-        for line in text.splitlines():
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(item, dict):
-                out.append(item)
-        return out
+        return json_objects(text)
 
     samples_path = property(lambda self: self.path / "samples.jsonl")
 
@@ -92,22 +84,7 @@ class RunDir:
         """The newest PPO samples (samples.jsonl: {iteration, prompt, response, score, ended_with_eos}, written
         every sample_every iterations): the rows of the last ``iterations`` iterations written, oldest
         first. Reads only the file's last ``tail_bytes``; a line being written is skipped; [] without a file."""
-        try:
-            with open(self.samples_path, "rb") as fh:
-                fh.seek(0, os.SEEK_END)
-                size = fh.tell()
-                fh.seek(max(0, size - tail_bytes))
-                text = fh.read().decode("utf-8", errors="replace")
-        except OSError:
-            return []
-        rows = []
-        for line in text.splitlines():
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(item, dict):
-                rows.append(item)
+        rows = json_objects(tail_text(self.samples_path, tail_bytes))
         wanted = sorted({r.get("iteration") for r in rows if isinstance(r.get("iteration"), int)})[-iterations:]
         return [r for r in rows if r.get("iteration") in wanted] if wanted else rows[-8:]
 
@@ -117,14 +94,7 @@ class RunDir:
         training row of metrics.jsonl, with the newest held-out (eval_*) metrics alongside. Reads
         only the last ``tail_bytes`` of metrics.jsonl; None when the run has written neither."""
         result = self.result() or {}
-        try:
-            with open(self.metrics_path, "rb") as fh:
-                fh.seek(0, os.SEEK_END)
-                size = fh.tell()
-                fh.seek(max(0, size - tail_bytes))
-                text = fh.read().decode("utf-8", errors="replace")
-        except OSError:
-            text = ""
+        text = tail_text(self.metrics_path, tail_bytes)
         last = evals = None
         for line in reversed(text.splitlines()):
             try:
@@ -148,15 +118,7 @@ class RunDir:
         return out
 
     def log_tail(self, lines: int = 40, max_chars: int = 4000) -> str:
-        try:
-            with open(self.stdout_log, "rb") as fh:
-                fh.seek(0, os.SEEK_END)
-                size = fh.tell()
-                fh.seek(max(0, size - 64_000))
-                text = fh.read().decode("utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
-        tail = "\n".join(text.splitlines()[-lines:])
+        tail = "\n".join(tail_text(self.stdout_log, 64_000).splitlines()[-lines:])
         return tail[-max_chars:]
 
     def measurements(self) -> dict[str, Any]:
@@ -197,6 +159,31 @@ class RunDir:
             return "failed", f"{result['error']}\n--- log tail ---\n{self.log_tail()}"
         why = "process gone, no exit code recorded" if exit_code is None else f"exit code {exit_code}"
         return "failed", f"{why}\n--- log tail ---\n{self.log_tail()}"
+
+
+def tail_text(path: Path, tail_bytes: int) -> str:
+    """The last ``tail_bytes`` of a text file ("" when it cannot be read); its first line may be partial."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - tail_bytes))
+            return fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def json_objects(text: str) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL text, one per line; a line that is not one (being written, cut off by a
+    kill) is skipped."""
+    out = []
+    for line in text.splitlines():
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(item, dict):
+            out.append(item)
+    return out
 
 
 def is_eval_row(row: dict[str, Any]) -> bool:

@@ -319,19 +319,24 @@ class RunSpec(BaseModel):
 
     @classmethod
     def load(cls, path: str | Path) -> RunSpec:
-        from planner.input_files import InputFileError, load_yaml_file
-
-        path = Path(path)
-        try:
-            data = load_yaml_file(path, "spec")  # a regular file, size and nesting bounded
-        except InputFileError as exc:
-            raise SpecError(str(exc).replace(": file not found", ": spec file not found")) from None
-        if not isinstance(data, dict):
-            raise SpecError(f"{path}: expected a mapping of RunSpec fields")
-        return cls.parse(data)
+        return cls.parse(read_spec_file(path, "spec", "RunSpec"))
 
     def dump(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+
+
+def read_spec_file(path: str | Path, kind: str, fields_of: str) -> dict[str, Any]:
+    """A spec YAML file's mapping (a regular file, size and nesting bounded); SpecError naming the file."""
+    from planner.input_files import InputFileError, load_yaml_file
+
+    path = Path(path)
+    try:
+        data = load_yaml_file(path, "spec")
+    except InputFileError as exc:
+        raise SpecError(str(exc).replace(": file not found", f": {kind} file not found")) from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: expected a mapping of {fields_of} fields")
+    return data
 
 
 def _explain(exc: ValidationError) -> str:
