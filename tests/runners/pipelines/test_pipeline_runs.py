@@ -192,3 +192,21 @@ def test_demo_cai_revises_fine_tunes_judges_against_principles_and_trains_dpo(ca
     principles = {p.name for p in load_constitution().principles}
     assert labels and all(row.get("principle") in principles for row in labels)
     assert doc["labelling"]["position_consistency"] == 1.0
+
+
+@pytest.mark.slow
+def test_review_pauses_after_labelling_and_resuming_approves_and_trains(capsys, runs_dir, tiny_model_dir, demo_data):
+    code = main(["run", "--method", "rlaif", "--model", str(tiny_model_dir), "--dataset", str(demo_data["prompts"]),
+                 "--judge-function", "runners.judges.rules:prefer_safe_then_shorter", "--devices", "cpu",
+                 "--max-steps", "4", "--review", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    pid = doc["run_id"]
+    assert code == 0 and doc["status"] == "stopped"
+    assert [s["status"] for s in doc["stages"]] == ["succeeded", "succeeded", "prepared"]
+    assert (runs_dir / pid / "REVIEW_PENDING").is_file() and "paused for review" in doc["result"]["message"]
+    launch.resume(pid)
+    rec = launch.wait(pid, timeout=300)
+    assert rec.status == "succeeded"
+    assert (runs_dir / pid / "REVIEW_APPROVED").is_file() and not (runs_dir / pid / "REVIEW_PENDING").exists()
+    reg = Registry.for_runs_root(runs_dir, reconcile=False)
+    assert reg.get(f"{pid}.label").launches == 1 and reg.get(f"{pid}.dpo").status == "succeeded"
