@@ -89,6 +89,9 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--nodes", type=int, default=1, help="nodes for --export (default 1)")
     g.add_argument("--gpus", type=int, default=8, help="GPUs per node for --export (default 8)")
     g.add_argument("--gpu-type", default="H100-80GB", help="planner GPU id for --export (default H100-80GB)")
+    g.add_argument("--host-ram-gib", type=float, default=None,
+                   help="host RAM per node in GiB, checked against the offloaded states (default: the usual "
+                        "server of --gpu-type, e.g. 2048 for a DGX H100; other types are not checked)")
     add_follow_options(p)
     p.set_defaults(func=cmd_run)
 

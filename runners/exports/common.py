@@ -74,8 +74,10 @@ def kl_coef(spec: RunSpec) -> float:
     return float(planner.get_profile(spec.method).default_beta or 0.0) if value is None else value
 
 
-def plan_placement(spec: RunSpec, engine: str, *, nodes: int, gpus_per_node: int, gpu: str = DEFAULT_GPU):
-    """The planner's placement for this spec rendered for ``engine``."""
+def plan_placement(spec: RunSpec, engine: str, *, nodes: int, gpus_per_node: int, gpu: str = DEFAULT_GPU,
+                   host_ram_gib: float | None = None):
+    """The planner's placement for this spec rendered for ``engine``; host RAM per node checked
+    against ``host_ram_gib`` (default: the usual server of ``gpu``, planner.placement)."""
     import planner
     from planner.placement import rl_placement, training_placement
 
@@ -89,16 +91,20 @@ def plan_placement(spec: RunSpec, engine: str, *, nodes: int, gpus_per_node: int
         req = plan_request(spec, precision=precision, zero=0, gpus=gpus_per_node, gpu=gpu,
                            engine="fsdp" if spec.sharding == "fsdp" else "deepspeed")
         req = planner.PlanRequest(**{**req, "model": model})
-        return training_placement(req, gpu=gpu, nodes=nodes, gpus_per_node=gpus_per_node)
+        return training_placement(req, gpu=gpu, nodes=nodes, gpus_per_node=gpus_per_node, host_ram_gib=host_ram_gib)
     prompt_len, response_len, n = rl_lengths(spec)
-    req = planner.PlanRequest(model=model, method=spec.method,
-                              reward_model="rule" if spec.reward and spec.reward.function else None,
+    reward_model = None  # the policy's architecture
+    if spec.reward and spec.reward.function:
+        reward_model = "rule"
+    elif spec.reward and spec.reward.model:
+        reward_model = spec.reward.model
+    req = planner.PlanRequest(model=model, method=spec.method, reward_model=reward_model,
                               beta=kl_coef(spec) if spec.method != "ppo" else None)
     util = hparam_float(hp, "gpu_memory_utilization")
     return rl_placement(req, gpu=gpu, nodes=nodes, gpus_per_node=gpus_per_node, framework=engine,
                         prompt_len=prompt_len, response_len=response_len, rollout_n=n,
                         micro_batch=hparam_int(hp, "micro_batch_size_per_gpu", 1),
-                        gpu_memory_utilization=util)
+                        gpu_memory_utilization=util, host_ram_gib=host_ram_gib)
 
 
 def rl_batch_sizes(spec: RunSpec, world: int, rollout_n: int, micro: int) -> dict[str, int]:

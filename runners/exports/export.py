@@ -23,9 +23,10 @@ from runners.rundir.spec import RunSpec
 
 def write_export(run_dir: Path, spec: RunSpec, engine: str, *, nodes: int, gpus_per_node: int,
                  gpu: str = DEFAULT_GPU, repo: Path | None = None, main_process_ip: str = "127.0.0.1",
-                 run_checks: bool = True) -> ExportResult:
+                 run_checks: bool = True, host_ram_gib: float | None = None) -> ExportResult:
     check_method(engine, spec.method)
-    placement = plan_placement(spec, engine, nodes=nodes, gpus_per_node=gpus_per_node, gpu=gpu)
+    placement = plan_placement(spec, engine, nodes=nodes, gpus_per_node=gpus_per_node, gpu=gpu,
+                               host_ram_gib=host_ram_gib)
     folder = Path(run_dir) / f"export-{engine}"
     folder.mkdir(parents=True, exist_ok=True)
     checks: dict[str, dict] = {}
@@ -72,7 +73,7 @@ def export_command(run_dir: Path, spec: RunSpec, args) -> int:
 
     try:
         result = write_export(run_dir, spec, args.export, nodes=args.nodes, gpus_per_node=args.gpus,
-                              gpu=args.gpu_type)
+                              gpu=args.gpu_type, host_ram_gib=getattr(args, "host_ram_gib", None))
     except (SpecError, ValueError, FileNotFoundError) as exc:
         print(f"error: export {args.export}: {exc}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from runners.exports.common import as_messages, as_text, kl_coef, read_rows, rl_batch_sizes
+from runners.exports.reward_adapter import ADAPTER_FILE, label_column, write_reward_adapter
 from runners.rundir.hparams import hparam_float
 from runners.rundir.spec import RunSpec
 
@@ -50,6 +51,11 @@ def rl_args(placement, spec: RunSpec, data_path: str) -> list[str]:
     elif spec.reward and spec.reward.model:
         args += ["--reward.model_name_or_path", spec.reward.model]
         args += [a.format(r="reward") for a in shape]
+    if spec.reward and spec.reward.function:
+        # the reward function runs in the rollout workers: reward_func(queries, prompts, labels)
+        args += ["--reward.remote_url", ADAPTER_FILE]
+        if label_column(spec):
+            args += ["--data.label_key", "label"]
     args += [
         "--train.colocate_all", "--vllm.enable_sleep", "--ds.enable_sleep",
         "--vllm.num_engines", str(rollout.engines), "--vllm.tensor_parallel_size", str(rollout.tensor_parallel),
@@ -188,14 +194,15 @@ def write_jsonl(spec: RunSpec, path: Path, rl: bool) -> int:
     """Prompts ({prompt: messages}, with `label` when the data has an answer) or preference pairs
     ({prompt: messages, chosen: text, rejected: text}): OpenRLHF's JSONL with --data.apply_chat_template."""
     count = 0
+    label = label_column(spec) or "answer"
     with path.open("w", encoding="utf-8") as out:
         for r in read_rows(spec):
             if "prompt" not in r:
                 continue
             row: dict[str, Any] = {"prompt": as_messages(r["prompt"])}
             if rl:
-                if "answer" in r:
-                    row["label"] = str(r["answer"])
+                if label in r:
+                    row["label"] = str(r[label])
             else:
                 if "chosen" not in r or "rejected" not in r:
                     continue
@@ -249,6 +256,8 @@ def render(placement, spec: RunSpec, folder: Path) -> tuple[list[str], str, list
     (folder / "launch.sh").write_text(launch_script(placement, module, argv, folder, rl), encoding="utf-8")
     (folder / "launch.sh").chmod(0o755)
     files = [data.name, "args.json", "launch.sh"]
+    if rl and spec.reward and spec.reward.function:
+        files += write_reward_adapter(spec, folder, "openrlhf")
     if not rl:
         (folder / "hostfile").write_text("".join(f"node{i} slots={placement.gpus_per_node}\n"
                                                  for i in range(placement.nodes)), encoding="utf-8")

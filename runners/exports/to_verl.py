@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from runners.exports.common import as_messages, kl_coef, read_rows, rl_batch_sizes
+from runners.exports.reward_adapter import ADAPTER_FILE, label_column, write_reward_adapter
 from runners.rundir.spec import RunSpec
 
 VERL_VERSION = "0.9.1"
@@ -91,31 +92,18 @@ def verl_config(placement, spec: RunSpec, *, train_parquet: str, reward_file: st
                   "optim": {"lr": float(hp.get("vf_learning_rate", 1e-5))}}
         cfg["critic"] = critic
     if spec.reward and spec.reward.model:
+        reward_role = placement.role("reward")
         cfg["reward"]["reward_model"] = {
             "enable": True, "model_path": spec.reward.model,
-            "rollout": {"name": "vllm", "tensor_model_parallel_size": rollout.tensor_parallel,
-                        "gpu_memory_utilization": min(0.5, rollout.detail["gpu_memory_utilization"]),
+            # the placement's reward engine: its own TP and memory share (planner.placement)
+            "rollout": {"name": "vllm", "tensor_model_parallel_size": reward_role.tensor_parallel,
+                        "gpu_memory_utilization": reward_role.detail["gpu_memory_utilization"],
                         "prompt_length": placement.request["prompt_len"],
                         "response_length": placement.request["response_len"]},
         }
     if reward_file:
         cfg["reward"]["custom_reward_function"] = {"path": reward_file, "name": "compute_score"}
     return cfg
-
-
-REWARD_ADAPTER = '''"""verl reward function calling the spec's reward (written by alignplan).
-
-verl calls compute_score(data_source, solution_str, ground_truth, extra_info) per sample.
-"""
-
-
-def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
-    from runners.rewards.load import import_reward_function
-
-    fn = import_reward_function({function!r})
-    prompt = (extra_info or {{}}).get("prompt_text", "")
-    return float(fn(prompts=[prompt], completions=[solution_str], answer=[ground_truth])[0])
-'''
 
 
 def write_parquet(spec: RunSpec, path: Path) -> int:
@@ -125,10 +113,11 @@ def write_parquet(spec: RunSpec, path: Path) -> int:
     import pyarrow.parquet as pq
 
     rows = []
+    column = label_column(spec) or "answer"
     for i, r in enumerate(read_rows(spec)):
         if "prompt" not in r:
             continue
-        answer = r.get("answer", r.get("ground_truth", r.get("chosen", "")))
+        answer = r.get(column, r.get("ground_truth", r.get("chosen", "")))
         msgs = as_messages(r["prompt"])
         rows.append({"data_source": "alignplan", "prompt": msgs, "ability": "alignment",
                      "reward_model": {"style": "rule" if spec.reward and spec.reward.function else "model",
@@ -171,9 +160,8 @@ def render(placement, spec: RunSpec, folder: Path) -> list[str]:
     files.append("train.parquet")
     reward_file = None
     if spec.reward and spec.reward.function:
-        (folder / "reward_fn.py").write_text(REWARD_ADAPTER.format(function=spec.reward.function), encoding="utf-8")
-        reward_file = str(folder / "reward_fn.py")
-        files.append("reward_fn.py")
+        files += write_reward_adapter(spec, folder, "verl")
+        reward_file = str(folder / ADAPTER_FILE)
     cfg = verl_config(placement, spec, train_parquet=str(data_path), reward_file=reward_file)
     header = (f"# verl {VERL_VERSION}: inherits verl's ppo_trainer (pkg://verl.trainer.config) and overrides it.\n"
               f"# Placement: {placement.nodes} x {placement.gpus_per_node} {placement.gpu}, every role colocated "

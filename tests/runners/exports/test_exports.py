@@ -208,3 +208,87 @@ def test_a_cli_without_its_main_block_fails_loudly(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(RuntimeError, match="CLI changed"):
         to_openrlhf.parse_with_openrlhf("fake_cli", [])
+
+
+# --- reward functions handed to the engines; verl's reward engine; host RAM --------------------------
+
+
+def _answer_data(tmp_path):
+    path = tmp_path / "math.jsonl"
+    rows = [{"prompt": f"What is {i} + {i}?", "solution": str(2 * i)} for i in range(1, 9)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _import_file(path, name):
+    import importlib.util
+
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def test_openrlhf_gets_the_reward_function_as_its_remote_url_file(tmp_path, tiny_model_dir):
+    reward = {"function": "builtin:exact_match", "params": {"column": "solution"}}
+    spec = RunSpec.parse({"method": "grpo", "model": str(tiny_model_dir), "dataset": {"path": str(_answer_data(tmp_path))},
+                          "hparams": {"max_length": 256, "per_device_train_batch_size": 2}, "reward": reward})
+    result = write_export(tmp_path / "run", spec, "openrlhf", nodes=1, gpus_per_node=8)
+    assert statuses(result)["openrlhf_parser_and_placement"] == "passed", result.checks
+    argv = json.loads((result.folder / "args.json").read_text())["argv"]
+    assert argv[argv.index("--reward.remote_url") + 1] == "reward_fn.py"
+    assert argv[argv.index("--data.label_key") + 1] == "label"
+    rows = [json.loads(line) for line in (result.folder / "prompts.jsonl").read_text().splitlines()]
+    assert rows[0]["label"] == "2" and len(rows) == 8
+    settings = json.loads((result.folder / "reward.json").read_text())
+    assert settings["label_column"] == "solution" and "<|eos|>" in settings["strip_tokens"]
+    fn = _import_file(result.folder / "reward_fn.py", "openrlhf_reward_fn").reward_func
+    prompt = "What is 3 + 3?"
+    # a query is the decoded prompt + response with its end-of-turn token, one query per call
+    assert fn([prompt + " 6<|eos|>"], [prompt], ["6"]) == {"rewards": 1.0, "scores": 1.0, "extra_logs": {}}
+    assert fn([prompt + " 7<|eos|>"], [prompt], ["6"])["rewards"] == 0.0
+
+
+def test_verl_reward_function_adapter_passes_params_and_the_answer_column(tmp_path, tiny_model_dir):
+    reward = {"function": "builtin:exact_match", "params": {"column": "solution"}}
+    spec = RunSpec.parse({"method": "grpo", "model": str(tiny_model_dir), "dataset": {"path": str(_answer_data(tmp_path))},
+                          "hparams": {"max_length": 256, "per_device_train_batch_size": 2}, "reward": reward})
+    result = write_export(tmp_path / "run", spec, "verl", nodes=1, gpus_per_node=8, run_checks=False)
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(result.folder / "train.parquet").to_pylist()
+    assert table[1]["reward_model"]["ground_truth"] == "4"  # the column the reward's params name
+    cfg = yaml.safe_load((result.folder / "alignplan_ppo.yaml").read_text())
+    assert cfg["reward"]["custom_reward_function"]["path"].endswith("reward_fn.py")
+    fn = _import_file(result.folder / "reward_fn.py", "verl_reward_fn").compute_score
+    assert fn("alignplan", " 4", "4", {"prompt_text": "What is 2 + 2?"}) == 1.0
+    assert fn("alignplan", " 5", "4", {"prompt_text": "What is 2 + 2?"}) == 0.0
+
+
+def test_verl_reward_model_engine_takes_the_placements_share_and_tp(tmp_path, tiny_model_dir, demo_data):
+    spec = make_spec(tiny_model_dir, demo_data, "ppo", reward={"model": str(tiny_model_dir)})
+    result = write_export(tmp_path / "run", spec, "verl", nodes=1, gpus_per_node=8, run_checks=False)
+    role = next(r for r in result.placement["roles"] if r["role"] == "reward")
+    cfg = yaml.safe_load((result.folder / "alignplan_ppo.yaml").read_text())
+    engine = cfg["reward"]["reward_model"]["rollout"]
+    assert engine["gpu_memory_utilization"] == role["detail"]["gpu_memory_utilization"] <= 0.5
+    assert engine["tensor_model_parallel_size"] == role["tensor_parallel"]
+    assert "reward_scoring" in result.placement["phases"]
+
+
+def test_export_checks_host_ram_per_node(tmp_path, capsys, runs_dir, demo_data):
+    from tests.runners.launch_helpers import run_cli
+
+    args = ("run", "--method", "dpo", "--model", "meta-llama/Llama-3.1-70B", "--data", str(demo_data["preference"]),
+            "--hparam", "max_length=2048", "--hparam", "per_device_train_batch_size=1",
+            "--export", "accelerate", "--nodes", "2", "--gpus", "8", "--json")
+    code, out, _ = run_cli(capsys, *args)
+    assert code == 0, out
+    folder = Path(json.loads(out)["folder"])
+    roomy = json.loads((folder / "placement.json").read_text())
+    assert roomy["fits"] and roomy["offload"] == "optimizer" and roomy["host_fits"] is True
+    need = roomy["host_bytes_per_node"] / 2**30
+    code, out, _ = run_cli(capsys, *args, "--host-ram-gib", f"{need - 1:.0f}")
+    tight = json.loads((Path(json.loads(out)["folder"]) / "placement.json").read_text())
+    assert not tight["fits"] and not tight["host_fits"]
+    assert any("host RAM" in n for n in json.loads(out)["notes"])
