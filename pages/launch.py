@@ -13,6 +13,7 @@ import yaml
 
 from alignplan import (
     errors,
+    export_form,
     formatting,
     launch_form,
     pipeline_form,
@@ -697,6 +698,7 @@ def main() -> None:
         return
     if decision is not None:
         _preview(spec, decision)
+    export_form.export_section(spec, decision.fits if decision is not None else None)
     if st.button("Launch", type="primary", key="launch_go", icon=":material/rocket_launch:"):
         if errors.attempt("Launching", _launch, spec).ok:
             st.rerun()

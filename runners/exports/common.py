@@ -107,6 +107,26 @@ def plan_placement(spec: RunSpec, engine: str, *, nodes: int, gpus_per_node: int
                         gpu_memory_utilization=util, host_ram_gib=host_ram_gib)
 
 
+def engines_for(method: str) -> list[str]:
+    """The engines that export ``method``, the one to offer first leading: TRL under accelerate
+    for what our recipes run, else verl (PPO: our trainer does not shard)."""
+    found = [e for e in ENGINES if method in ENGINE_METHODS[e]]
+    return sorted(found, key=lambda e: (method == "ppo") != (e == "verl"))
+
+
+def fewest_nodes(spec: RunSpec, engine: str, *, gpus_per_node: int, gpu: str = DEFAULT_GPU,
+                 host_ram_gib: float | None = None, max_nodes: int = 64):
+    """(nodes, placement): the fewest nodes of ``gpus_per_node`` ``gpu`` whose placement fits (GPU
+    memory and host RAM), up to ``max_nodes``; (None, the placement at max_nodes) when none does."""
+    placement = None
+    for nodes in range(1, max_nodes + 1):
+        placement = plan_placement(spec, engine, nodes=nodes, gpus_per_node=gpus_per_node, gpu=gpu,
+                                   host_ram_gib=host_ram_gib)
+        if placement.fits:
+            return nodes, placement
+    return None, placement
+
+
 def rl_batch_sizes(spec: RunSpec, world: int, rollout_n: int, micro: int) -> dict[str, int]:
     """Prompts per step and per mini-batch that satisfy verl's and OpenRLHF's divisibility rules:
 
