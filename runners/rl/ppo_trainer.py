@@ -318,9 +318,11 @@ class PPOTrainer:
             "explained_variance": explained_variance(values, returns, mask),
             "response_length": mask.sum(1).mean(),
             "eos_fraction": rollout.ended_with_eos.float().mean(),
+            "tokens": tokens,
         }
         row = self._mean_over_processes(local)
-        total_tokens = tokens * self.accelerator.num_processes
+        # the mean over processes times their number: every process counts all processes' tokens alike
+        total_tokens = row.pop("tokens") * self.accelerator.num_processes
         self._tokens_seen += total_tokens
         elapsed = time.time() - started
         self.kl_controller.update(row["kl"], cfg.per_device_train_batch_size * self.accelerator.num_processes)
