@@ -17,8 +17,18 @@ AdamW is torch's fused AdamW (the HF Trainer default, adamw_torch_fused). Each s
 torch.cuda.max_memory_allocated / max_memory_reserved for forward+backward and for the optimizer
 step. The planner's peak_bytes_per_gpu includes its overhead term (CUDA context + 5% allocator
 reserve): compare max_allocated with peak - overhead, and max_reserved with peak - context.
+Then real TRL 1.16 trainers (`trl` runs): DPOTrainer and GRPOTrainer (transformers generate) for
+3 steps on catalogue layouts with random weights saved to disk (TRL loads the policy and DPO's
+reference from the path, as our runner does), pure bf16 with fused AdamW and one amp-bf16 run
+(fp32 weights, CUDA autocast); max_memory_allocated / max_memory_reserved over steps 2-3 (step 1
+creates the Adam moments) next to the planner's peak for the same request.
 One JSON document goes to --out/gpu_check.json, rewritten after every run (partial results survive
 a timeout); runs that run out of memory are recorded as such.
+
+On the device machine (no TRL there): carry the wheels `scripts/gpu_wheels.sh` downloads, then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+        .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD && PYTHONUNBUFFERED=1 python3 bench/gpu_check.py --out $OUT
+(run with carry [".whl"], timeout_s 600; --budget-s keeps it inside 8 minutes).
 """
 
 from __future__ import annotations
@@ -72,6 +82,30 @@ RUNS = [
     Run(L8B, "sft", 4096, 2, lora_rank=16),
 ]
 
+
+
+@dataclass(frozen=True)
+class TRLRun:
+    """A real TRL trainer for a few steps."""
+
+    model: str
+    trainer: str  # dpo | grpo
+    seq_len: int  # dpo: max_length; grpo: prompt + completion tokens
+    batch_size: int  # per_device_train_batch_size (dpo: pairs; grpo: completions)
+    precision: str = "bf16"  # bf16: bf16 weights + fused AdamW | amp-bf16: fp32 weights + autocast
+    num_generations: int = 4  # grpo
+
+    @property
+    def label(self) -> str:
+        return f"trl-{self.trainer}-{self.model.split('/')[-1]}-{self.precision}-s{self.seq_len}-b{self.batch_size}"
+
+
+TRL_RUNS = [
+    TRLRun(SMOL, "dpo", 1024, 4), TRLRun(QWEN, "dpo", 1024, 2), TRLRun(QWEN, "dpo", 1024, 2, "amp-bf16"),
+    TRLRun(L1B, "dpo", 1024, 2), TRLRun(QWEN, "grpo", 512, 8, num_generations=8),
+    TRLRun(SMOL, "grpo", 512, 8, num_generations=8),
+]
+
 SMOKE_OVERRIDES = {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
                    "num_key_value_heads": 2, "head_dim": 16}
 
@@ -79,7 +113,7 @@ SMOKE_OVERRIDES = {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size
 SMOKE_SEQ = 48
 
 
-def run_config(run: Run, smoke: bool) -> dict:
+def run_config(run: Run | TRLRun, smoke: bool) -> dict:
     cfg = {k: v for k, v in planner.load_model(run.model).config.items() if k not in ("architectures", "torch_dtype")}
     if smoke:
         cfg.update(SMOKE_OVERRIDES)
@@ -220,6 +254,113 @@ def measure_run(run: Run, cfg: dict, device: str, steps: int = 3) -> dict:
     return out
 
 
+def trl_planner_side(run: TRLRun, cfg: dict) -> dict:
+    prompt = run.seq_len // 2 if run.trainer == "grpo" else None
+    req = planner.PlanRequest(model=planner.spec_from_config(cfg, run.model), method=run.trainer,
+                              seq_len=run.seq_len, batch_size=run.batch_size, precision=run.precision,
+                              grad_ckpt=True, optimizer="adamw", gpu="H100-80GB",
+                              num_generations=run.num_generations if run.trainer == "grpo" else None,
+                              completion_len=run.seq_len - prompt if prompt else None)
+    plan = planner.estimate(req, with_min_gpus=False)
+    return {"method": req.method, "peak_bytes_per_gpu": plan.peak_bytes_per_gpu, "peak_phase": plan.peak_phase,
+            "components": plan.components,
+            "phases": {ph["name"]: ph["total_bytes"] - ph["components"]["overhead"] for ph in plan.phases},
+            "peak_minus_overhead": plan.peak_bytes_per_gpu - plan.components["overhead"],
+            "peak_minus_context": plan.peak_bytes_per_gpu - terms.CUDA_CONTEXT_BYTES, "notes": plan.notes}
+
+
+def _trl_model_dir(torch, run: TRLRun, cfg: dict, work: Path) -> Path:
+    """Random weights of the catalogue layout in the run's weight dtype, saved with the tiny tokenizer
+    (its ids fit every vocabulary here), so TRL loads policy and reference from a path."""
+    import shutil
+
+    import transformers
+
+    from runners.demo.tiny import build_tiny_model
+
+    tok_dir = build_tiny_model(work / "tiny")
+    out = work / run.label
+    kw = dict(cfg)
+    config = transformers.AutoConfig.for_model(kw.pop("model_type"), **kw)
+    dtype = torch.float32 if run.precision == "amp-bf16" else torch.bfloat16
+    torch.manual_seed(0)
+    transformers.AutoModelForCausalLM.from_config(config, dtype=dtype).save_pretrained(out)
+    for f in tok_dir.iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens")) or f.name == "chat_template.jinja":
+            shutil.copy(f, out / f.name)
+    return out
+
+
+def measure_trl(run: TRLRun, cfg: dict, device: str, steps: int, work: Path) -> dict:
+    """max_memory_allocated/reserved over steps 2..steps of a real TRL trainer (step 1 creates the
+    Adam moments, so the later steps hold the most), with the trainer's own defaults otherwise."""
+    import gc
+
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+
+    cuda = device == "cuda"
+    model_dir = _trl_model_dir(torch, run, cfg, work)
+    words = " ".join(f"w{i % 997}" for i in range(4 * run.seq_len))
+    common = dict(output_dir=str(work / "out"), per_device_train_batch_size=run.batch_size, max_steps=steps,
+                  gradient_checkpointing=True, report_to="none", save_strategy="no", logging_steps=1,
+                  learning_rate=1e-6, disable_tqdm=True, use_cpu=not cuda, bf16=run.precision == "amp-bf16",
+                  optim="adamw_torch_fused" if cuda else "adamw_torch",
+                  model_init_kwargs={"dtype": "float32" if run.precision == "amp-bf16" else "bfloat16",
+                                     "attn_implementation": "sdpa"})
+    if run.trainer == "dpo":
+        from trl import DPOConfig, DPOTrainer
+
+        # a short prompt and long answers: every sequence is cut at max_length
+        rows = [{"prompt": words[:64], "chosen": words[i:], "rejected": words[i + 7:]} for i in range(32)]
+        trainer = DPOTrainer(model=str(model_dir), args=DPOConfig(max_length=run.seq_len, **common),
+                             train_dataset=Dataset.from_list(rows))
+    else:
+        from trl import GRPOConfig, GRPOTrainer
+
+        prompt_words = words.split()[: run.seq_len // 2]
+
+        def length_reward(completions, **kw):
+            return [float(len(c)) for c in completions]
+
+        rows = [{"prompt": " ".join(prompt_words[i:])} for i in range(32)]
+        trainer = GRPOTrainer(model=str(model_dir), reward_funcs=length_reward, train_dataset=Dataset.from_list(rows),
+                              args=GRPOConfig(num_generations=run.num_generations,
+                                              max_completion_length=run.seq_len - run.seq_len // 2, **common))
+    out: dict = {"steps": []}
+
+    class Record(TrainerCallback):
+        t0 = time.time()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            rec = {"step": state.global_step, "seconds": round(time.time() - self.t0, 3)}
+            if cuda:
+                torch.cuda.synchronize()
+                rec["max_allocated"] = torch.cuda.max_memory_allocated()
+                rec["max_reserved"] = torch.cuda.max_memory_reserved()
+                torch.cuda.reset_peak_memory_stats()
+            out["steps"].append(rec)
+            Record.t0 = time.time()
+
+    trainer.add_callback(Record())
+    if cuda:
+        torch.cuda.synchronize()
+        out["after_load_allocated"] = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    trainer.train()
+    later = [r for r in out["steps"] if r["step"] >= 2] or out["steps"]
+    if cuda:
+        out["max_allocated"] = max(r["max_allocated"] for r in later)
+        out["max_reserved"] = max(r["max_reserved"] for r in later)
+    out["loss"] = [h.get("loss") for h in trainer.state.log_history if "loss" in h]
+    del trainer
+    gc.collect()
+    if cuda:
+        torch.cuda.empty_cache()
+    return out
+
+
 def layer_checks(device: str) -> list[dict]:
     """The CPU byte-exact per-layer check (tests/planner/test_activations.py) on the GPU's own kernels:
     flash attention unpadded, memory-efficient attention with a padding mask (does it save the
@@ -269,6 +410,35 @@ def cuda_context_bytes() -> dict:
     return info
 
 
+def trl_row(run: TRLRun, args, device: str, work: Path, start: float) -> dict:
+    """One TRL run's row: planner side, measured side (unless --dry-run), ratios; failures recorded."""
+    if time.time() - start > args.budget_s:
+        return {"label": run.label, "skipped": "time budget"}
+    cfg = run_config(run, args.smoke)
+    row = {"label": run.label, **run.__dict__, "planner": trl_planner_side(run, cfg)}
+    if not args.dry_run:
+        try:
+            row["measured"] = m = measure_trl(run, cfg, device, steps=2 if args.smoke else 3, work=work)
+            if "max_allocated" in m:
+                row["ratio_allocated"] = round(row["planner"]["peak_minus_overhead"] / m["max_allocated"], 4)
+                row["ratio_reserved"] = round(row["planner"]["peak_minus_context"] / m["max_reserved"], 4)
+        except Exception as exc:  # OOM, a TRL version without a setting: record and go on
+            row["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+            row["traceback"] = traceback.format_exc()[-2000:]
+            if device == "cuda":
+                import gc
+
+                import torch
+
+                gc.collect()
+                torch.cuda.empty_cache()
+    measured = row.get("measured", {}).get("max_allocated")
+    shown = f"measured {measured / 2**30:7.2f} GiB ratio {row['ratio_allocated']}" if measured else ""
+    print(f"{run.label:45s} planner {row['planner']['peak_minus_overhead'] / 2**30:7.2f} GiB {shown} "
+          f"{row.get('error', '')}", flush=True)
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")),
@@ -278,10 +448,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated substrings of run labels to keep")
     ap.add_argument("--budget-s", type=float, default=420, help="start no new run after this many seconds")
     ap.add_argument("--skip-layers", action="store_true", help="skip the per-layer saved-tensor checks")
+    ap.add_argument("--skip-trl", action="store_true", help="skip the real TRL trainer runs")
     args = ap.parse_args(argv)
     runs = [r for r in RUNS if not args.only or any(s in r.label for s in args.only.split(","))]
+    trl_runs = [] if args.skip_trl else [r for r in TRL_RUNS
+                                         if not args.only or any(s in r.label for s in args.only.split(","))]
     if args.smoke:  # exercise the code paths, not the sizes
         runs = [replace(r, seq_len=SMOKE_SEQ, batch_size=min(r.batch_size, 2)) for r in runs]
+        trl_runs = [replace(r, seq_len=2 * SMOKE_SEQ, batch_size=4, num_generations=2) for r in trl_runs]
     start = time.time()
     doc: dict = {"planner_overhead": {"cuda_context_bytes": terms.CUDA_CONTEXT_BYTES,
                                       "allocator_reserve": terms.ALLOCATOR_RESERVE},
@@ -304,6 +478,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"per-layer checks: {len(ok)} rows, ratio {min(ok, default=0):.4f}..{max(ok, default=0):.4f}, "
               f"{sum('error' in r for r in doc['layers'])} errors, {time.time() - t0:.0f} s", flush=True)
         path.write_text(json.dumps(doc, indent=1))
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
+        for run in trl_runs:
+            row = trl_row(run, args, device, Path(tmp), start)
+            doc.setdefault("trl", []).append(row)
+            doc["seconds"] = round(time.time() - start, 1)
+            path.write_text(json.dumps(doc, indent=1))
     for run in runs:
         if time.time() - start > args.budget_s:
             doc["runs"].append({"label": run.label, "skipped": "time budget"})
