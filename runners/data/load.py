@@ -22,7 +22,7 @@ docs/data-formats.md shows one row of each and what each method receives.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +47,7 @@ class DetectedFormat:
     rows: int = 0
     source: str = ""
     duplicates_dropped: int = 0  # repeated prompts dropped (prompts taken from pairs or unpaired rows)
+    warnings: tuple[str, ...] = ()  # problems that leave the data usable (some pairs without signal)
 
     def summary(self) -> str:
         dropped = f" ({self.duplicates_dropped} repeated prompts dropped)" if self.duplicates_dropped else ""
@@ -119,34 +120,11 @@ def load_and_normalize(dataset_spec: Any, method: str) -> tuple[datasets.Dataset
 
     Raises DataError before any model loads: unreadable or empty file, bad rows, a format the method
     cannot use. The returned DetectedFormat says which format was found (rows counts the rows kept).
-    """
+    The file is read row by row (scan_rows); only the normalized rows are kept."""
     from datasets import Dataset
 
-    path, split, columns, forced = _unpack_spec(dataset_spec)
-    if method not in ACCEPTED:
-        raise DataError(f"method {method!r} has no data rules; accepted: {', '.join(ACCEPTED)}")
-    rows, source, line_numbers = load_rows(path, split)
-    rows = apply_column_mapping(rows, columns, source)
-    if forced is not None and forced not in FORMATS:
-        raise DataError(f"{source}: dataset.format {forced!r} is not a known format; accepted: {', '.join(FORMATS)}")
-    name = forced or detect_format(rows, source=source).name
-    if name not in ACCEPTED[method]:
-        raise DataError(
-            f"{source}: detected format {name!r} ({FORMATS[name]}) does not suit method {method!r}, which "
-            f"expects {EXPECTED_COLUMNS[method]}; found columns {_columns(rows)}"
-        )
-    validate_rows(rows, name, source, line_numbers)
-    normalized = normalize(rows, name, method)
-    if method in ONLINE_METHODS:
-        normalized = with_reward_columns(rows, normalized, name)
-    check_prompts(normalized, name, source, line_numbers)
-    dropped = 0
-    if method in PROMPT_METHODS and (name in PREFERENCE_FORMATS or name == "unpaired"):
-        # each pair (or each unpaired row) repeats its prompt: roll each prompt out once
-        kept = unique_rows(normalized)
-        dropped, normalized = len(normalized) - len(kept), kept
-    fmt = DetectedFormat(name, FORMATS[name], rows=len(normalized), source=source, duplicates_dropped=dropped)
-    return Dataset.from_list(normalized), fmt
+    scan = scan_rows(dataset_spec, method, keep_rows=True)
+    return Dataset.from_list(scan.rows), scan.format
 
 
 def unique_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -184,33 +162,227 @@ def split_by_prompt(rows: Sequence[dict[str, Any]], fraction: float, seed: int,
 
     keys = [prompt_key(row) for row in rows]
     prompts = sorted(set(keys))
-    n_eval = round(len(prompts) * fraction)
-    if n_eval < 1:
-        raise DataError(f"{source}: eval_fraction {fraction} of {len(prompts)} distinct prompts leaves no "
-                        "evaluation rows (the held-out split is made by prompt)")
-    if n_eval >= len(prompts):
-        raise DataError(f"{source}: eval_fraction {fraction} of {len(prompts)} distinct prompts leaves no "
-                        "training rows (the held-out split is made by prompt)")
+    n_eval = held_out_count(len(prompts), fraction, source)
     held = set(random.Random(seed).sample(prompts, n_eval))
     train = [row for row, key in zip(rows, keys, strict=True) if key not in held]
     held_out = [row for row, key in zip(rows, keys, strict=True) if key in held]
     return train, held_out
 
 
-def detect_format(rows: Sequence[dict[str, Any]], source: str = "data") -> DetectedFormat:
-    """Name the format of rows from their columns and the first row's value types."""
+def held_out_count(prompts: int, fraction: float, source: str = "data") -> int:
+    """The prompts split_by_prompt holds out, round(prompts x fraction); DataError when that leaves
+    no evaluation rows or no training rows."""
+    n_eval = round(prompts * fraction)
+    if n_eval < 1:
+        raise DataError(f"{source}: eval_fraction {fraction} of {prompts} distinct prompts leaves no "
+                        "evaluation rows (the held-out split is made by prompt)")
+    if n_eval >= prompts:
+        raise DataError(f"{source}: eval_fraction {fraction} of {prompts} distinct prompts leaves no "
+                        "training rows (the held-out split is made by prompt)")
+    return n_eval
+
+
+# --- one pass over the rows ---------------------------------------------------------------------
+
+# Methods that learn from the difference between chosen and rejected: a pair whose two answers are
+# equal gives them nothing (DPO's loss is a constant; KTO gets the same answer as good and as bad).
+PAIR_METHODS = ("dpo", "ipo", "orpo", "simpo", "rm", "kto")
+SAMPLE_ROWS = 8  # normalized rows a check keeps (the reward check calls the function on two of them)
+
+
+@dataclass
+class Scan:
+    """What one pass over the data found. rows: every normalized row (keep_rows) or the first few."""
+
+    format: DetectedFormat
+    rows: list[dict[str, Any]]
+    input_rows: int  # rows read
+    prompts: int  # distinct prompts (by an 8-byte digest of prompt_key)
+    identical_pairs: int  # pairs with chosen equal to rejected (PAIR_METHODS)
+    streamed: bool  # the file was read a row at a time
+
+
+def digest(text: str) -> int:
+    """An 8-byte blake2b digest as an int: 8 bytes a row in an array('Q') instead of the text."""
+    import hashlib
+
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+
+def _distinct(digests: Any) -> int:
+    import numpy as np
+
+    return int(np.unique(np.frombuffer(digests, dtype=np.uint64)).size) if len(digests) else 0
+
+
+def scan_rows(dataset_spec: Any, method: str, keep_rows: bool = False, sample: int = SAMPLE_ROWS) -> Scan:
+    """Read, validate and normalize the data for method in one pass, a row at a time.
+
+    The runner's check (keep_rows False) keeps the first `sample` normalized rows and, per row, an
+    8-byte digest of its prompt (and, for the prompt-only methods, of the whole row, to count repeats):
+    its memory is the reader's (one JSONL line, one CSV record, one 1024-row Parquet batch) plus 8-16
+    bytes a row. The recipe (keep_rows True) keeps every normalized row. Both run the same checks:
+    the format from the first row (a wrong type in it named by row and column, a misspelt column
+    named), every row's columns and values, empty shared prompts, pairs whose answers are equal (all:
+    an error; some: a warning with the count and the first row), and the held-out split's prompt count."""
+    from array import array
+
+    path, split, columns, forced = _unpack_spec(dataset_spec)
+    if method not in ACCEPTED:
+        raise DataError(f"method {method!r} has no data rules; accepted: {', '.join(ACCEPTED)}")
+    stream, source, streamed = stream_rows(path, split)
+    if forced is not None and forced not in FORMATS:
+        raise DataError(f"{source}: dataset.format {forced!r} is not a known format; accepted: {', '.join(FORMATS)}")
+    name: str = forced or ""
+    online = method in ONLINE_METHODS
+    candidates: list[str] = []  # the first row's other columns: reward columns if one type throughout
+    kinds: dict[str, set[str | None]] = {}
+    prompts = array("Q")
+    repeats = array("Q")
+    dedup = False
+    kept: list[dict[str, Any]] = []
+    out_count = identical = index = 0
+    first_identical = ""
+    for line, row in stream:
+        if isinstance(row, str):
+            raise DataError(f"{source}: {row}")
+        where = where_row(source, index, line)
+        if index == 0:
+            if columns:
+                missing = [old for old in columns if old not in row]
+                if missing:
+                    raise DataError(f"{source}: dataset.columns maps {missing} but the data has no such column; "
+                                    f"found columns {sorted(row)}")
+            mapped = {columns.get(k, k): v for k, v in row.items()} if columns else row
+            if not forced:
+                try:
+                    name = detect_format([mapped], source=source, where=where).name
+                except DataError:
+                    typo = misspelt_column(mapped, None, method)
+                    if typo:
+                        raise DataError(f"{where}: {typo}") from None
+                    raise
+                typo = misspelt_column(mapped, name, method)
+                if typo:
+                    raise DataError(f"{where}: {typo}")
+            if name not in ACCEPTED[method]:
+                raise DataError(
+                    f"{source}: detected format {name!r} ({FORMATS[name]}) does not suit method {method!r}, which "
+                    f"expects {EXPECTED_COLUMNS[method]}; found columns {sorted(mapped)}"
+                )
+            own = _FORMAT_COLUMNS | set(REQUIRED[name])
+            candidates = [c for c in mapped if c not in own] if online else []
+            dedup = method in PROMPT_METHODS and (name in PREFERENCE_FORMATS or name == "unpaired")
+        if columns:
+            row = {columns.get(k, k): v for k, v in row.items()}
+        validate_row(row, name, where)
+        out = normalize([row], name, method)
+        if method != "sft" or name != "preference-implicit":  # SFT trains on an empty prompt as plain text
+            for o in out:
+                check_prompt(o, name, where)
+        if method in PAIR_METHODS and name in PREFERENCE_FORMATS and row["chosen"] == row["rejected"]:
+            identical += 1
+            first_identical = first_identical or where.removeprefix(f"{source}: ")
+        if candidates:
+            for c in candidates:
+                kinds.setdefault(c, set()).add(_column_kind(row.get(c)))
+            out = [{**o, **{c: row.get(c) for c in candidates}} for o in out]
+        for o in out:
+            prompts.append(digest(prompt_key(o)))
+            if dedup and not keep_rows:
+                repeats.append(digest(json.dumps(o, sort_keys=True, default=str)))
+        if keep_rows or len(kept) < sample:
+            kept.extend(out)
+        out_count += len(out)
+        index += 1
+    if index == 0:
+        raise DataError(f"{source}: no rows")
+    if candidates:  # keep the columns with one simple type in every row (Arrow needs one type per column)
+        drop = {c for c in candidates if len(kinds[c] - {"none"}) != 1 or None in kinds[c]}
+        if drop:
+            kept = [{k: v for k, v in o.items() if k not in drop} for o in kept]
+    dropped = 0
+    if dedup:
+        if keep_rows:
+            unique = unique_rows(kept)
+            dropped, kept = len(kept) - len(unique), unique
+        else:  # counted on the digest of each row with all its other columns (the dropped ones too)
+            dropped = out_count - _distinct(repeats)
+    warnings: list[str] = []
+    if identical and identical == index:
+        raise DataError(
+            f"{source}: chosen equals rejected in all {index} pairs (first at {first_identical}): there is no "
+            "preference to learn; expected chosen and rejected to be two different answers (check the column mapping)"
+        )
+    if identical:
+        warnings.append(f"{source}: chosen equals rejected in {identical} of {index} pairs (first at "
+                        f"{first_identical}): they carry no preference and only cost compute; drop them")
+    distinct_prompts = _distinct(prompts)
+    fraction = _eval_fraction(dataset_spec)
+    if fraction > 0:
+        held_out_count(distinct_prompts, fraction, source)
+    fmt = DetectedFormat(name, FORMATS[name], rows=out_count - dropped, source=source, duplicates_dropped=dropped,
+                         warnings=tuple(warnings))
+    return Scan(fmt, kept, index, distinct_prompts, identical, streamed)
+
+
+def _eval_fraction(spec: Any) -> float:
+    if isinstance(spec, dict):
+        return float(spec.get("eval_fraction") or 0.0)
+    return float(getattr(spec, "eval_fraction", 0.0) or 0.0)
+
+
+def detect_format(rows: Sequence[dict[str, Any]], source: str = "data", where: str | None = None) -> DetectedFormat:
+    """Name the format of rows from their columns and the first row's value types. A first row whose
+    chosen/rejected/messages value is neither text nor a list of messages is an error naming that row
+    and column (where: how to name the first row, default 'SOURCE: row 1')."""
     if not rows:
         raise DataError(f"{source}: no rows")
     first = rows[0]
     cols = set(first)
     name = _detect_name(first, cols)
     if name is None:
+        where = where or f"{source}: row 1"
+        for column in ("chosen", "rejected", "messages") if {"chosen", "rejected"} <= cols or "messages" in cols else ():
+            if column in first and not isinstance(first[column], str):
+                problem = message_problem(first[column])
+                if problem:
+                    raise DataError(f"{where}, column {column!r}: {problem}; expected "
+                                    f"{'a list of {role, content} messages' if column == 'messages' else 'a string or a list of {role, content} messages'}")
         raise DataError(
             f"{source}: cannot tell the data format from columns {sorted(cols)}; expected one of: "
             "prompt/chosen/rejected, chosen/rejected, prompt/completion/label, prompt, messages, "
             "prompt/completion, text (rename columns with dataset.columns, e.g. {'question': 'prompt'})"
         )
     return DetectedFormat(name, FORMATS[name], rows=len(rows), source=source)
+
+
+# Every column some format reads: a column a letter or two away from one of these is a likely typo.
+KNOWN_COLUMNS = ("prompt", "chosen", "rejected", "completion", "label", "messages", "text", "responses",
+                 "response_a", "response_b")
+
+
+def misspelt_column(first: dict[str, Any], name: str | None, method: str) -> str | None:
+    """The error for a column that looks like a misspelling of a format column (difflib, ratio 0.8)
+    when reading it as that column would give a different format the method accepts: {prompt,
+    chosen, rejeted} is read as prompt-only, and would silently train GRPO on prompts alone."""
+    import difflib
+
+    cols = set(first)
+    for column in sorted(cols):
+        if column in KNOWN_COLUMNS:
+            continue
+        close = difflib.get_close_matches(column, [k for k in KNOWN_COLUMNS if k not in cols], n=1, cutoff=0.8)
+        if not close:
+            continue
+        renamed = {(close[0] if k == column else k): v for k, v in first.items()}
+        meant = _detect_name(renamed, set(renamed))
+        if meant is not None and meant != name and meant in ACCEPTED.get(method, (meant,)):
+            read_as = f"it is read as format {name!r} ({FORMATS[name]})" if name else "the format cannot be told"
+            return (f"column {column!r} is not known; did you mean {close[0]!r}? As written {read_as}; with "
+                    f"{close[0]!r} it would be {meant!r} ({FORMATS[meant]}). Rename the column, or map it with "
+                    f"dataset.columns {{{column!r}: {close[0]!r}}}")
+    return None
 
 
 def _detect_name(first: dict[str, Any], cols: set[str]) -> str | None:
@@ -256,7 +428,33 @@ def _unpack_spec(spec: Any) -> tuple[str, str, dict[str, str], str | None]:
 
 
 def load_rows(path: str, split: str = "train") -> tuple[list[dict[str, Any]], str, list[int] | None]:
-    """Rows of a local file or hub data set, the name to use in messages, and JSONL line numbers."""
+    """Rows of a local file or hub data set, the name to use in messages, and JSONL line numbers.
+    Holds every row: for a large file, iterate stream_rows instead."""
+    stream, source, _ = stream_rows(path, split)
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []
+    for line, row in stream:
+        if isinstance(row, str):
+            raise DataError(f"{source}: {row}")
+        rows.append(row)
+        if line is not None:
+            lines.append(line)
+    if not rows:
+        raise DataError(f"{source}: no rows")
+    return rows, source, lines if len(lines) == len(rows) else None
+
+
+# (JSONL line number or None, the row) for a readable row; (line number or None, what is wrong) for
+# a row that cannot be read, so that a caller may stop (the runner) or count and go on (the doctor).
+RowStream = Iterator[tuple[int | None, "dict[str, Any] | str"]]
+
+
+def stream_rows(path: str, split: str = "train") -> tuple[RowStream, str, bool]:
+    """(rows one at a time, the name to use in messages, whether the file is read row by row).
+
+    Local JSONL is read a line at a time, CSV a record at a time, Parquet a batch of rows at a time;
+    a JSON document up to JSON_WHOLE_LIMIT bytes and a hub data set are read whole (streamed False).
+    A file-level problem (not found, empty, not Parquet, a JSON document too large) raises DataError."""
     local = Path(path).expanduser()
     if local.is_dir():
         raise DataError(f"{path}: is a directory; give a .jsonl, .json, .csv or .parquet file")
@@ -268,29 +466,114 @@ def load_rows(path: str, split: str = "train") -> tuple[list[dict[str, Any]], st
         except InputFileError as exc:
             raise DataError(str(exc).removeprefix("dataset: ")) from None
     if local.is_file():
-        return _load_local(local)
+        suffix = local.suffix.lower()
+        if suffix not in LOCAL_SUFFIXES:
+            raise DataError(f"{local}: unsupported file type {suffix or '(none)'!r}; accepted: {', '.join(LOCAL_SUFFIXES)}")
+        if local.stat().st_size == 0:
+            raise DataError(f"{local}: the file is empty")
+        reader = {".jsonl": _iter_jsonl, ".csv": _iter_csv, ".parquet": _iter_parquet, ".json": _iter_json}[suffix]
+        return reader(local), str(local), suffix != ".json"
     if local.suffix.lower() in LOCAL_SUFFIXES or path.startswith((".", "/", "~")):
         raise DataError(f"{path}: file not found")
-    return _load_hub(path, split), f"{path} (hub, split {split!r})", None
+    rows = _load_hub(path, split)
+    return ((None, row) for row in rows), f"{path} (hub, split {split!r})", False
 
 
-def _load_local(path: Path) -> tuple[list[dict[str, Any]], str, list[int] | None]:
+# A JSON document has to be parsed whole (about ten times its size in memory as Python objects);
+# above this size the runner asks for JSON Lines, which it reads a row at a time.
+JSON_WHOLE_LIMIT = 256 * 2**20
+
+
+def _iter_jsonl(path: Path) -> RowStream:
+    """One line in memory at a time. Lines end at \\n only (a U+2028 inside a string stays in its row)."""
     source = str(path)
-    suffix = path.suffix.lower()
-    if suffix not in LOCAL_SUFFIXES:
-        raise DataError(f"{source}: unsupported file type {suffix or '(none)'!r}; accepted: {', '.join(LOCAL_SUFFIXES)}")
+    offset = 0
+    seen = False
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            start = offset
+            offset += len(raw)
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw, start = raw[3:], 3
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                seen = True
+                yield number, (f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at byte offset {start + exc.start} "
+                               f"(line {number}); re-save the file as UTF-8")
+                continue
+            if not line.strip():
+                continue
+            seen = True
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield number, f"line {number} is not valid JSON ({exc.msg} at column {exc.colno})"
+                continue
+            except RecursionError:
+                yield number, f"line {number} is nested too deeply to be a data row"
+                continue
+            if not isinstance(row, dict):
+                yield number, f"line {number} is a JSON {type(row).__name__}; each line must be an object"
+                continue
+            yield number, row
+    if not seen:
+        raise DataError(f"{source}: the file is empty")
+
+
+def _iter_json(path: Path) -> RowStream:
+    size = path.stat().st_size
+    if size > JSON_WHOLE_LIMIT:
+        raise DataError(
+            f"{path}: a {size / 2**20:.0f} MiB JSON document is parsed whole (about ten times its size in memory); "
+            f"above {JSON_WHOLE_LIMIT // 2**20} MiB give JSON Lines instead, one object per line, which is read a "
+            "row at a time (e.g. jq -c '.[]' data.json > data.jsonl)"
+        )
     raw = path.read_bytes()
     if not raw.strip():
-        raise DataError(f"{source}: the file is empty")
-    if suffix == ".parquet":
-        return _read_parquet(path), source, None
-    text = _decode_utf8(raw, source)
-    if suffix == ".jsonl":
-        rows, lines = _parse_jsonl(text, source)
-        return rows, source, lines
-    if suffix == ".json":
-        return _parse_json(text, source), source, None
-    return _read_csv(path), source, None
+        raise DataError(f"{path}: the file is empty")
+    for row in _parse_json(_decode_utf8(raw, str(path)), str(path)):
+        yield None, row
+
+
+def _iter_csv(path: Path) -> RowStream:
+    """Every value a string, as written (no type guessing); a record with too many fields is a bad row."""
+    import csv
+
+    csv.field_size_limit(2**31 - 1)  # a long answer is one field; the default limit is 128 KiB
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader, None)
+            if header is None or not any(h.strip() for h in header):
+                raise DataError(f"{path}: the file is empty" if header is None else f"{path}: no header row")
+            for record in reader:
+                if not record:
+                    continue  # a blank line
+                if len(record) > len(header):
+                    yield None, (f"line {reader.line_num} has {len(record)} fields but the header has "
+                                 f"{len(header)}; quote values that contain commas")
+                    continue
+                yield None, dict(zip(header, record + [""] * (len(header) - len(record)), strict=True))
+        except csv.Error as exc:
+            raise DataError(f"{path}: not a readable CSV file (line {reader.line_num}: {exc})") from None
+        except UnicodeDecodeError:
+            raise DataError(f"{path}: not valid UTF-8 near line {reader.line_num + 1}; re-save the file as UTF-8") from None
+
+
+def _iter_parquet(path: Path) -> RowStream:
+    """A batch of rows at a time (list columns come back as plain lists)."""
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+        for batch in parquet.iter_batches(batch_size=1024):
+            for row in batch.to_pylist():
+                yield None, row
+    except DataError:
+        raise
+    except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
 
 
 def _decode_utf8(raw: bytes, source: str) -> str:
@@ -302,25 +585,6 @@ def _decode_utf8(raw: bytes, source: str) -> str:
             f"{source}: not valid UTF-8: byte 0x{raw[exc.start]:02x} at byte offset {exc.start} (line {line}); "
             "re-save the file as UTF-8"
         ) from None
-
-
-def _parse_jsonl(text: str, source: str) -> tuple[list[dict[str, Any]], list[int]]:
-    rows: list[dict[str, Any]] = []
-    lines: list[int] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{source}: line {number} is not valid JSON ({exc.msg} at column {exc.colno})") from None
-        except RecursionError:
-            raise DataError(f"{source}: line {number} is nested too deeply to be a data row") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{source}: line {number} is a JSON {type(row).__name__}; each line must be an object")
-        rows.append(row)
-        lines.append(number)
-    return rows, lines
 
 
 def _parse_json(text: str, source: str) -> list[dict[str, Any]]:
@@ -344,41 +608,6 @@ def _parse_json(text: str, source: str) -> list[dict[str, Any]]:
     if not data:
         raise DataError(f"{source}: no rows")
     return data
-
-
-def _read_csv(path: Path) -> list[dict[str, Any]]:
-    import pandas as pd
-
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
-    if frame.empty:
-        raise DataError(f"{path}: no rows")
-    return frame.to_dict(orient="records")
-
-
-def _read_parquet(path: Path) -> list[dict[str, Any]]:
-    import pandas as pd
-
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file
-        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
-    if frame.empty:
-        raise DataError(f"{path}: no rows")
-    return [_plain(row) for row in frame.to_dict(orient="records")]
-
-
-def _plain(value: Any) -> Any:
-    """Parquet list columns come back as numpy arrays; make them lists of plain values."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
-        return _plain(value.tolist())
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _load_hub(path: str, split: str) -> list[dict[str, Any]]:
@@ -464,35 +693,52 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 
 def validate_rows(rows: list[dict[str, Any]], name: str, source: str, line_numbers: list[int] | None) -> None:
     """Every row has the format's columns with non-empty values of the right type."""
-    required = REQUIRED[name]
     for index, row in enumerate(rows):
-        where = _where(source, index, line_numbers)
-        missing = [c for c in required if c not in row]
-        if missing:
-            raise DataError(
-                f"{where}: missing column(s) {missing} for format {name!r}; found columns {sorted(row)}, "
-                f"expected {list(required)}"
-            )
-        for column in required:
-            _check_value(row[column], column, name, where)
+        validate_row(row, name, _where(source, index, line_numbers))
+
+
+def validate_row(row: dict[str, Any], name: str, where: str) -> None:
+    """The row has the format's columns with non-empty values of the right type; where names the row."""
+    required = REQUIRED[name]
+    missing = [c for c in required if c not in row]
+    if missing:
+        raise DataError(
+            f"{where}: missing column(s) {missing} for format {name!r}; found columns {sorted(row)}, "
+            f"expected {list(required)}"
+        )
+    for column in required:
+        _check_value(row[column], column, name, where)
 
 
 def check_prompts(rows: list[dict[str, Any]], name: str, source: str, line_numbers: list[int] | None) -> None:
     """A preference pair whose prompt came out empty has nothing to condition on: say which row."""
-    if name not in ("preference-messages", "preference-conversational"):
-        return
     for index, row in enumerate(rows):
-        if "prompt" in row and not row["prompt"]:
-            raise DataError(
-                f"{_where(source, index, line_numbers)}: chosen and rejected share no prompt turns and there is "
-                "no prompt column; put the user turns at the start of both lists or add a prompt column"
-            )
+        check_prompt(row, name, _where(source, index, line_numbers))
+
+
+def check_prompt(row: dict[str, Any], name: str, where: str) -> None:
+    """A normalized pair whose shared prompt came out empty: the answers condition on nothing."""
+    if "prompt" not in row or row["prompt"]:
+        return
+    if name in ("preference-messages", "preference-conversational"):
+        raise DataError(
+            f"{where}: chosen and rejected share no prompt turns and there is "
+            "no prompt column; put the user turns at the start of both lists or add a prompt column"
+        )
+    if name == "preference-implicit":
+        raise DataError(
+            f"{where}, columns 'chosen'/'rejected': they share no prompt (they differ from the first word); "
+            "expected both to start with the same prompt text, or a prompt column"
+        )
 
 
 def _where(source: str, index: int, line_numbers: list[int] | None) -> str:
-    if line_numbers is not None:
-        return f"{source}: row {index + 1} (line {line_numbers[index]})"
-    return f"{source}: row {index + 1}"
+    return where_row(source, index, line_numbers[index] if line_numbers is not None else None)
+
+
+def where_row(source: str, index: int, line: int | None) -> str:
+    """How a message names a row: 'SOURCE: row 3 (line 5)' (JSONL) or 'SOURCE: row 3'."""
+    return f"{source}: row {index + 1}" + (f" (line {line})" if line is not None else "")
 
 
 def _check_value(value: Any, column: str, name: str, where: str) -> None:
@@ -508,15 +754,16 @@ def _check_value(value: Any, column: str, name: str, where: str) -> None:
         name in ("prompt-only", "prompt-completion", "unpaired") and isinstance(value, list)
     )
     if wants_messages:
-        if not _is_messages(value):
+        if not isinstance(value, list):
             raise DataError(
                 f"{where}, column {column!r}: expected a list of {{role, content}} messages, got {_kind(value)}"
             )
         if not value:
             raise DataError(f"{where}, column {column!r}: empty message list")
-        for turn, message in enumerate(value, start=1):
-            if not str(message.get("content", "")).strip():
-                raise DataError(f"{where}, column {column!r}: message {turn} has empty content")
+        problem = message_problem(value)
+        if problem:
+            raise DataError(f"{where}, column {column!r}: {problem}; expected a list of {{role, content}} messages "
+                            "with string role and non-empty string content")
         return
     if not isinstance(value, str):
         raise DataError(f"{where}, column {column!r}: expected a string, got {_kind(value)}")
@@ -526,8 +773,40 @@ def _check_value(value: Any, column: str, name: str, where: str) -> None:
         raise DataError(f"{where}, column {column!r}: no '\\n\\nAssistant:' turn in the transcript")
 
 
+def message_problem(value: Any) -> str | None:
+    """What is wrong with a list of {role, content} messages, naming the message; None when nothing."""
+    if not isinstance(value, list):
+        return f"got {_kind(value)}"
+    for turn, message in enumerate(value, start=1):
+        if not isinstance(message, dict):
+            return f"message {turn} is {_kind(message)}, not an object"
+        for key in ("role", "content"):
+            if key not in message:
+                return f"message {turn} has no {key!r} (keys {sorted(message)})"
+            if not isinstance(message[key], str):
+                return f"message {turn}'s {key!r} is {_kind(message[key])}"
+        if not message["role"].strip():
+            return f"message {turn} has an empty role"
+        if not message["content"].strip():
+            return f"message {turn} has empty content"
+    return None
+
+
 def _kind(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
+    """How a message names a JSON value's type: null, a number, a list, an object (dict), a string."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return f"a number ({value!r})"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object (dict)"
+    if isinstance(value, str):
+        return "a string"
+    return type(value).__name__
 
 
 def _is_messages(value: Any) -> bool:

@@ -68,10 +68,16 @@ def _cached(repo_id: str) -> bool:
 
 
 def check_dataset(spec: RunSpec):
-    """Load and detect the data as the recipe will (empty file, bad encoding, bad JSON line, a format
-    the method cannot use); a hub data set needs the hub or datasets' local cache. Returns the
-    normalized data set, or None when a reachable hub data set is left for the recipe to download."""
-    from runners.data.load import load_and_normalize
+    """Read and check the data as the recipe will, a row at a time (runners.data.load.scan_rows: the
+    recipe's own checks, with only the first rows and an 8-byte digest per prompt kept): empty file,
+    bad encoding, a bad JSON line, a wrong type or a misspelt column, a format the method cannot use,
+    pairs without a difference, too few prompts for the held-out split. A hub data set needs the hub
+    or datasets' local cache. Warnings (some pairs without a difference) go to stderr. Returns the
+    first normalized rows as a data set, or None when a reachable hub data set is left for the
+    recipe to download."""
+    import sys
+
+    from runners.data.load import scan_rows
 
     path = spec.dataset.path
     if not looks_local(path) and Path(path).suffix.lower() not in (".jsonl", ".json", ".csv", ".parquet", ".txt"):
@@ -80,9 +86,13 @@ def check_dataset(spec: RunSpec):
         if _hub_reachable():
             return None  # downloading a hub data set twice is the recipe's job, not a check's
         # offline: only datasets' local cache can serve it, and reading that is cheap, so check it all
-        # (load_and_normalize says so when it is not cached)
-    dataset, _ = load_and_normalize(spec.dataset, spec.method)
-    return dataset
+        # (scan_rows says so when it is not cached)
+    scan = scan_rows(spec.dataset, spec.method)
+    for warning in scan.format.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    from datasets import Dataset
+
+    return Dataset.from_list(scan.rows)
 
 
 def check_reward(spec: RunSpec, dataset=None) -> None:
@@ -108,10 +118,12 @@ def check_reward(spec: RunSpec, dataset=None) -> None:
     from runners.rewards.load import check_reward_call, reward_callable
 
     if dataset is None and looks_local(spec.dataset.path):
-        from runners.data.load import load_and_normalize
+        from datasets import Dataset
 
-        try:
-            dataset, _ = load_and_normalize(spec.dataset, spec.method)
+        from runners.data.load import scan_rows
+
+        try:  # the first rows are enough, read without holding the file
+            dataset = Dataset.from_list(scan_rows(spec.dataset, spec.method).rows)
         except (ValueError, OSError):
             dataset = None  # check_dataset reports the data's own problem
     if dataset is None:
