@@ -13,12 +13,18 @@ from alignplan import sidebar
 
 st.set_page_config(page_title="alignplan", page_icon=":material/memory:", layout="wide")
 
+# Streamlit serves the default page at "/" only: its url_path is never matched, so a shared link to
+# /plan?... would say "Page not found" (then run the default page). Plan is therefore an ordinary page
+# at /plan, listed first (st.switch_page("pages/plan.py") finds the first page of a file), and the
+# root runs the same file as a hidden default page.
 PAGES = [
-    st.Page("pages/plan.py", title="Plan", icon=":material/stacked_bar_chart:", url_path="plan", default=True),
+    st.Page("pages/plan.py", title="Plan", icon=":material/stacked_bar_chart:", url_path="plan"),
     st.Page("pages/advise.py", title="Advise", icon=":material/alt_route:", url_path="advise"),
     st.Page("pages/data.py", title="Data", icon=":material/stethoscope:", url_path="data"),
     st.Page("pages/launch.py", title="Launch", icon=":material/rocket_launch:", url_path="launch"),
     st.Page("pages/runs.py", title="Runs", icon=":material/list_alt:", url_path="runs"),
+    st.Page("pages/plan.py", title="Plan", icon=":material/stacked_bar_chart:", url_path="home", default=True,
+            visibility="hidden"),
 ]
 page = st.navigation(PAGES)
 

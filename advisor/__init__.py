@@ -21,7 +21,7 @@ from advisor.framework import (
     validate_answers,
 )
 from advisor.graph import tree_graph
-from advisor.memory import fixes_for, fixes_to_fit
+from advisor.memory import fixes_for, fixes_to_fit, runner_unsharded_methods
 from advisor.questions import Step, answer, back, next_question, progress, restart, step
 from advisor.recommend import Recommendation, advise
 from advisor.render import fix_line, render_text
@@ -29,5 +29,5 @@ from advisor.render import fix_line, render_text
 __all__ = [
     "AdvisorError", "Framework", "MissingAnswersError", "Question", "Recommendation", "Step", "advise", "fix_line",
     "fixes_for", "fixes_to_fit", "answer", "back", "framework", "load_framework", "next_question", "progress",
-    "questions", "render_text", "restart", "step", "tree_graph", "validate_answers",
+    "questions", "render_text", "restart", "runner_unsharded_methods", "step", "tree_graph", "validate_answers",
 ]

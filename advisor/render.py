@@ -23,9 +23,14 @@ def _gib(n_bytes: int | None) -> str:
 
 
 def fix_line(suggestion: dict[str, Any]) -> str:
-    """One change that makes a run fit, with the planner's per-GPU peak after it:
-    "<change>: <N> GiB per GPU" (the CLI, the Advise page and the Launch page all show it so)."""
-    return f"{suggestion['change']}: {_gib(suggestion.get('peak_bytes_per_gpu'))} per GPU"
+    """One change, with the planner's per-GPU peak after it: "<change>: <N> GiB per GPU" for a change that
+    fits; a partial one (it lowers the peak, not enough) adds "(still <M> GiB short of <C> GiB)".
+    The CLI, the Advise page and the Launch page all show it so."""
+    line = f"{suggestion['change']}: {_gib(suggestion.get('peak_bytes_per_gpu'))} per GPU"
+    if suggestion.get("partial") and suggestion.get("capacity_bytes"):
+        short = suggestion["peak_bytes_per_gpu"] - suggestion["capacity_bytes"]
+        line += f" (not enough alone: still {_gib(short)} over the {_gib(suggestion['capacity_bytes'])})"
+    return line
 
 
 def render_memory(memory: dict[str, Any]) -> list[str]:

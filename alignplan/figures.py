@@ -11,6 +11,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from alignplan.formatting import gib1
+
 GIB = 2**30
 
 # The memory components in stacking order, with their labels and colours.
@@ -35,9 +37,12 @@ def memory_breakdown_figure(
     capacity_bytes: int | None = None,
     capacity_label: str = "GPU memory",
     peak_phase_by_method: Mapping[str, str] | None = None,
+    fits_by_method: Mapping[str, bool | None] | None = None,
 ) -> go.Figure:
     """One stacked bar per method (per-GPU bytes at the peak, by component), the GPU's capacity as
-    a horizontal line. Components a method lacks count as 0; unknown components are stacked last."""
+    a horizontal line labelled with the figure the verdict compares against (one decimal, as
+    formatting.gib1 shows it everywhere), each bar's total with its verdict and peak phase above it.
+    Components a method lacks count as 0; unknown components are stacked last."""
     methods = list(components_by_method)
     known = [key for key, _, _ in COMPONENTS]
     extra = sorted({k for comps in components_by_method.values() for k in comps} - set(known))
@@ -55,7 +60,9 @@ def memory_breakdown_figure(
     texts = []
     for m, total in zip(methods, totals, strict=True):
         phase = (peak_phase_by_method or {}).get(m)
-        texts.append(f"{total:.1f} GiB" + (f"<br>{phase}" if phase else ""))
+        fits = (fits_by_method or {}).get(m)
+        verdict = {True: " · fits", False: " · does not fit"}.get(fits, "")
+        texts.append(f"{total:.1f} GiB{verdict}" + (f"<br>{phase}" if phase else ""))
     fig.add_trace(go.Scatter(
         x=methods, y=totals, mode="text", text=texts, textposition="top center",
         showlegend=False, hoverinfo="skip", name="total",
@@ -63,8 +70,8 @@ def memory_breakdown_figure(
     if capacity_bytes:
         fig.add_hline(
             y=_gib(capacity_bytes), line_dash="dash", line_color="#111827",
-            annotation_text=f"{capacity_label}: {_gib(capacity_bytes):.0f} GiB",
-            annotation_position="top left",
+            annotation_text=f"{capacity_label}: {gib1(capacity_bytes)} usable",
+            annotation_position="top right", annotation_bgcolor="rgba(255,255,255,0.85)",
         )
     top = max(totals + [_gib(capacity_bytes)]) if methods else _gib(capacity_bytes)
     fig.update_layout(

@@ -13,6 +13,18 @@ def gib(n: int | float | None) -> str:
     return f"{value:,.2f} GiB" if abs(value) < 10 else f"{value:,.1f} GiB"
 
 
+def gib1(n: int | float) -> str:
+    """Bytes as GiB with one decimal, rounded down: a GPU's memory as the fit verdict uses it. Rounding
+    down keeps "79.6" from reading as room for a 79.65-GiB plan it cannot hold."""
+    return f"{int(n * 10 / GIB) / 10:.1f} GiB"
+
+
+def gpu_label(gpu_id: str, usable_bytes: int) -> str:
+    """A GPU with the memory its fit verdict compares against (usable, not the marketing size):
+    "H100-80GB (79.6 GiB)". The sidebar, the chart and the Fits-on table all show this."""
+    return f"{gpu_id} ({gib1(usable_bytes)})"
+
+
 def fmt_duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"

@@ -10,6 +10,8 @@ from typing import Any
 
 from alignplan.inputs import (
     ADAPTERS,
+    BOOL_INPUTS,
+    COPY_MODEL_FIELDS,
     ENGINES,
     GPU_KEY,
     GPUS_KEY,
@@ -53,22 +55,24 @@ def inputs_from_query(params: Mapping[str, str], methods: Mapping[str, Any] | No
                 if unknown:
                     raise ValueError(f"unknown method(s) {', '.join(unknown)}")
                 values[name] = ids
-            elif name in ("rank", "seq", "batch", "nodes", GPUS_KEY):
+            elif name in ("rank", "seq", "batch", "nodes", "gens", GPUS_KEY):
                 values[name] = _parse_int(name, raw)
             elif name == "zero":
                 stage = int(raw)
                 if stage not in ZERO_STAGES:
                     raise ValueError(f"accepted: {', '.join(map(str, ZERO_STAGES))}")
                 values[name] = stage
-            elif name == "ckpt":
+            elif name in BOOL_INPUTS:
                 values[name] = parse_bool(raw, name)
+            elif name in COPY_MODEL_FIELDS:  # a model id, a special ("rule", "shared", "api") or "" (the policy's)
+                values[name] = raw.strip()
             elif name in choices:
                 if raw not in choices[name]:
                     raise ValueError(f"accepted: {', '.join(choices[name])}")
                 values[name] = raw
             elif name == GPU_KEY:
                 if gpus is not None and raw not in gpus:
-                    raise ValueError(f"unknown GPU; accepted: {', '.join(gpus)}")
+                    raise ValueError(f"unknown GPU, kept {SHARED_DEFAULTS[GPU_KEY]}; accepted: {', '.join(gpus)}")
                 values[name] = raw
             elif name == MODEL_KEY:
                 if not raw.strip():

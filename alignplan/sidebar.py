@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import streamlit as st
 
 from alignplan.errors import attempt
-from alignplan.formatting import GIB
+from alignplan.formatting import gpu_label
 from alignplan.inputs import (
     DEFAULT_GPU,
     DEFAULT_MODEL,
@@ -43,7 +43,9 @@ def seed_shared_choices(params: Mapping[str, str]) -> None:
         return
     st.session_state["_shared_seeded"] = True
     shared = {k: v for k, v in params.items() if k in SHARED_DEFAULTS}
-    values, problems = inputs_from_query(shared)
+    gpus = attempt("Loading the GPU table", gpu_table)
+    # the GPU table checks a link's GPU here, so an unknown one is reported, not replaced unseen
+    values, problems = inputs_from_query(shared, gpus=gpus.value if gpus.ok else None)
     for key, value in values.items():
         st.session_state[key] = value
     st.session_state.setdefault("_link_problems", []).extend(problems)
@@ -67,10 +69,10 @@ def sidebar_choices() -> None:
     gpu_ids = list(gpus.value)
     st.session_state.setdefault(GPU_KEY, DEFAULT_GPU if DEFAULT_GPU in gpu_ids else gpu_ids[0])
     if st.session_state[GPU_KEY] not in gpu_ids:
-        st.session_state[GPU_KEY] = gpu_ids[0]
+        st.session_state[GPU_KEY] = DEFAULT_GPU if DEFAULT_GPU in gpu_ids else gpu_ids[0]
     st.selectbox(
-        "GPU type", gpu_ids, key=GPU_KEY,
-        format_func=lambda g: f"{g}  ({gpus.value[g]['memory_bytes'] / GIB:.0f} GiB)",
+        "GPU type", gpu_ids, key=GPU_KEY, format_func=lambda g: gpu_label(g, gpus.value[g]["usable_bytes"]),
+        help="With the memory a program can use on it (what the driver reports), which every fit verdict uses.",
     )
     st.session_state.setdefault(GPUS_KEY, 1)
     st.number_input("GPUs per node", min_value=1, max_value=MAX_GPUS_PER_NODE, step=1, key=GPUS_KEY)

@@ -125,6 +125,10 @@ def _carry(rec, answers: dict) -> None:
 
     methods = [m for m in dict.fromkeys([rec.method, rec.runner_up]) if m in planner.METHODS]
     st.session_state["plan_methods"] = methods
+    # every input the advice planned with, so Plan shows the same figures (inputs.plan_values)
+    for name, value in inputs.plan_values(hardware.get("setup") or {}).items():
+        st.session_state["plan_" + name] = value
+    st.session_state["_plan_seeded"] = True  # the carried inputs win over Plan's (empty) link
     st.session_state["launch_prefill"] = {
         "from": rec.name, "method": rec.preset.get("method", rec.method), "model": model,
         "hparams": dict(rec.preset.get("hparams") or {}), "reward": rec.preset.get("reward"),
@@ -149,8 +153,11 @@ def _memory(mem: dict) -> None:
              f"min {mem['gpu']}": m["min_gpus_of_this_type"]} for m in mem["methods"]]
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="advise_memory")
     if mem.get("suggestions"):
-        st.warning("The recommendation does not fit as set up. Changes that make it fit:\n\n" + "\n".join(
-            f"- {advisor.fix_line(s)}" for s in mem["suggestions"]))
+        fits = all(s["fits"] for s in mem["suggestions"])
+        st.warning("The recommendation does not fit as set up. "
+                   + ("Changes that make it fit" if fits else "No single change makes it fit; these come closest")
+                   + " (each planned with the change applied):\n\n"
+                   + "\n".join(f"- {advisor.fix_line(s)}" for s in mem["suggestions"]))
     for note in mem.get("notes", []):
         st.caption(note)
 

@@ -7,7 +7,17 @@ import json
 import pandas as pd
 import streamlit as st
 
-from alignplan import errors, figures, formatting, inputs, plan_cache, share_link, sidebar, uploads
+from alignplan import (
+    errors,
+    figures,
+    formatting,
+    inputs,
+    plan_cache,
+    plan_tables,
+    share_link,
+    sidebar,
+    uploads,
+)
 
 P = "plan_"  # widget-key prefix of this page's inputs
 
@@ -81,6 +91,30 @@ def _inputs() -> dict:
         format_func={"none": "None", "optimizer": "Optimizer states", "params": "Optimizer + weights"}.get,
         help="Optimizer offload needs sharding stage 1-3; weight offload needs stage 3.",
     )
+    c1, c2, c3 = st.columns(3)
+    c1.checkbox("Precompute reference log-probs", key=P + "preref", persist_state="session",
+                help="DPO-style methods: the reference scores the data once before training, so no reference "
+                "copy is held while training (TRL's precompute_ref_log_probs). Not with LoRA (its reference "
+                "is the adapter-off policy).")
+    c2.checkbox("Chunked / fused loss", key=P + "chunked", persist_state="session",
+                help="Cross-entropy computed in chunks (Liger): the full-vocabulary logits are never held.")
+    c3.number_input("Generations per prompt (0: the method's default)", min_value=0, max_value=1024, step=1,
+                    key=P + "gens", persist_state="session", help="GRPO/RLOO/online DPO: completions per prompt.")
+    catalogue = list(plan_cache.catalogue_ids())
+    c1, c2, c3 = st.columns(3)
+    for col, name, label, specials in (
+        (c1, "reward", "Reward model", {"rule": "A reward function (no model)"}),
+        (c2, "value", "Value model", {"shared": "A value head on the policy"}),
+        (c3, "judge", "Judge model", {"api": "A remote judge (API)"}),
+    ):
+        current = st.session_state[P + name]
+        options = [inputs.SAME_AS_POLICY, *specials, *catalogue]
+        if current not in options:  # a hub id typed earlier, or from a link
+            options.insert(1, current)
+        col.selectbox(label, options, key=P + name, accept_new_options=True, persist_state="session",
+                      format_func=lambda v, sp=specials: "Same size as the policy" if v == inputs.SAME_AS_POLICY
+                      else sp.get(v, v),
+                      help="The methods that keep this copy plan it at this model's size.")
     return {name: st.session_state[P + name] for name in inputs.PLAN_DEFAULTS}
 
 
@@ -117,15 +151,9 @@ def _copies_frame(plans: dict) -> pd.DataFrame:
 
 
 def _fits_frame(plans: dict) -> pd.DataFrame:
-    gpus = plan_cache.gpu_table()
-    rows = []
-    for gpu_id, spec in gpus.items():
-        row = {"GPU": gpu_id, "memory (GiB)": round(spec["memory_bytes"] / formatting.GIB, 1)}
-        for method, plan in plans.items():
-            n = plan.min_gpus.get(gpu_id)
-            row[method] = "no fit" if n is None else int(n)
-        rows.append(row)
-    return pd.DataFrame(rows)
+    import advisor
+
+    return pd.DataFrame(plan_tables.fits_rows(plans, plan_cache.gpu_table(), advisor.runner_unsharded_methods()))
 
 
 def _phases_frame(plans: dict) -> pd.DataFrame:
@@ -150,12 +178,13 @@ def _results(plans: dict, model: str, gpu: str, gpus: int) -> None:
         col.metric(
             f"{method} peak per GPU", formatting.gib(plan.peak_bytes_per_gpu), delta=delta,
             delta_color="normal" if fits else "inverse", delta_arrow="off",
-            help=f"Headroom on {gpu}: {formatting.gib(plan.headroom_bytes)}.",
+            help=f"Against {formatting.gpu_label(gpu, capacity)}: headroom {formatting.gib(plan.headroom_bytes)}.",
         )
         col.caption(f"peak phase: {plan.peak_phase.replace('_', ' ')}")
     fig = figures.memory_breakdown_figure(
         {m: p.components for m, p in plans.items()}, capacity_bytes=capacity,
         capacity_label=f"{gpu}", peak_phase_by_method={m: p.peak_phase for m, p in plans.items()},
+        fits_by_method={m: p.fits for m, p in plans.items()},
     )
     st.plotly_chart(fig, key="plan_chart")
     st.caption(f"Per-GPU memory at each method's peak phase, {model} on {gpus} × {gpu}. "
@@ -165,7 +194,11 @@ def _results(plans: dict, model: str, gpu: str, gpus: int) -> None:
     with t_copies:
         st.dataframe(_copies_frame(plans), hide_index=True, key="plan_copies")
     with t_fits:
-        st.caption("Fewest GPUs of each type (with the current sharding and offload) on which each method fits.")
+        st.caption("Fewest GPUs of each type on which each method fits, with the sharding that count needs: "
+                   "one GPU with this setup, else ZeRO-3 (weights, gradients and optimizer states split over "
+                   "the GPUs; above 8, 8 per node). Without sharding, more GPUs do not lower the per-GPU peak. "
+                   "*Export only*: our runner trains that method unsharded, so the count holds for the "
+                   "verl/OpenRLHF export. Memory: what a program can use, as every verdict here compares.")
         st.dataframe(_fits_frame(plans), hide_index=True, key="plan_fits")
     with t_phases:
         st.dataframe(_phases_frame(plans), hide_index=True, key="plan_phases")
@@ -247,6 +280,8 @@ def main() -> None:
         st.info("Pick at least one method to compare.")
         return
     kwargs = inputs.request_kwargs(values, model, gpu, gpus)
+    for warning in inputs.setup_warnings(kwargs):
+        st.warning(warning, icon=":material/warning:")
     with st.spinner("Planning…"):
         plans = errors.attempt("Planning", plan_cache.plans_for, kwargs, list(values["methods"]))
     if plans.ok:

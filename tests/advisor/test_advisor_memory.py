@@ -11,6 +11,7 @@ from advisor import memory as advisor_memory
 planner = pytest.importorskip("planner")  # skips only where the planner package is absent
 
 LLAMA = "meta-llama/Llama-3.1-8B"
+GIB = 2**30
 DPO_ANSWERS = {"reward_signal": "pairwise", "task": "style", "annotators": "human", "pairs": 2000}
 
 
@@ -162,12 +163,68 @@ def test_fixes_to_fit_gives_one_line_per_planner_checked_fix():
     assert lines[0] == f"{first['change']}: {first['peak_bytes_per_gpu'] / 2**30:.1f} GiB per GPU"
 
 
-def test_fixes_to_fit_on_a_cpu_or_without_a_request():
+def test_fixes_to_fit_on_a_cpu_are_planned_against_the_ram():
     assert advisor.fixes_to_fit({}, on_gpu=True) == [] and advisor.fixes_to_fit({}, on_gpu=False) == []
-    cpu = advisor.fixes_to_fit({"model": LLAMA, "method": "dpo"}, on_gpu=False)
-    assert len(cpu) == 3 and cpu[0].startswith("turn on LoRA") and "GPU" in cpu[2]
+    # Qwen2.5-0.5B DPO in fp32 on a CPU with 8 GiB of RAM (13.3 GiB planned): each fix is the planner's
+    # figure for the changed request, and it fits in the 8 GiB (or, for "a machine with a GPU", in that GPU)
+    request = {"model": "Qwen/Qwen2.5-0.5B", "method": "dpo", "precision": "fp32", "gpu": None}
+    base = planner.estimate(planner.PlanRequest(**request), with_min_gpus=False).peak_bytes_per_gpu
+    assert base > 8 * GIB
+    req = planner.PlanRequest(**request)
+    fixes = advisor.fixes_for(req, capacity_bytes=8 * GIB)
+    assert fixes and all(f["fits"] and not f["partial"] for f in fixes)
+    for f in fixes:
+        plan = planner.estimate(planner.PlanRequest(**f["request"]), with_min_gpus=False)
+        assert plan.peak_bytes_per_gpu == f["peak_bytes_per_gpu"]
+        capacity = planner.GPUS[f["gpu"]].usable_bytes if f["gpu"] else 8 * GIB
+        assert plan.peak_bytes_per_gpu <= capacity, f["change"]
+    lines = advisor.fixes_to_fit(request, on_gpu=False, capacity_bytes=8 * GIB)
+    assert lines == [advisor.fix_line(f) for f in fixes]
+    changes = [f["change"] for f in fixes]
+    assert any(c.startswith("train LoRA") for c in changes) and not any(c.startswith("QLoRA") for c in changes)
+    # with 4 GiB nothing on this machine fits: the smallest GPU it fits on is the fix
+    tiny = advisor.fixes_for(req, capacity_bytes=4 * GIB)
+    assert [f["change"] for f in tiny] == ["a machine with a GPU: 1 x T4-16GB"]
+    assert tiny[0]["request"]["precision"] == "fp32"  # the T4 has no bf16
     # a request the planner cannot take gives no fixes (the list is a help, never an error)
     assert advisor.fixes_to_fit({"model": LLAMA, "method": "no-such-method"}, on_gpu=True) == []
+
+
+def test_a_larger_gpu_is_a_larger_size_not_the_same_size_under_another_name():
+    # Llama-3.1-8B SFT at sequence 384: 79.67 GiB, over the H100-80GB's 79.65 GiB and under the
+    # A100-80GB's 80.0 GiB. The A100 "fits" by 0.33 GiB, inside the estimate's error: no fix.
+    req = planner.PlanRequest(LLAMA, method="sft", gpu="H100-80GB", seq_len=384)
+    peak = planner.estimate(req, with_min_gpus=False).peak_bytes_per_gpu
+    assert planner.GPUS["H100-80GB"].usable_bytes < peak <= planner.GPUS["A100-80GB"].usable_bytes
+    fixes = advisor.fixes_for(req)
+    larger = [f for f in fixes if f["change"].startswith("a larger GPU")]
+    assert [f["gpu"] for f in larger] == ["H200-141GB"]
+    for f in fixes:  # every fix changes the verdict, checked on its own GPU
+        assert f["fits"] and f["peak_bytes_per_gpu"] <= planner.GPUS[f["gpu"]].usable_bytes
+
+
+def test_fixes_that_only_shrink_the_shortfall_say_so():
+    # DPO at 262,144 tokens: 620 GiB per H100, and no single change brings it under 79.6 GiB
+    req = planner.PlanRequest(LLAMA, method="dpo", gpu="H100-80GB", seq_len=262_144, batch_size=1)
+    base = planner.estimate(req, with_min_gpus=False).peak_bytes_per_gpu
+    fixes = advisor.fixes_for(req)
+    assert fixes and all(f["partial"] and not f["fits"] and f["peak_bytes_per_gpu"] < base for f in fixes)
+    assert [f["peak_bytes_per_gpu"] for f in fixes] == sorted(f["peak_bytes_per_gpu"] for f in fixes)
+    line = advisor.fix_line(fixes[0])
+    short = (fixes[0]["peak_bytes_per_gpu"] - planner.GPUS["H100-80GB"].usable_bytes) / GIB
+    assert line.endswith(f"(not enough alone: still {short:,.1f} GiB over the 79.6 GiB)")
+
+
+def test_ppos_sharded_fix_is_for_the_export_our_runner_trains_it_unsharded():
+    from runners.rundir.decide import UNSHARDED_METHODS
+
+    assert "ppo" in UNSHARDED_METHODS and "dpo" not in UNSHARDED_METHODS
+    ppo = next(f for f in advisor.fixes_for(planner.PlanRequest(LLAMA, method="ppo", gpu="H100-80GB"))
+               if "ZeRO-3" in f["change"])
+    assert "verl/OpenRLHF export" in ppo["change"] and ppo["gpus_total"] == 4
+    dpo = next(f for f in advisor.fixes_for(planner.PlanRequest(LLAMA, method="dpo", gpu="H100-80GB"))
+               if "ZeRO-3" in f["change"])
+    assert "export" not in dpo["change"]
 
 
 def test_fix_line_is_the_one_format_of_a_fix():

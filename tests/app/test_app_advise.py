@@ -71,3 +71,39 @@ def test_back_and_restart(app):
     at.button(key="advise_restart").click().run()
     assert at.session_state["advise_answers"] == {}
     assert at.subheader[0].value == advisor.step({}).question.text
+
+
+def _finish(at, script):
+    for _ in range(20):
+        step = advisor.step(at.session_state["advise_answers"])
+        if step.done:
+            return at
+        _answer(at, script[step.question.key])
+    raise AssertionError("the questionnaire did not end")
+
+
+def test_plan_and_advise_agree_on_the_same_inputs(app):
+    """The advice's memory check and the Plan page it hands over to show the same peak: one set of
+    defaults (the runner's 1024 / 8), and "Plan it" carries every input the advice planned with."""
+    import planner
+
+    at = _advise(app)
+    script = {"reward_signal": "pairwise", "task": "style", "annotators": "human", "pairs": 6000,
+              "failure_mode": "none", "model": "meta-llama/Llama-3.1-8B", "gpu": "H100-80GB", "gpus": 1}
+    at = _finish(at, script)
+    rec = advisor.advise(at.session_state["advise_answers"])
+    mem = rec.memory
+    assert (mem["setup"]["seq_len"], mem["setup"]["batch_size"]) == (1024, 8)
+    advised = {e["method"]: e["peak_bytes_per_gpu"] for e in mem["methods"]}
+    # DPO, 98.2 GiB on one H100-80GB: does not fit, and no fix is "the same GPU under another name"
+    assert advised["dpo"] == planner.estimate(planner.PlanRequest(
+        model="meta-llama/Llama-3.1-8B", method="dpo", gpu="H100-80GB")).peak_bytes_per_gpu
+    warning = next(w.value for w in at.warning if "does not fit" in w.value)
+    assert "A100-80GB" not in warning and "ZeRO-3" in warning
+    at.button(key="advise_to_plan").click().run()
+    assert not at.exception
+    for method, peak in advised.items():
+        metric = next(m for m in at.metric if m.label == f"{method} peak per GPU")
+        assert metric.value == f"{peak / 2**30:,.1f} GiB"
+    assert at.number_input(key="plan_seq").value == 1024 and at.number_input(key="plan_batch").value == 8
+    assert at.selectbox(key="plan_precision").value == mem["setup"]["precision"]

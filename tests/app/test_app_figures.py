@@ -117,3 +117,30 @@ def test_progress_eta_after_resume_counts_only_the_new_steps():
     frac, eta = figures.progress_eta(25, 40, 10.0, start_step=20)
     assert frac == pytest.approx(0.625) and eta == pytest.approx(30.0)
     assert figures.progress_eta(20, 40, 3.0, start_step=20) == (0.5, None)  # no new step yet
+
+
+def test_capacity_line_shows_the_verdicts_figure_and_each_bar_its_verdict():
+    usable = 81559 * 2**20  # H100-80GB as the driver reports it: 79.65 GiB
+    peak = int(79.9 * GIB)
+    fig = figures.memory_breakdown_figure({"dpo": {"weights": peak}}, capacity_bytes=usable,
+                                          capacity_label="H100-80GB", fits_by_method={"dpo": peak <= usable})
+    note = fig.layout.annotations[0].text
+    assert note == "H100-80GB: 79.6 GiB usable"  # not "80 GiB", which a 79.9 GiB bar sits under
+    assert next(t for t in fig.data if t.name == "total").text[0] == "79.9 GiB · does not fit"
+
+
+def test_fits_cells_name_the_sharding_and_are_all_text():
+    from alignplan import plan_tables
+
+    assert plan_tables.fits_cell({"count": 1, "zero": 0}) == "1 (no sharding)"
+    assert plan_tables.fits_cell({"count": 2, "zero": 3}) == "2 (ZeRO-3)"
+    assert plan_tables.fits_cell({"count": 4, "zero": 3}, export_only=True) == "4 (ZeRO-3, export only)"
+    assert plan_tables.fits_cell(None) == "no fit"
+
+    class Plan:
+        min_gpus_detail = {"H100-80GB": {"count": 4, "zero": 3}, "T4-16GB": None}
+
+    rows = plan_tables.fits_rows({"ppo": Plan()}, {"H100-80GB": {"usable_bytes": 81559 * 2**20},
+                                                   "T4-16GB": {"usable_bytes": 15360 * 2**20}}, {"ppo": "why"})
+    assert rows == [{"GPU": "H100-80GB", "usable memory": "79.6 GiB", "ppo": "4 (ZeRO-3, export only)"},
+                    {"GPU": "T4-16GB", "usable memory": "15.0 GiB", "ppo": "no fit"}]

@@ -41,7 +41,7 @@ def test_request_kwargs_maps_adapters_and_offload():
     assert kw["gpu"] == "A100-80GB" and kw["gpus"] == 2
     full = inputs.request_kwargs(inputs.PLAN_DEFAULTS, "m", "H100-80GB", 1)
     assert full["lora_rank"] is None and full["quant"] is None and full["offload"] is None
-    assert full["seq_len"] == 2048 and full["grad_ckpt"] is True
+    assert full["seq_len"] == 1024 and full["batch_size"] == 8 and full["grad_ckpt"] is True  # the runner's
 
 
 def test_save_upload_is_content_addressed(tmp_path, monkeypatch):
