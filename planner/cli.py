@@ -58,6 +58,11 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--mfu", type=float, help="model FLOPs utilisation of training (default 0.35)")
     t.add_argument("--generation-engine", default="transformers",
                    help="transformers (our recipes) | vllm | deepspeed-hybrid (rollouts of RL methods)")
+    p.add_argument("--traced", action="store_true",
+                   help="also build the real model under fake tensors (no memory) and trace the method's step "
+                        "with torch's MemTracker; prints analytic and traced side by side (docs/memory.md)")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="--traced: let transformers run the model's own code (a config with auto_map)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_plan)
 
@@ -190,8 +195,34 @@ def format_time(t: dict) -> str:
     return "\n".join(lines)
 
 
+def run_traced(args: argparse.Namespace, req: PlanRequest) -> int:
+    """--traced: the analytic plan and the traced step side by side (planner.traced); progress on stderr."""
+    from planner.traced import check_traceable, format_side_by_side, side_by_side, trace_plan
+
+    if args.compare:
+        raise PlannerError("traced", "trace one method at a time: drop --compare")
+    check_traceable(req, get_profile(req.method))
+    try:
+        plan = estimate(req)
+    except PlannerError as e:  # a model the analytic planner cannot read may still be built by transformers
+        if e.field != "model":
+            raise
+        plan = None
+    traced = trace_plan(req, progress=lambda line: print(line, file=sys.stderr, flush=True),
+                        trust_remote_code=args.trust_remote_code)
+    if args.json:
+        json.dump({**(_plan_dict(plan) if plan is not None else {}), "traced": side_by_side(plan, traced)},
+                  sys.stdout, indent=2)
+        print()
+    else:
+        print((format_plan(plan) + "\n\n" if plan is not None else "") + format_side_by_side(plan, traced))
+    return 0
+
+
 def run_plan(args: argparse.Namespace) -> int:
     req = request_from_args(args)
+    if getattr(args, "traced", False):
+        return run_traced(args, req)
     work = _work(args, req)
     if args.compare:
         methods = [m.strip() for m in args.compare.split(",") if m.strip()]

@@ -116,6 +116,10 @@ def _hf_config(req: PlanRequest, trust_remote_code: bool):
             raise PlannerError("model", f"{model}: its config needs the model's own code (auto_map); "
                                         "allow it with --trust-remote-code")
         try:
+            if path.is_file() and not raw.get("auto_map"):
+                kw = {k: v for k, v in raw.items() if k not in ("model_type", "architectures", "torch_dtype", "dtype")}
+                return AutoConfig.for_model(raw.get("model_type"), **kw)
+            # remote code sits beside its config.json
             return AutoConfig.from_pretrained(str(path.parent if path.is_file() else path),
                                               trust_remote_code=trust_remote_code)
         except (ValueError, KeyError, OSError) as e:
@@ -492,7 +496,7 @@ def _build_copies(rt: _Runtime, cfg, trust_remote_code: bool, progress) -> list[
         ccfg = cfg
         if other and other not in ("rule", "shared", "api"):
             ccfg = _hf_config(req.replace(model=other), trust_remote_code)
-        progress(f"building the {c.role} model under fake tensors…")
+        progress(f"building the {c.role} model…")
         try:
             if c.scalar_head:
                 import copy as _copy
@@ -786,15 +790,21 @@ def trace_plan(req: PlanRequest, progress: Callable[[str], None] | None = None, 
         tracker = _make_tracker(vocab_sizes)
         rt = _Runtime(req, profile, tracker, loss, dtype, autocast, _chunked_logprob_function(), notes)
         progress("building model under fake tensors…" if fake else "building model on real tensors…")
-        held = _build_copies(rt, cfg, trust_remote_code, progress)
-        trainable = [h for h in held if h.trainable and not h.adapter_off]
-        optimizers = [_optimizer(rt, [p for p in h.model.parameters() if p.requires_grad]) for h in trainable]
-        models = {id(h.model): h.model for h in held}
-        tracker.watch(models.values(), optimizers)
-        with tracker:
-            for step in range(TRACED_STEPS):
-                progress(f"tracing step {step + 1}/{TRACED_STEPS} ({', '.join(profile.phases)})…")
-                _step(rt, held, optimizers, tokens, record=step == TRACED_STEPS - 1)
+        try:
+            held = _build_copies(rt, cfg, trust_remote_code, progress)
+            trainable = [h for h in held if h.trainable and not h.adapter_off]
+            optimizers = [_optimizer(rt, [p for p in h.model.parameters() if p.requires_grad]) for h in trainable]
+            tracker.watch({id(h.model): h.model for h in held}.values(), optimizers)
+            with tracker:
+                for step in range(TRACED_STEPS):
+                    progress(f"tracing step {step + 1}/{TRACED_STEPS} ({', '.join(profile.phases)})…")
+                    _step(rt, held, optimizers, tokens, record=step == TRACED_STEPS - 1)
+        except PlannerError:
+            raise
+        except Exception as e:  # an architecture's own code can fail under fake tensors in many ways
+            raise PlannerError("model", f"tracing {req.method} on model_type {cfg.model_type!r} failed"
+                                        f"{' under fake tensors' if fake else ''}: {type(e).__name__}: "
+                                        f"{_first_line(e)}") from None
         peaks = dict(tracker.peaks)
     phases = []
     for name in profile.phases:
@@ -811,4 +821,60 @@ def trace_plan(req: PlanRequest, progress: Callable[[str], None] | None = None, 
                       tokens=tokens, notes=notes)
 
 
-__all__ = ["TracedPlan", "trace_plan", "loss_implementation", "check_traceable", "LOSS_IMPLEMENTATIONS"]
+
+# --- side by side with the analytic plan ----------------------------------------------------------
+
+
+def side_by_side(plan, traced: TracedPlan) -> dict[str, Any]:
+    """The traced plan's dict with, per phase and at the peak, analytic / traced: the analytic
+    figure without its overhead term (which a trace has no counterpart for). plan may be None (a
+    model the analytic planner cannot read)."""
+    d = traced.to_dict()
+    analytic = {p["name"]: p for p in plan.phases} if plan is not None else {}
+    for ph in d["phases"]:
+        a = analytic.get(ph["name"])
+        ph["analytic_bytes"] = None if a is None else a["total_bytes"] - a["components"]["overhead"]
+        ph["ratio"] = None if a is None or not ph["total_bytes"] else round(ph["analytic_bytes"] / ph["total_bytes"], 4)
+    if plan is not None:
+        peak = next(p for p in plan.phases if p.get("is_peak"))
+        d["analytic_peak_bytes"] = peak["total_bytes"] - peak["components"]["overhead"]
+        d["peak_ratio"] = round(d["analytic_peak_bytes"] / traced.peak_bytes_per_gpu, 4)
+    return d
+
+
+def format_side_by_side(plan, traced: TracedPlan) -> str:
+    """Text table: per phase and component, analytic and traced GiB (MiB below 1 GiB) and their ratio."""
+    gib, unit = (2**30, "GiB") if traced.peak_bytes_per_gpu >= 2**30 else (2**20, "MiB")
+    d = side_by_side(plan, traced)
+    analytic = {p["name"]: p for p in plan.phases} if plan is not None else {}
+    lines = [f"  traced ({'fake' if traced.fake else 'real'} tensors, torch MemTracker, step 2 of 2, loss "
+             f"{traced.loss}): {traced.seconds:.1f} s; analytic without its overhead term",
+             f"  {'phase':<18} {'component':<17} {'analytic':>9} {'traced':>9} {'ratio':>7}  ({unit})"]
+
+    def ratio(a, t):
+        return "-" if a is None or not t else f"{a / t:.2f}"
+
+    for ph in d["phases"]:
+        a = analytic.get(ph["name"])
+        for comp in COMPONENTS:
+            t = ph["components"][comp]
+            av = None if a is None else (0 if comp == "overhead" else a["components"][comp])
+            if not t and not av:
+                continue
+            lines.append(f"  {ph['name']:<18} {comp:<17} {'-' if av is None else f'{av / gib:,.2f}':>9} "
+                         f"{t / gib:>9,.2f} {ratio(av, t):>7}")
+        av = ph["analytic_bytes"]
+        lines.append(f"  {ph['name']:<18} {'total':<17} {'-' if av is None else f'{av / gib:,.2f}':>9} "
+                     f"{ph['total_bytes'] / gib:>9,.2f} {ratio(av, ph['total_bytes']):>7}")
+    if plan is not None:
+        lines.append(f"  peak: analytic {d['analytic_peak_bytes'] / gib:,.2f} {unit} ({plan.peak_phase}, "
+                     f"{plan.peak_bytes_per_gpu / gib:,.2f} with overhead), traced {traced.peak_bytes_per_gpu / gib:,.2f} "
+                     f"{unit} ({traced.peak_phase}): ratio {d['peak_ratio']:.2f}")
+    else:
+        lines.append(f"  peak: traced {traced.peak_bytes_per_gpu / gib:,.2f} {unit} ({traced.peak_phase}); "
+                     "no analytic plan for this model")
+    return "\n".join(lines)
+
+
+__all__ = ["TracedPlan", "trace_plan", "side_by_side", "format_side_by_side", "loss_implementation", "check_traceable",
+           "LOSS_IMPLEMENTATIONS"]

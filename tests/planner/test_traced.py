@@ -139,3 +139,117 @@ def test_8b_traces_under_fake_tensors_without_real_memory():
     assert any(line.startswith("tracing step 2/2") for line in lines)
     print(f"8B SFT 2048 tokens: traced in {seconds:.1f} s, RSS +{grown / MIB:.0f} MiB, "
           f"peak {traced.peak_bytes_per_gpu / 2**30:.2f} GiB vs analytic {max(analytic.values()) / 2**30:.2f} GiB")
+
+
+# --- alignplan plan --traced ----------------------------------------------------------------------
+
+
+def _config_file(tmp_path):
+    import json
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(SMALL))
+    return str(path)
+
+
+def test_cli_traced_json_carries_both_plans_and_ratios(tmp_path, capsys):
+    from tests.runners.launch_helpers import run_cli
+
+    code, out, err = run_cli(capsys, "plan", "--model", _config_file(tmp_path), "--method", "sft", "--seq-len", "256",
+                             "--batch-size", "2", "--traced", "--json")
+    assert code == 0, err
+    import json
+
+    d = json.loads(out)
+    assert d["peak_bytes_per_gpu"] > 0  # the analytic plan, as --json prints it
+    t = d["traced"]
+    assert [p["name"] for p in t["phases"]] == ["forward_backward", "optimizer_step"]
+    for p in t["phases"]:
+        assert p["ratio"] == pytest.approx(p["analytic_bytes"] / p["total_bytes"], abs=1e-4)
+    assert t["peak_ratio"] == pytest.approx(1.0, abs=0.10)
+    # progress goes to stderr, in order
+    lines = [line for line in err.splitlines() if line.startswith(("building model", "tracing step"))]
+    assert lines == ["building model under fake tensors…", "tracing step 1/2 (forward_backward, optimizer_step)…",
+                     "tracing step 2/2 (forward_backward, optimizer_step)…"]
+
+
+def test_cli_traced_text_side_by_side(tmp_path, capsys):
+    from tests.runners.launch_helpers import run_cli
+
+    code, out, err = run_cli(capsys, "plan", "--model", _config_file(tmp_path), "--method", "dpo", "--seq-len", "256",
+                             "--batch-size", "2", "--lora-rank", "8", "--traced")
+    assert code == 0, err
+    assert "traced (fake tensors, torch MemTracker, step 2 of 2, loss fused)" in out
+    row = next(line.split() for line in out.splitlines() if line.split()[:2] == ["forward_backward", "total"])
+    analytic, traced, ratio = map(float, row[2:5])
+    assert ratio == pytest.approx(analytic / traced, abs=0.02)
+    assert "peak: analytic" in out
+
+
+@pytest.mark.parametrize("argv, field", [
+    (["--zero", "2", "--gpus", "2"], "gpus"),
+    (["--compare", "dpo,sft"], "traced"),
+    (["--method", "cai"], "method"),
+    (["--quant", "nf4", "--lora-rank", "8"], "quant"),
+])
+def test_cli_traced_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, field):
+    from tests.runners.launch_helpers import run_cli
+
+    code, out, err = run_cli(capsys, "plan", "--model", _config_file(tmp_path), "--traced", *argv)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith(f"alignplan plan: error: {field}: ")
+
+
+def test_cli_traced_unknown_architecture_names_it(tmp_path, capsys):
+    from tests.runners.launch_helpers import run_cli
+
+    (tmp_path / "config.json").write_text('{"model_type": "brandnewarch", "hidden_size": 64}')
+    code, out, err = run_cli(capsys, "plan", "--model", str(tmp_path), "--traced")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "brandnewarch" in err and err.startswith("alignplan plan: error: model: ")
+
+
+_REMOTE_CONFIG = '''
+from transformers import LlamaConfig
+
+
+class TinyRemoteConfig(LlamaConfig):
+    model_type = "tiny-remote"
+'''
+
+_REMOTE_MODEL = '''
+from transformers import LlamaForCausalLM
+
+from .configuration_tiny import TinyRemoteConfig
+
+
+class TinyRemoteForCausalLM(LlamaForCausalLM):
+    config_class = TinyRemoteConfig
+'''
+
+
+def test_remote_code_model_traces_when_trusted(tmp_path, capsys):
+    """A model whose code ships beside its config (auto_map): refused without --trust-remote-code,
+    traced with it, though the analytic planner does not know its model_type."""
+    import json
+
+    from tests.runners.launch_helpers import run_cli
+
+    (tmp_path / "configuration_tiny.py").write_text(_REMOTE_CONFIG)
+    (tmp_path / "modeling_tiny.py").write_text(_REMOTE_MODEL)
+    cfg = {**SMALL, "model_type": "tiny-remote", "num_hidden_layers": 2,
+           "auto_map": {"AutoConfig": "configuration_tiny.TinyRemoteConfig",
+                        "AutoModelForCausalLM": "modeling_tiny.TinyRemoteForCausalLM"}}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    argv = ["plan", "--model", str(tmp_path), "--method", "sft", "--seq-len", "128", "--batch-size", "1", "--traced"]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and "--trust-remote-code" in err
+    code, out, err = run_cli(capsys, *argv, "--trust-remote-code", "--json")
+    assert code == 0, err
+    t = json.loads(out)["traced"]
+    assert "peak_ratio" not in t and t["phases"][0]["analytic_bytes"] is None
+    from planner.models import spec_from_config
+
+    weights = spec_from_config({**cfg, "model_type": "llama"}).params_total * 2  # bf16
+    assert t["phases"][-1]["components"]["weights"] == pytest.approx(weights, rel=0.001)
