@@ -17,7 +17,7 @@ the real peak"). The phases are cut where the trainer moves from one to the next
                     micro-batch and one backward through both
   optimizer_step    gradient clipping, both AdamW steps and zero_grad
 
-The trainer's AdamW is built with fused=True here (see trace(): the unfused step's temporaries are
+The trainer's AdamW is fused (see trace(): the unfused step's temporaries are
 not in the planner). Each phase's figure is the largest total of live bytes while the phase runs; the planner's is the
 same phase of planner.estimate(...) without the overhead term (CUDA context and allocator reserve,
 which a CPU has not). Prompts are token ids of uneven lengths (left padding, as in real batches), so
@@ -210,23 +210,23 @@ def build_models(name: str, lora_rank: int | None):
     return cfg, policy, ref, value, reward
 
 
-def _fused_optimizer(trainer, model, lr: float):
-    """PPOTrainer._optimizer with fused=True: the same AdamW, without the step's temporaries."""
+def _unfused_optimizer(trainer, model, lr: float):
+    """PPOTrainer._optimizer as it was before 2026-11-28: torch's default (for-loop on CPU) AdamW."""
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
     return torch.optim.AdamW(params, lr=lr, eps=trainer.config.adam_epsilon,
-                             weight_decay=trainer.config.weight_decay, fused=True)
+                             weight_decay=trainer.config.weight_decay)
 
 
 def trace(name: str, grad_ckpt: bool, lora_rank: int | None, shape: dict[str, int] = SHAPE,
           fused_adamw: bool = True) -> dict[str, Any]:
     """Two PPO iterations under the tracker; the second iteration's peak per phase, in bytes.
 
-    fused_adamw: build the trainer's AdamW with fused=True. The trainer's own (torch's default) holds
-    temporaries during its step that the planner does not count: on CPU two copies of the largest
+    fused_adamw: the trainer's own AdamW (fused=True since 2026-11-28); False builds torch's default
+    instead, whose step holds temporaries the planner does not count: on CPU two copies of the largest
     parameter (measured here: optimizer_step at 0.89-0.94 of the trace), on CUDA (foreach) sqrt(v)
-    of every parameter at once. fused=True is the change recommended for the trainer."""
+    of every parameter at once."""
     import runners.rl.ppo_trainer as ppo_module
     from runners.rl.ppo_config import PPOConfig
     from runners.rl.ppo_trainer import PPOTrainer
@@ -238,9 +238,9 @@ def trace(name: str, grad_ckpt: bool, lora_rank: int | None, shape: dict[str, in
         gradient_accumulation_steps=1, ppo_epochs=1, response_length=shape["response_len"], max_steps=2,
         temperature=1.0, learning_rate=1e-5, gradient_checkpointing=grad_ckpt, seed=0, sample_every=1000,
     )
-    real_optimizer = PPOTrainer._optimizer
-    if fused_adamw:
-        PPOTrainer._optimizer = _fused_optimizer
+    real_optimizer = PPOTrainer._optimizer  # fused since 2026-11-28
+    if not fused_adamw:
+        PPOTrainer._optimizer = _unfused_optimizer
     try:
         trainer = PPOTrainer(config, policy, ref, value, reward, tokenizer,
                              prompts_for(shape, cfg.vocab_size, 4 * shape["rollout_batch"]))

@@ -220,8 +220,13 @@ class PPOTrainer:
 
     def _optimizer(self, model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
         params = [p for p in model.parameters() if p.requires_grad]
-        make = self.optimizer_factory or torch.optim.AdamW
-        return make(params, lr=lr, eps=self.config.adam_epsilon, weight_decay=self.config.weight_decay)
+        if self.optimizer_factory is not None:
+            return self.optimizer_factory(params, lr=lr, eps=self.config.adam_epsilon,
+                                          weight_decay=self.config.weight_decay)
+        # fused: one kernel per parameter group, no full-size temporaries (torch's default foreach
+        # implementation holds a copy of every parameter's denominator at once), as the planner models
+        return torch.optim.AdamW(params, lr=lr, eps=self.config.adam_epsilon, weight_decay=self.config.weight_decay,
+                                 fused=True)
 
     def _scheduler(self, optimizer, total_steps: int):
         if self.config.lr_scheduler_type == "constant":
