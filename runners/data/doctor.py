@@ -18,7 +18,6 @@ recipes use); torch and transformers are imported only when a tokenizer or rewar
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import random
 import re
@@ -37,10 +36,13 @@ from runners.data.load import (
     PREFERENCE_FORMATS,
     DataError,
     detect_format,
-    load_rows,
+    message_problem,
+    misspelt_column,
     split_by_prompt,
     split_hh,
+    stream_rows,
     to_explicit_preference,
+    where_row,
 )
 
 SCHEMA = "alignplan.data-doctor/1"
@@ -95,50 +97,11 @@ def pct(share: float) -> str:
 # --- reading --------------------------------------------------------------------------------------
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(line number, row) for each non-blank line; (line number, error text) for a bad one. One line
-    in memory at a time."""
-    with open(path, encoding="utf-8-sig", errors="strict", newline="") as f:
-        number = 0
-        while True:
-            try:
-                line = f.readline()
-            except UnicodeDecodeError as exc:
-                yield number + 1, f"not valid UTF-8 ({exc.reason})"
-                return
-            if not line:
-                return
-            number += 1
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except (json.JSONDecodeError, RecursionError) as exc:
-                yield number, f"not valid JSON ({getattr(exc, 'msg', 'nested too deeply')})"
-                continue
-            if not isinstance(row, dict):
-                yield number, f"a JSON {type(row).__name__}, not an object"
-                continue
-            yield number, row
-
-
 def iter_rows(path: str, split: str = "train") -> tuple[Iterator[tuple[int | None, dict[str, Any] | str]], bool, str]:
-    """(rows, streamed, source name). JSONL files stream line by line; other files and hub data sets are
-    loaded whole by load.py's loader (streamed False)."""
-    local = Path(path).expanduser()
-    if local.is_file() and local.suffix.lower() == ".jsonl":
-        from planner.input_files import InputFileError, check_regular_file
-
-        try:
-            check_regular_file(local, "dataset")
-        except InputFileError as exc:
-            raise DataError(str(exc).removeprefix("dataset: ")) from None
-        if local.stat().st_size == 0:
-            raise DataError(f"{local}: the file is empty")
-        return iter_jsonl(local), True, str(local)
-    rows, source, lines = load_rows(path, split)
-    numbers = lines or [None] * len(rows)
-    return iter(list(zip(numbers, rows, strict=True))), False, source
+    """(rows, streamed, source name): the runner's reader (load.stream_rows), one row at a time for
+    JSONL, CSV and Parquet; (line, problem) for a row that cannot be read, which the doctor counts."""
+    rows, source, streamed = stream_rows(path, split)
+    return rows, streamed, source
 
 
 # --- one pair -------------------------------------------------------------------------------------
@@ -621,13 +584,22 @@ def inspect(path: str, *, method: str = "dpo", task: str | None = None, max_leng
         if mapping:
             row = {mapping.get(k, k): v for k, v in row.items()}
         if fmt is None:
-            fmt = detect_format([row], source=source).name
+            where = where_row(source, 0, line)
+            fmt = detect_format([row], source=source, where=where).name  # a wrong type here: row and column
+            typo = misspelt_column(row, fmt, method)
+            if typo:
+                raise DataError(f"{where}: {typo}")
             if fmt not in PREFERENCE_FORMATS:
                 break
             if any(c in row for c in SPLIT_COLUMNS):
                 st.split_of_prompt = {}
         index += 1
         try:
+            for column in FIELDS:  # the runner refuses these rows: count them as bad, with its words
+                problem = message_problem(row[column], allow_empty=True) if isinstance(row.get(column), list) else None
+                if problem:
+                    raise ValueError(f"column {column!r}: {problem}; expected a list of {{role, content}} messages "
+                                     "with string role and content")
             pair = read_pair(row, fmt)
         except ValueError as exc:
             st.bad_count += 1

@@ -773,8 +773,9 @@ def _check_value(value: Any, column: str, name: str, where: str) -> None:
         raise DataError(f"{where}, column {column!r}: no '\\n\\nAssistant:' turn in the transcript")
 
 
-def message_problem(value: Any) -> str | None:
-    """What is wrong with a list of {role, content} messages, naming the message; None when nothing."""
+def message_problem(value: Any, allow_empty: bool = False) -> str | None:
+    """What is wrong with a list of {role, content} messages, naming the message; None when nothing
+    (allow_empty: empty content is not a problem here; the data doctor counts it as an empty field)."""
     if not isinstance(value, list):
         return f"got {_kind(value)}"
     for turn, message in enumerate(value, start=1):
@@ -787,7 +788,7 @@ def message_problem(value: Any) -> str | None:
                 return f"message {turn}'s {key!r} is {_kind(message[key])}"
         if not message["role"].strip():
             return f"message {turn} has an empty role"
-        if not message["content"].strip():
+        if not message["content"].strip() and not allow_empty:
             return f"message {turn} has empty content"
     return None
 

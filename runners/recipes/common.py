@@ -199,14 +199,66 @@ def load_data(run: Run):
     dataset, fmt = load_and_normalize(run.spec.dataset, run.method)
     run.data_format = fmt
     run.log(fmt.summary())
+    for warning in fmt.warnings:
+        run.log(f"warning: {warning}")
     fraction = run.spec.dataset.eval_fraction
     if fraction <= 0:
-        return dataset, None
+        return rows_for_steps(run, dataset), None
     from datasets import Dataset
 
     train, held_out = split_by_prompt(dataset.to_list(), fraction, run.spec.seed, fmt.source)
     run.log(f"held out by prompt: {len(held_out)} of {len(dataset)} rows")
-    return Dataset.from_list(train), Dataset.from_list(held_out)
+    return rows_for_steps(run, Dataset.from_list(train)), Dataset.from_list(held_out)
+
+
+# Recipes whose trainer takes per_device_train_batch_size rows (or completions, at most as many) per
+# micro-step from the train set. PPO sizes its rollouts from the data itself; generation and labelling
+# stages use every row.
+TRAINER_METHODS = ("sft", "dpo", "ipo", "orpo", "simpo", "rm", "kto", "grpo", "rloo")
+
+
+def rows_needed(run: Run) -> int | None:
+    """Train rows max_steps can reach: max_steps x per-device batch x gradient accumulation x processes
+    (WORLD_SIZE); None when the run is not bounded by max_steps or the recipe is not a trainer's.
+    An upper bound: GRPO and RLOO count completions in the batch, num_generations per prompt."""
+    steps = run.spec.max_steps
+    if run.method not in TRAINER_METHODS or steps is None or steps <= 0:
+        return None
+    from runners.recipes import trl_compat
+
+    config_cls, forced = trl_compat.config_for(run.method)
+    defaults = {f.name: f.default for f in dataclasses.fields(config_cls)}
+    settings = {**defaults, **method_defaults(run.method), **dict(run.spec.hparams), **forced}
+
+    def count(key: str) -> int:
+        try:
+            return max(1, int(float(settings.get(key) or 1)))
+        except (TypeError, ValueError):
+            return 1  # build_config reports the bad value
+
+    processes = max(1, int(os.environ.get("WORLD_SIZE", "1") or 1))
+    micro_steps = count("gradient_accumulation_steps")
+    if run.method in ("grpo", "rloo"):  # one generation may cover several optimizer steps' completions
+        micro_steps = max(micro_steps, count("steps_per_generation"))
+    per_step = count("per_device_train_batch_size") * micro_steps * processes
+    if run.method in ("grpo", "rloo") and settings.get("generation_batch_size"):
+        per_step = max(per_step, count("generation_batch_size"))
+    return steps * per_step
+
+
+def rows_for_steps(run: Run, train):
+    """The train set cut to the rows max_steps can reach (rows_needed), so the trainer tokenizes only
+    those: a seeded random choice (file order kept), as the trainer's shuffled sampler would draw from
+    the whole set. The held-out set is left whole: every evaluation reads all of it."""
+    needed = rows_needed(run)
+    if needed is None or len(train) <= needed:
+        return train
+    import random
+
+    keep = sorted(random.Random(run.spec.seed).sample(range(len(train)), needed))
+    run.log(f"max_steps {run.spec.max_steps}: tokenizing {needed} of {len(train)} train rows (the rows "
+            "max_steps x batch x gradient accumulation x processes can reach)")
+    return train.select(keep)
 
 
 # --- 3. config ----------------------------------------------------------------------------------
