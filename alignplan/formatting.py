@@ -14,9 +14,9 @@ def gib(n: int | float | None) -> str:
 
 
 def gib1(n: int | float) -> str:
-    """Bytes as GiB with one decimal, rounded down: a GPU's memory as the fit verdict uses it. Rounding
-    down keeps "79.6" from reading as room for a 79.65-GiB plan it cannot hold."""
-    return f"{int(n * 10 / GIB) / 10:.1f} GiB"
+    """Bytes as GiB with one decimal: a GPU's memory as the fit verdict uses it. Rounded as gib() rounds
+    a plan's peak (above 10 GiB), so a plan that fits never shows a larger figure than its GPU's."""
+    return f"{n / GIB:,.1f} GiB"
 
 
 def gpu_label(gpu_id: str, usable_bytes: int) -> str:

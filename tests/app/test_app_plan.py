@@ -112,12 +112,12 @@ def test_a_gpus_label_is_the_figure_its_verdict_uses(app):
     box = at.sidebar.selectbox(key="gpu")
     plan = planner.estimate(planner.PlanRequest(model="meta-llama/Llama-3.1-8B", gpu="H100-80GB"), with_min_gpus=False)
     assert plan.gpu_memory_bytes == planner.GPUS["H100-80GB"].usable_bytes == 81559 * 2**20
-    figure = f"{int(plan.gpu_memory_bytes * 10 / 2**30) / 10:.1f} GiB"
+    figure = f"{plan.gpu_memory_bytes / 2**30:.1f} GiB"
     assert figure == "79.6 GiB"
     for label in box.options:
         gpu_id = label.split(" (")[0]
         usable = planner.GPUS[gpu_id].usable_bytes
-        assert label == f"{gpu_id} ({int(usable * 10 / 2**30) / 10:.1f} GiB)"
+        assert label == f"{gpu_id} ({usable / 2**30:.1f} GiB)"
     assert "H100-80GB (79.6 GiB)" in box.options and "A100-80GB (80.0 GiB)" in box.options
     assert "H100-80GB: 79.6 GiB usable" in at.get("plotly_chart")[0].proto.spec
     fits = next(d.value for d in at.dataframe if "usable memory" in d.value.columns)
