@@ -21,7 +21,7 @@ def _run(tmp_path: Path, method: str, rows: list[dict], fraction: float = 0.25, 
     path = tmp_path / "pairs.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     spec = SimpleNamespace(dataset=SimpleNamespace(path=str(path), split="train", columns={}, format=None,
-                                                   eval_fraction=fraction), seed=seed)
+                                                   eval_fraction=fraction), seed=seed, max_steps=None)
     return SimpleNamespace(method=method, spec=spec, data_format=None, log=lambda message: None)
 
 
