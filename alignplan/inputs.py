@@ -39,7 +39,7 @@ COPY_MODEL_FIELDS = {"reward": "reward_model", "value": "value_model", "judge": 
 PLAN_DEFAULTS: dict[str, Any] = {
     "methods": ["dpo", "ppo"],
     "precision": "bf16-kahan",
-    "adapter": "full",  # full | lora | qlora
+    "adapter": "full",  # full | lora | qlora (nf4 base) | qlora8 (int8 base)
     "rank": 16,
     "seq": DEFAULT_SEQ,
     "batch": DEFAULT_BATCH,
@@ -52,13 +52,15 @@ PLAN_DEFAULTS: dict[str, Any] = {
     "preref": False,  # precompute the reference log-probs before training
     "chunked": False,  # chunked/fused cross-entropy (Liger): no full-vocabulary logits
     "gens": 0,  # generations per prompt; 0 = the method's default
+    "beta": None,  # KL coefficient (GRPO/RLOO; 0 drops the reference); None = the method's default
     "reward": SAME_AS_POLICY,
     "value": SAME_AS_POLICY,
     "judge": SAME_AS_POLICY,
 }
 SHARED_DEFAULTS: dict[str, Any] = {MODEL_KEY: DEFAULT_MODEL, GPU_KEY: DEFAULT_GPU, GPUS_KEY: 1}
 
-ADAPTERS = ("full", "lora", "qlora")
+ADAPTERS = ("full", "lora", "qlora", "qlora8")
+ADAPTER_QUANT = {"qlora": "nf4", "qlora8": "int8"}  # the frozen base's quantisation (planner's quant)
 PRECISIONS = tuple(_planner.PRECISIONS)  # the planner's ids, shared with the runners
 OPTIMIZERS = tuple(_planner_terms.OPTIMIZERS)
 OFFLOADS = ("none", "optimizer", "params")  # "none" stands for the planner's offload=None
@@ -81,8 +83,8 @@ def request_kwargs(values: Mapping[str, Any], model: str, gpu: str, gpus: int) -
         "seq_len": int(values.get("seq", PLAN_DEFAULTS["seq"])),
         "batch_size": int(values.get("batch", PLAN_DEFAULTS["batch"])),
         "precision": values.get("precision", PLAN_DEFAULTS["precision"]),
-        "lora_rank": int(values.get("rank", PLAN_DEFAULTS["rank"])) if adapter in ("lora", "qlora") else None,
-        "quant": "nf4" if adapter == "qlora" else None,
+        "lora_rank": int(values.get("rank", PLAN_DEFAULTS["rank"])) if adapter != "full" else None,
+        "quant": ADAPTER_QUANT.get(adapter),
         "grad_ckpt": bool(values.get("ckpt", True)),
         "optimizer": values.get("optimizer", "adamw"),
         "zero": int(values.get("zero", 0)),
@@ -94,6 +96,7 @@ def request_kwargs(values: Mapping[str, Any], model: str, gpu: str, gpus: int) -
         "precompute_ref": bool(values.get("preref", False)),
         "chunked_loss": bool(values.get("chunked", False)),
         "num_generations": int(values.get("gens", 0)) or None,
+        "beta": None if values.get("beta") is None else float(values["beta"]),
         **{field: values.get(name) or None for name, field in COPY_MODEL_FIELDS.items()},
     }
 
@@ -104,7 +107,7 @@ def plan_values(request: Mapping[str, Any]) -> dict[str, Any]:
     rank, quant = request.get("lora_rank"), request.get("quant")
     values: dict[str, Any] = {
         "precision": request.get("precision", PLAN_DEFAULTS["precision"]),
-        "adapter": "full" if not rank else ("qlora" if quant else "lora"),
+        "adapter": "full" if not rank else next((a for a, q in ADAPTER_QUANT.items() if q == quant), "lora"),
         "rank": int(rank or PLAN_DEFAULTS["rank"]),
         "seq": int(request.get("seq_len", DEFAULT_SEQ)),
         "batch": int(request.get("batch_size", DEFAULT_BATCH)),
@@ -117,6 +120,7 @@ def plan_values(request: Mapping[str, Any]) -> dict[str, Any]:
         "preref": bool(request.get("precompute_ref", False)),
         "chunked": bool(request.get("chunked_loss", False)),
         "gens": int(request.get("num_generations") or 0),
+        "beta": request.get("beta"),
     }
     values.update({name: request.get(field) or SAME_AS_POLICY for name, field in COPY_MODEL_FIELDS.items()})
     return values

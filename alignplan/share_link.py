@@ -62,6 +62,11 @@ def inputs_from_query(params: Mapping[str, str], methods: Mapping[str, Any] | No
                 if stage not in ZERO_STAGES:
                     raise ValueError(f"accepted: {', '.join(map(str, ZERO_STAGES))}")
                 values[name] = stage
+            elif name == "beta":
+                beta = float(raw)
+                if not (beta >= 0 and beta < float("inf")):
+                    raise ValueError("expected a number >= 0")
+                values[name] = beta
             elif name in BOOL_INPUTS:
                 values[name] = parse_bool(raw, name)
             elif name in COPY_MODEL_FIELDS:  # a model id, a special ("rule", "shared", "api") or "" (the policy's)
@@ -89,7 +94,7 @@ def query_from_inputs(values: Mapping[str, Any]) -> dict[str, str]:
     defaults = {**PLAN_DEFAULTS, **SHARED_DEFAULTS}
     out: dict[str, str] = {}
     for name, default in defaults.items():
-        if name not in values or values[name] == default:
+        if name not in values or values[name] == default or values[name] is None:
             continue
         value = values[name]
         if isinstance(value, bool):

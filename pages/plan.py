@@ -57,8 +57,8 @@ def _inputs() -> dict:
     )
     c2.segmented_control(
         "Adapters", inputs.ADAPTERS, key=P + "adapter", persist_state="session", required=True,
-        format_func={"full": "Full", "lora": "LoRA", "qlora": "QLoRA (4-bit)"}.get,
-        help="LoRA trains small adapters; QLoRA also stores the frozen base in 4-bit NF4.",
+        format_func={"full": "Full", "lora": "LoRA", "qlora": "QLoRA (4-bit)", "qlora8": "QLoRA (8-bit)"}.get,
+        help="LoRA trains small adapters; QLoRA also stores the frozen base in 4-bit NF4 (or 8-bit int8).",
     )
     c3.number_input(
         "LoRA rank", min_value=1, max_value=1024, step=8, key=P + "rank", persist_state="session",
@@ -91,7 +91,7 @@ def _inputs() -> dict:
         format_func={"none": "None", "optimizer": "Optimizer states", "params": "Optimizer + weights"}.get,
         help="Optimizer offload needs sharding stage 1-3; weight offload needs stage 3.",
     )
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3, c4 = st.columns(4)
     c1.checkbox("Precompute reference log-probs", key=P + "preref", persist_state="session",
                 help="DPO-style methods: the reference scores the data once before training, so no reference "
                 "copy is held while training (TRL's precompute_ref_log_probs). Not with LoRA (its reference "
@@ -100,6 +100,9 @@ def _inputs() -> dict:
                 help="Cross-entropy computed in chunks (Liger): the full-vocabulary logits are never held.")
     c3.number_input("Generations per prompt (0: the method's default)", min_value=0, max_value=1024, step=1,
                     key=P + "gens", persist_state="session", help="GRPO/RLOO/online DPO: completions per prompt.")
+    c4.number_input("KL coefficient β (empty: the method's default)", min_value=0.0, max_value=100.0, step=0.01,
+                    key=P + "beta", persist_state="session", format="%.3f",
+                    help="GRPO/RLOO: the KL penalty's weight; 0 drops the reference model.")
     catalogue = list(plan_cache.catalogue_ids())
     c1, c2, c3 = st.columns(3)
     for col, name, label, specials in (

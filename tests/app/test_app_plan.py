@@ -187,9 +187,15 @@ def test_every_planner_lever_is_a_control_and_travels_in_the_link(app):
                               value_model="Qwen/Qwen2.5-0.5B")
     assert _gib(_metric(at, "grpo").value) == round(planner.estimate(req, with_min_gpus=False).peak_bytes_per_gpu
                                                      / 2**30, 1)
+    # RLOO's KL term (beta 0.05) keeps a reference copy; beta 0 drops it
+    at.multiselect(key="plan_methods").set_value(["rloo"]).run()
+    with_kl = _gib(_metric(at, "rloo").value)
+    at.number_input(key="plan_beta").set_value(0.0).run()
+    assert _gib(_metric(at, "rloo").value) == round(planner.estimate(
+        req.replace(method="rloo", beta=0.0), with_min_gpus=False).peak_bytes_per_gpu / 2**30, 1) < with_kl
     params = {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
     assert params["gens"] == "16" and params["chunked"] == "1" and params["preref"] == "1"
-    assert params["reward"] == "rule" and params["value"] == "Qwen/Qwen2.5-0.5B"
+    assert params["reward"] == "rule" and params["value"] == "Qwen/Qwen2.5-0.5B" and params["beta"] == "0.0"
 
 
 def test_request_kwargs_and_plan_values_are_inverses():
@@ -198,13 +204,31 @@ def test_request_kwargs_and_plan_values_are_inverses():
 
     values = {**inputs.PLAN_DEFAULTS, "adapter": "qlora", "rank": 32, "seq": 4096, "batch": 2, "zero": 3,
               "offload": "optimizer", "preref": True, "chunked": True, "gens": 16, "reward": "rule",
-              "value": "shared", "judge": "Qwen/Qwen2.5-7B"}
+              "value": "shared", "judge": "Qwen/Qwen2.5-7B", "beta": 0.0}
     kwargs = inputs.request_kwargs(values, "m", "H100-80GB", 8)
     assert (kwargs["lora_rank"], kwargs["quant"], kwargs["seq_len"], kwargs["batch_size"]) == (32, "nf4", 4096, 2)
     assert (kwargs["num_generations"], kwargs["reward_model"], kwargs["value_model"], kwargs["judge_model"]) == \
         (16, "rule", "shared", "Qwen/Qwen2.5-7B")
     assert kwargs["precompute_ref"] and kwargs["chunked_loss"] and kwargs["offload"] == "optimizer"
+    assert kwargs["beta"] == 0.0
     back = inputs.plan_values(kwargs)
     assert {k: back[k] for k in back} == {k: values[k] for k in back}
+    int8 = inputs.request_kwargs({**values, "adapter": "qlora8"}, "m", "H100-80GB", 8)
+    assert (int8["quant"], int8["lora_rank"]) == ("int8", 32) and inputs.plan_values(int8)["adapter"] == "qlora8"
     defaults = inputs.request_kwargs(inputs.PLAN_DEFAULTS, "m", "H100-80GB", 1)
     assert defaults["num_generations"] is None and defaults["reward_model"] is None and defaults["offload"] is None
+    assert defaults["beta"] is None  # the method's own default
+
+
+def test_link_parameters_of_the_new_controls():
+    from alignplan import share_link
+
+    values, problems = share_link.inputs_from_query({"beta": "0.1", "gens": "4", "preref": "1", "chunked": "off",
+                                                     "reward": "rule", "judge": "Qwen/Qwen2.5-7B"})
+    assert values == {"beta": 0.1, "gens": 4, "preref": True, "chunked": False, "reward": "rule",
+                      "judge": "Qwen/Qwen2.5-7B"} and problems == []
+    _, problems = share_link.inputs_from_query({"beta": "nan", "gens": "2000", "adapter": "qlora4"})
+    assert [p.split(" ignored")[0] for p in problems] == ["link parameter beta='nan'", "link parameter gens='2000'",
+                                                          "link parameter adapter='qlora4'"]
+    assert "qlora8" in problems[2]
+    assert share_link.query_from_inputs({"beta": None, "gens": 0, "preref": True}) == {"preref": "1"}
