@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from alignplan import errors, figures, inputs, plan_cache, sidebar
+from alignplan import errors, figures, formatting, inputs, plan_cache, sidebar
 
 sidebar.use_app_navigation()
 
@@ -50,8 +50,10 @@ def _answer_widget(q, answers: dict) -> None:
                      accept_new_options=True, key=key,
                      help="A catalogue model, a hub id (org/name), or a local config.json path.")
     elif q.kind == "gpu":
-        options = list(plan_cache.gpu_table())
-        st.selectbox(label, options, index=options.index(default) if default in options else 0, key=key)
+        table = plan_cache.gpu_table()
+        options = list(table)
+        st.selectbox(label, options, index=options.index(default) if default in options else 0, key=key,
+                     format_func=lambda g: formatting.gpu_label(g, table[g]["usable_bytes"]))
     else:  # a kind this page does not know yet: free text, validated by the advisor
         st.text_input(label, value="" if default is None else str(default), key=key)
 
@@ -145,7 +147,8 @@ def _memory(mem: dict) -> None:
     if not mem.get("available", True):
         st.caption(mem.get("reason", "No memory check."))
         return
-    st.markdown(f"**Memory fit** — {mem['model']} on {mem['gpus']} × {mem['gpu']} "
+    usable = plan_cache.gpu_table()[mem["gpu"]]["usable_bytes"]
+    st.markdown(f"**Memory fit** — {mem['model']} on {mem['gpus']} × {formatting.gpu_label(mem['gpu'], usable)} "
                 f"(sequence {mem['setup'].get('seq_len')}, micro-batch {mem['setup'].get('batch_size')}, "
                 f"{mem['setup'].get('precision')})")
     rows = [{"": m["role"].replace("_", " "), "method": m["method"], "peak per GPU (GiB)": m["peak_gib"],

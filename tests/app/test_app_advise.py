@@ -98,6 +98,7 @@ def test_plan_and_advise_agree_on_the_same_inputs(app):
     # DPO, 98.2 GiB on one H100-80GB: does not fit, and no fix is "the same GPU under another name"
     assert advised["dpo"] == planner.estimate(planner.PlanRequest(
         model="meta-llama/Llama-3.1-8B", method="dpo", gpu="H100-80GB")).peak_bytes_per_gpu
+    assert any("1 × H100-80GB (79.6 GiB)" in m.value for m in at.markdown)  # the verdict's figure
     warning = next(w.value for w in at.warning if "does not fit" in w.value)
     assert "A100-80GB" not in warning and "ZeRO-3" in warning
     at.button(key="advise_to_plan").click().run()
