@@ -88,7 +88,7 @@ def runner_unsharded_methods() -> dict[str, str]:
 def _capacity(planner: Any, req: Any, capacity_bytes: int | None) -> int | None:
     """What the plan must fit in: the request's GPU's usable memory, else the given capacity (RAM on a CPU)."""
     if req.gpu is not None:
-        return int(planner.GPUS[planner.get_gpu(req.gpu).id].usable_bytes)
+        return int(planner.get_gpu(req.gpu).usable_bytes)
     return capacity_bytes
 
 
@@ -186,7 +186,7 @@ def suggestions_to_fit(fw: Framework, planner: Any, req: Any, fallbacks: list[st
                 layout = {"gpus": req.gpus, "nodes": req.nodes} if n == current else _layout(n)
                 consider(label, _with(planner, req, zero=zero, **layout))
 
-        usable = planner.GPUS[req.gpu].usable_bytes
+        usable = planner.get_gpu(req.gpu).usable_bytes
         for gid, spec in sorted(planner.GPUS.items(), key=lambda kv: kv[1].usable_bytes):
             if spec.usable_bytes <= usable + SAME_SIZE_MARGIN_BYTES:
                 continue
