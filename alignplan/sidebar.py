@@ -21,6 +21,10 @@ from alignplan.inputs import (
 from alignplan.plan_cache import catalogue_ids, gpu_table
 from alignplan.share_link import inputs_from_query
 
+# The link's problems with the sidebar's own parameters (model, gpu, gpus): shown in the sidebar on
+# whichever page the link opens, once.
+SHARED_LINK_PROBLEMS = "_shared_link_problems"
+
 
 def use_app_navigation() -> None:
     """Every page calls this first: make the server run app.py (navigation + sidebar) for it.
@@ -48,7 +52,7 @@ def seed_shared_choices(params: Mapping[str, str]) -> None:
     values, problems = inputs_from_query(shared, gpus=gpus.value if gpus.ok else None)
     for key, value in values.items():
         st.session_state[key] = value
-    st.session_state.setdefault("_link_problems", []).extend(problems)
+    st.session_state[SHARED_LINK_PROBLEMS] = problems
 
 
 def sidebar_choices() -> None:
@@ -76,6 +80,8 @@ def sidebar_choices() -> None:
     )
     st.session_state.setdefault(GPUS_KEY, 1)
     st.number_input("GPUs per node", min_value=1, max_value=MAX_GPUS_PER_NODE, step=1, key=GPUS_KEY)
+    for problem in st.session_state.pop(SHARED_LINK_PROBLEMS, []):
+        st.warning(problem, icon=":material/link_off:")
 
 
 def shared_choices() -> tuple[str, str, int]:

@@ -163,8 +163,15 @@ def test_an_unknown_gpu_in_a_link_is_reported_not_replaced(app):
     app.query_params.update({"gpu": "Z80-1GB"})
     at = app.run()
     assert not at.exception
-    assert any("gpu='Z80-1GB' ignored" in w.value and "kept H100-80GB" in w.value for w in at.warning)
+    assert any("gpu='Z80-1GB' ignored" in w.value and "kept H100-80GB" in w.value for w in at.sidebar.warning)
     assert at.sidebar.selectbox(key="gpu").value == "H100-80GB"
+    # on any page the link opens (the sidebar is every page's)
+    app2 = type(app).from_file(app._script_path, default_timeout=60)
+    app2.query_params.update({"gpu": "Z80"})
+    at2 = app2.switch_page("pages/advise.py").run()
+    assert not at2.exception and at2.title[0].value == "Choose the method"
+    assert at2.sidebar.selectbox(key="gpu").value == "H100-80GB"
+    assert any("gpu='Z80' ignored" in w.value for w in at2.sidebar.warning)
 
 
 def test_every_planner_lever_is_a_control_and_travels_in_the_link(app):
