@@ -116,3 +116,72 @@ def match_gpu_name(device_name: str, total_bytes: int | None = None) -> GPUSpec 
         if model in key and (best is None or (total_bytes and abs(g.memory_bytes - total_bytes) < abs(best.memory_bytes - total_bytes))):
             best = g
     return best
+
+
+# --- the host CPU as a pseudo-GPU (issue 14: timing CPU runs) -------------------------------------------
+
+CPU_ID = "cpu"
+CPU_PEAK_ENV = "ALIGNPLAN_CPU_PEAK_GFLOPS"  # overrides the peak derived below
+CPU_BANDWIDTH_ENV = "ALIGNPLAN_CPU_MEM_GBPS"  # overrides DEFAULT_CPU_MEM_GBPS
+# Copy bandwidth (read + write) of a 256 MiB float32 array measured with numpy.copyto on the development
+# VM (AMD EPYC Zen 4, 2 vCPUs, shared with other jobs): 12.1 GB/s. A CPU's bandwidth depends on its
+# memory channels, not on anything /proc/cpuinfo says, so other hosts should set ALIGNPLAN_CPU_MEM_GBPS.
+DEFAULT_CPU_MEM_GBPS = 12.0
+
+
+def _cpu_flops_per_cycle(flags: set[str]) -> int:
+    """fp32 FLOPs per cycle and core: 2 (a fused multiply-add) x 8 lanes (256-bit) x 2 FMA pipes = 32
+    with AVX2 + FMA (Intel Haswell and later client cores, AMD Zen 2-4: Zen 4 runs AVX-512 as two
+    256-bit halves, so AVX-512 alone does not double it); 8 with SSE only. Intel Xeons with two 512-bit
+    FMA units reach 64: set ALIGNPLAN_CPU_PEAK_GFLOPS there."""
+    return 32 if {"avx2", "fma"} <= flags else 8
+
+
+def host_cpu() -> GPUSpec:
+    """This machine's CPU as a device the time model can use: the theoretical fp32 peak (the precision
+    CPU runs train in) = cores this process may use x the highest clock in /proc/cpuinfo x FLOPs per
+    cycle (_cpu_flops_per_cycle), in the bf16_tflops field; memory bandwidth DEFAULT_CPU_MEM_GBPS or
+    ALIGNPLAN_CPU_MEM_GBPS; memory the physical RAM. A datasheet-style peak, not a benchmark: what a
+    run achieves of it is the MFU that `alignplan calibrate --device-type cpu` fits."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    mhz, flags, name = 0.0, set(), "CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key == "cpu MHz":
+                    mhz = max(mhz, float(value or 0))
+                elif key == "flags" and not flags:
+                    flags = set(value.split())
+                elif key == "model name" and name == "CPU":
+                    name = value
+    except (OSError, ValueError):
+        pass
+    mhz = mhz or 2000.0  # no /proc/cpuinfo (macOS): a middling clock; set ALIGNPLAN_CPU_PEAK_GFLOPS
+    peak_gflops = cores * mhz / 1000 * _cpu_flops_per_cycle(flags)
+    peak_gflops = _env_number(CPU_PEAK_ENV) or peak_gflops
+    bandwidth = _env_number(CPU_BANDWIDTH_ENV) or DEFAULT_CPU_MEM_GBPS
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        ram = 0
+    return GPUSpec(CPU_ID, f"{name} ({cores} cores)", ram, bf16=False, vendor="cpu",
+                   bf16_tflops=peak_gflops / 1000, hbm_gbps=bandwidth)
+
+
+def _env_number(name: str) -> float | None:
+    import os
+
+    raw = os.environ.get(name)
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise PlannerError(name, f"must be a positive number, got {raw!r}") from None
+    if not value > 0:
+        raise PlannerError(name, f"must be a positive number, got {raw!r}")
+    return value

@@ -26,14 +26,14 @@ budget with, not a promise: calibrate the MFU with a short run where it matters.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from planner import flops, terms
+from planner import calibration, flops, terms
 from planner.errors import PlannerError
-from planner.hardware import GPUS, GPUSpec, get_gpu
+from planner.hardware import CPU_ID, GPUS, GPUSpec, get_gpu, host_cpu
 from planner.methods import MethodProfile, get_profile
 
 PRICES_FILE = Path(__file__).parent / "prices.yaml"
@@ -314,7 +314,8 @@ def _stage_time(req, stage: str, work: Work, setup: _Setup, plan_copies: list[di
         if name == "generation":
             g = _generation_seconds(sreq, profile, setup, setup.engine, copies, examples, seq_len)
             row.update(flops=g["flops"], seconds=g["seconds"], bound=f"decode: {g['decode_bound']}", detail=g)
-            row["by_engine"] = {e.id: _generation_seconds(sreq, profile, setup, e, copies, examples, seq_len)["seconds"]
+            row["by_engine"] = {e.id: _generation_seconds(sreq, profile, setup, setup.engine if e.id == setup.engine.id
+                                                          else e, copies, examples, seq_len)["seconds"]
                                 for e in ENGINES.values()}
         elif name == "scoring":
             every = [c for c, when in copies if when == "every_epoch"]
@@ -368,24 +369,57 @@ def _trainables(plan_copies: list[dict]) -> list[_TrainableRow]:
     return [_TrainableRow(c["trainable_params"]) for c in plan_copies if c["trainable"]]
 
 
-def estimate_time(req, work: Work, gpu: str | None = None, *, mfu: float | None = None, engine: str = DEFAULT_ENGINE,
-                  prices: PriceTable | None = None, update_epochs: int | None = None, plan=None) -> dict[str, Any]:
-    """Time and cost of `work` with the request's setup on `gpu` (default the request's GPU):
-    per stage and phase, wall seconds, GPU-hours and cost (None without a price). `plan`: the memory
-    plan of this request, when the caller has it (its per-GPU copy sizes size the optimizer step)."""
+def device_spec(gpu: str | GPUSpec | None) -> GPUSpec:
+    """A catalogue GPU, or "cpu": this machine's CPU as a pseudo-GPU (planner.hardware.host_cpu)."""
+    if isinstance(gpu, GPUSpec):
+        return gpu
+    if str(gpu or "").strip().lower() == CPU_ID:
+        return host_cpu()
+    return get_gpu(gpu or "H100-80GB")
+
+
+def efficiency(device: str, mfu: float | None = None, engine: str = DEFAULT_ENGINE) -> dict[str, Any]:
+    """The factors a time estimate on `device` uses and where each came from: the MFU given (--mfu),
+    else the calibration file's for this device (planner.calibration), else DEFAULT_MFU; the engine's
+    decode bandwidth fraction, calibrated for our recipes' engine (transformers) where the file has one."""
+    cal = calibration.factors_for(device)
+    if mfu is not None:
+        used, source = mfu, "given (--mfu)"
+    elif cal["mfu"] is not None:
+        used, source = cal["mfu"], cal["mfu_source"]
+    else:
+        used, source = DEFAULT_MFU, "default"
+    bw, bw_source = ENGINES[engine].bw_fraction, "default"
+    if engine == DEFAULT_ENGINE and cal["decode_bw_fraction"] is not None:
+        bw, bw_source = cal["decode_bw_fraction"], cal["decode_bw_source"]
+    return {"mfu": used, "mfu_source": source, "decode_bw_fraction": bw, "decode_bw_source": bw_source}
+
+
+def estimate_time(req, work: Work, gpu: str | GPUSpec | None = None, *, mfu: float | None = None,
+                  engine: str = DEFAULT_ENGINE, prices: PriceTable | None = None, update_epochs: int | None = None,
+                  plan=None) -> dict[str, Any]:
+    """Time and cost of `work` with the request's setup on `gpu` (default the request's GPU; "cpu": this
+    machine's CPU): per stage and phase, wall seconds, GPU-hours and cost (None without a price). `plan`:
+    the memory plan of this request, when the caller has it (its per-GPU copy sizes size the optimizer
+    step). The MFU and decode bandwidth fraction: `mfu`, else calibrated for the device, else the
+    defaults (efficiency(); the result's mfu_source and decode_bw_source say which)."""
     from planner.estimate import estimate
 
-    gid = get_gpu(gpu or req.gpu or "H100-80GB").id
+    g = device_spec(gpu or req.gpu)
+    gid = g.id
     if engine not in ENGINES:
         raise PlannerError("engine", f"unknown generation engine {engine!r}; accepted: {', '.join(ENGINES)}")
     if mfu is not None and not 0 < mfu <= 1:
         raise PlannerError("mfu", f"must be in (0, 1], got {mfu!r}")
     if work.examples < 1 or not work.epochs > 0:
         raise PlannerError("work", "needs at least one example and epochs > 0")
-    if plan is None or plan.gpu != gid:
-        plan = estimate(req.replace(gpu=gid), with_min_gpus=False)
-    g = get_gpu(gid)
-    setup = _Setup(g, req.gpus * req.nodes, req.gpus, req.nodes, mfu or DEFAULT_MFU, ENGINES[engine])
+    in_catalogue = gid in GPUS
+    if plan is None or plan.gpu != (gid if in_catalogue else None):
+        # a pseudo-device (the CPU) is not in the catalogue: the plan's copies without a GPU verdict
+        plan = estimate(req.replace(gpu=gid if in_catalogue else None), with_min_gpus=False)
+    eff = efficiency(gid, mfu, engine)
+    eng = replace(ENGINES[engine], bw_fraction=eff["decode_bw_fraction"])
+    setup = _Setup(g, req.gpus * req.nodes, req.gpus, req.nodes, eff["mfu"], eng)
     profile = get_profile(req.method)
     stages = profile.stages or (req.method,)
     plan_copies = {s["stage"]: s["copies"] for s in plan.stages} if plan.stages else {req.method: plan.copies}
@@ -403,7 +437,7 @@ def estimate_time(req, work: Work, gpu: str | None = None, *, mfu: float | None 
                             "cost": None if price is None else (wall - gen_now + gen_e) * setup.world / 3600 * price}
     return {
         "gpu": gid, "gpus": setup.world, "gpus_per_node": req.gpus, "nodes": req.nodes, "zero": req.zero,
-        "fits": plan.fits, "engine": engine, "mfu": setup.mfu,
+        "fits": plan.fits, "engine": engine, **eff, "peak_flops": setup.peak, "memory_bandwidth": setup.bw,
         "work": {**asdict(work), "tokens": sum(r["tokens"] for r in rows[:1])},
         "stages": rows, "wall_seconds": wall, "wall_hours": wall / 3600, "gpu_hours": gpu_hours,
         "price_per_gpu_hour": price, "currency": prices.currency, "cost": None if price is None else gpu_hours * price,
@@ -483,9 +517,10 @@ def time_block(req, work: Work, plan, *, within_hours: float | None = None, pric
         "cheapest": cheap["cheapest"], "within_hours": within_hours, "candidates": cheap["candidates"],
         "prices": {"file": prices.path, "as_of": prices.as_of, "source": prices.source, "indicative": True},
         "assumptions": [
-            f"MFU {this['mfu']:.2f} of the dense bf16 peak for forward/backward/scoring",
-            f"generation with {ENGINES[engine].name}: {ENGINES[engine].bw_fraction:.0%} of the memory bandwidth per "
-            "decode step plus per-step overhead; by_engine says what another engine would take",
+            f"MFU {this['mfu']:.2f} of the dense bf16 peak for forward/backward/scoring ({this['mfu_source']})",
+            f"generation with {ENGINES[engine].name}: {this['decode_bw_fraction']:.0%} of the memory bandwidth per "
+            f"decode step ({this['decode_bw_source']}) plus per-step overhead; by_engine says what another engine "
+            "would take",
             "one optimizer step per micro-batch (gradient_accumulation_steps 1); communication overlapped with compute",
             "prices are indicative on-demand list prices per GPU-hour; use --price-file for yours",
         ],
@@ -493,4 +528,4 @@ def time_block(req, work: Work, plan, *, within_hours: float | None = None, pric
 
 
 __all__ = ["DEFAULT_ENGINE", "DEFAULT_MFU", "ENGINES", "Engine", "PriceTable", "Work", "by_gpu_type",
-           "cheapest_setup", "estimate_time", "flop_copies", "load_prices", "time_block", "work_from_tokens"]
+           "cheapest_setup", "device_spec", "efficiency", "estimate_time", "flop_copies", "load_prices", "time_block", "work_from_tokens"]

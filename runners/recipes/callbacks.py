@@ -64,6 +64,7 @@ class RunMonitor(TrainerCallback):
         self.parameters_held: dict[str, Any] | None = None  # set when training starts
         self._resume_checked = False
         self.token_offset = 0.0  # a resumed run's token count at its checkpoint (see _continue_after_resume)
+        self._step_mark: tuple[float, int | float | None] | None = None  # (time, step) of the last row: step_time_s
 
     def count_tokens(self, collator, mask_keys: tuple[str, ...], world_size: int = 1):
         """Wrap a data collator so the tokens of every batch (sums of the given attention masks) are
@@ -101,6 +102,7 @@ class RunMonitor(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self._last_time = time.time()
+        self._step_mark = (self._last_time, getattr(state, "global_step", None))
         self._last_tokens = None
         if model is not None:
             self.parameters_held = parameters_held(model)
@@ -171,6 +173,7 @@ class RunMonitor(TrainerCallback):
             "loss": _float(logs.get("loss")),
             "learning_rate": _float(logs.get("learning_rate")),
             "tokens_per_second": self._tokens_per_second(now, tokens),
+            "step_time_s": self._step_time(now, state.global_step),
             "peak_memory_bytes": self.memory.sample(),
             "memory_kind": self.memory.kind,
             "time": now,
@@ -181,6 +184,15 @@ class RunMonitor(TrainerCallback):
         if logged is not None:
             record["num_tokens"] = logged
         return record
+
+    def _step_time(self, now: float, step: Any) -> float | None:
+        """Wall seconds per step since the previous row (or the start of training): the optimizer
+        step interval, data loading and logging included. None when the step counter did not move
+        or its start is unknown (a loop that starts training without a step number)."""
+        mark, self._step_mark = self._step_mark, (now, step)
+        if mark is None or not isinstance(mark[1], int | float) or not isinstance(step, int | float) or step <= mark[1]:
+            return None
+        return (now - mark[0]) / (step - mark[1])
 
     def _tokens_per_second(self, now: float, tokens: float | None) -> float | None:
         """Tokens processed since the previous log over the wall time since then."""
@@ -223,12 +235,24 @@ def write_result(run_dir: str | Path, status: str, monitor: RunMonitor | None = 
         result["memory_kind"] = monitor.memory.kind
         result["step"] = monitor.last_metrics.get("step")
         result["parameters_held"] = monitor.parameters_held
+        result["throughput"] = _throughput(run_dir)
     result.update(extra)
     result["time"] = time.time()
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def _throughput(run_dir: str | Path) -> dict[str, Any] | None:
+    """Measured speed beside the speed predicted at launch (runners.rundir.timing); a failure here
+    must not cost the run its result.json, so it is recorded instead."""
+    try:
+        from runners.rundir.timing import throughput
+
+        return throughput(run_dir)
+    except Exception as exc:  # noqa: BLE001
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def _any_process(flag: bool) -> bool:

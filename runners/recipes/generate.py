@@ -313,11 +313,15 @@ class BatchLoop:
             if self._stop_requested():
                 self.stopped = True
                 break
-            t0 = time.time()
+            t0, before = time.time(), sampler.generated_tokens
             rows, stats = process(begin, batch)
+            seconds = time.time() - t0
+            if sampler.generated_tokens > before:  # the batch's generation speed (issue 14's throughput)
+                stats = {**stats, "generation_time_s": seconds,
+                         "generation_tokens_per_second": (sampler.generated_tokens - before) / seconds}
             append_rows(self.out_path, rows)
             self.done = begin + len(batch)
-            self._log(stats, time.time() - t0, sampler.generated_tokens)
+            self._log(stats, seconds, sampler.generated_tokens)
 
     def _stop_requested(self) -> bool:
         control = SimpleNamespace(should_save=False, should_training_stop=False)

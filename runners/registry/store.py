@@ -65,7 +65,18 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT,
     launches INTEGER NOT NULL DEFAULT 0,
     updated_at REAL NOT NULL,
-    pipeline_id TEXT
+    pipeline_id TEXT,
+    device_type TEXT,
+    predicted_step_seconds REAL,
+    measured_step_seconds REAL,
+    predicted_tokens_per_second REAL,
+    measured_tokens_per_second REAL,
+    predicted_generation_seconds REAL,
+    measured_generation_seconds REAL,
+    measured_generation_tokens_per_second REAL,
+    predicted_mfu REAL,
+    measured_mfu REAL,
+    predicted_decode_bw_fraction REAL
 )
 """
 
@@ -103,6 +114,21 @@ class RunRecord:
     launches: int
     updated_at: float
     pipeline_id: str | None = None  # a pipeline stage: the id of its pipeline run
+    # Speed (issue 14), from result.json's throughput block (runners.rundir.timing): device_type is "cpu"
+    # or the planner's GPU id; step and generation seconds per logged step (medians after warm-up);
+    # predicted_* at the lengths the run had, with the MFU and decode bandwidth fraction the prediction used;
+    # measured_mfu is the MFU achieved.
+    device_type: str | None = None
+    predicted_step_seconds: float | None = None
+    measured_step_seconds: float | None = None
+    predicted_tokens_per_second: float | None = None
+    measured_tokens_per_second: float | None = None
+    predicted_generation_seconds: float | None = None
+    measured_generation_seconds: float | None = None
+    measured_generation_tokens_per_second: float | None = None
+    predicted_mfu: float | None = None
+    measured_mfu: float | None = None
+    predicted_decode_bw_fraction: float | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> RunRecord:

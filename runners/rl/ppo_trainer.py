@@ -342,6 +342,9 @@ class PPOTrainer:
             tokens_per_second=total_tokens / elapsed if elapsed > 0 else None,
             num_tokens=self._tokens_seen,
             iteration_seconds=elapsed,
+            generation_time_s=self.last_generation[0],
+            generation_tokens_per_second=(self.last_generation[1] * self.accelerator.num_processes
+                                          / self.last_generation[0] if self.last_generation[0] > 0 else None),
         )
         if (self.iteration - 1) % cfg.sample_every == 0:
             self.hooks.on_samples(self, self._samples(prompts, rollout, scores))
@@ -362,6 +365,7 @@ class PPOTrainer:
         self.policy.eval()
         self.value.eval()
         policy = self.accelerator.unwrap_model(self.policy)
+        generation_started = time.time()
         with self.accelerator.autocast():
             rollout = sample(
                 policy,
@@ -373,6 +377,8 @@ class PPOTrainer:
                 eos_token_id=self.eos_token_id,
                 pad_token_id=self.pad_token_id,
             )
+        # the rollout's generation time and generated tokens (this process's; throughput in issue 14)
+        self.last_generation = (time.time() - generation_started, float(rollout.response_mask.sum()))
         # Forward passes in micro-batches of the size the update uses: the same shapes give the same
         # numbers, so the first update's ratio is exactly 1.
         parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("logprobs", "entropy", "ref", "values", "scores")}

@@ -27,6 +27,7 @@ from runners.rundir.decide import (
 )
 from runners.rundir.reader import RunDir, RunDirError
 from runners.rundir.spec import RunSpec, SpecError
+from runners.rundir.timing import launch_estimate
 
 RESUME_FLAG = "--resume"
 _resolve_root = runs_root  # prepare() takes a parameter of the same name
@@ -228,5 +229,9 @@ def prepare(
         "devices": devices.to_dict(),
         "decision": decision.to_dict(),
     }
+    # the predicted speed of one step on this device, beside the predicted memory (issue 14)
+    plan_doc["time"] = (launch_estimate(planned["request"], plan_doc["decision"], dict(spec.hparams or {}))
+                        if planned.get("plan") and planned.get("request") else
+                        {"skipped": "no memory plan: the planner could not plan this run"})
     run.plan_path.write_text(json.dumps(plan_doc, indent=2, default=str) + "\n", encoding="utf-8")
     return run

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from runners.rundir.spec import RunSpec
+from runners.rundir.timing import registry_fields
 
 
 class RunDirError(ValueError):
@@ -122,7 +123,8 @@ class RunDir:
         return tail[-max_chars:]
 
     def measurements(self) -> dict[str, Any]:
-        """Measured peak memory and last metrics, from result.json or else metrics.jsonl."""
+        """Measured peak memory and last metrics, from result.json or else metrics.jsonl; measured and
+        predicted speed from result.json's throughput block."""
         result = self.result() or {}
         rows = self.metrics()
         peaks = [int(r["peak_memory_bytes"]) for r in rows if isinstance(r.get("peak_memory_bytes"), int | float)]
@@ -139,6 +141,8 @@ class RunDir:
             out["measured_peak_bytes"] = int(peak)
         if last is not None:
             out["last_metrics"] = last
+        # speed measured beside speed predicted (issue 14): the registry's columns of the throughput block
+        out.update(registry_fields(result.get("throughput")))
         return out
 
     def outcome(self, exit_code: int | None) -> tuple[str, str | None]:
