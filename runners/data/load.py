@@ -122,9 +122,21 @@ def load_and_normalize(dataset_spec: Any, method: str) -> tuple[datasets.Dataset
     cannot use. The returned DetectedFormat says which format was found (rows counts the rows kept).
     The file is read row by row (scan_rows); only the normalized rows are kept."""
     from datasets import Dataset
+    from datasets.table import InMemoryTable
 
     scan = scan_rows(dataset_spec, method, keep_rows=True)
-    return Dataset.from_list(scan.rows), scan.format
+    # Given a fingerprint, datasets does not hash the whole table to make one (that hashing peaked at
+    # four times the table's size); the file's identity and what was asked of it name the rows.
+    return Dataset(InMemoryTable(scan.table), fingerprint=_fingerprint(dataset_spec, method, scan)), scan.format
+
+
+def _fingerprint(dataset_spec: Any, method: str, scan: Scan) -> str:
+    path, split, columns, forced = _unpack_spec(dataset_spec)
+    local = Path(path).expanduser()
+    stat = local.stat() if local.is_file() else None
+    identity = [str(local.resolve()) if stat else path, split, stat and stat.st_size, stat and stat.st_mtime_ns,
+                sorted(columns.items()), forced, method, scan.format.name, scan.format.rows]
+    return f"{digest(json.dumps(identity, default=str)):016x}"
 
 
 def unique_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -158,15 +170,31 @@ def split_by_prompt(rows: Sequence[dict[str, Any]], fraction: float, seed: int,
     """(train rows, held-out rows) with whole prompts held out: every row of a held-out prompt (both
     halves of an unpaired pair, every pair that shares the prompt) is held out, so no held-out prompt
     is seen in training. round(prompts x fraction) prompts, picked with the seed; row order kept."""
+
+    train, held_out = split_indices([prompt_key(row) for row in rows], fraction, seed, source)
+    return [rows[i] for i in train], [rows[i] for i in held_out]
+
+
+def split_indices(keys: Sequence[str], fraction: float, seed: int, source: str = "data") -> tuple[list[int], list[int]]:
+    """split_by_prompt on the rows' prompt keys: (train row indices, held-out row indices), in order."""
     import random
 
-    keys = [prompt_key(row) for row in rows]
     prompts = sorted(set(keys))
     n_eval = held_out_count(len(prompts), fraction, source)
     held = set(random.Random(seed).sample(prompts, n_eval))
-    train = [row for row, key in zip(rows, keys, strict=True) if key not in held]
-    held_out = [row for row, key in zip(rows, keys, strict=True) if key in held]
-    return train, held_out
+    train = [i for i, key in enumerate(keys) if key not in held]
+    return train, [i for i, key in enumerate(keys) if key in held]
+
+
+def split_dataset_by_prompt(dataset: datasets.Dataset, fraction: float, seed: int,
+                            source: str = "data") -> tuple[datasets.Dataset, datasets.Dataset]:
+    """split_by_prompt on a data set without turning its rows into Python objects: only the column
+    prompt_key reads (prompt, messages or text) is read, a batch at a time."""
+    column = next(c for c in ("prompt", "messages", "text") if c in dataset.column_names)
+    keys = [prompt_key({column: value}) for batch in dataset.select_columns([column]).iter(batch_size=4096)
+            for value in batch[column]]
+    train, held_out = split_indices(keys, fraction, seed, source)
+    return dataset.select(train), dataset.select(held_out)
 
 
 def held_out_count(prompts: int, fraction: float, source: str = "data") -> int:
@@ -192,7 +220,8 @@ SAMPLE_ROWS = 8  # normalized rows a check keeps (the reward check calls the fun
 
 @dataclass
 class Scan:
-    """What one pass over the data found. rows: every normalized row (keep_rows) or the first few."""
+    """What one pass over the data found. rows: the first few normalized rows; table: every
+    normalized row as an Arrow table (keep_rows), else None."""
 
     format: DetectedFormat
     rows: list[dict[str, Any]]
@@ -200,6 +229,40 @@ class Scan:
     prompts: int  # distinct prompts (by an 8-byte digest of prompt_key)
     identical_pairs: int  # pairs with chosen equal to rejected (PAIR_METHODS)
     streamed: bool  # the file was read a row at a time
+    table: Any = None  # pyarrow.Table
+
+
+CHUNK_ROWS = 8192  # normalized rows held as Python objects before they become Arrow columns
+
+
+def _arrow(rows: list[dict[str, Any]], leave_out: set[str]):
+    """Rows as an Arrow table, typed as datasets.Dataset.from_list types them (the first row's keys),
+    without the columns in leave_out (reward columns found with two types: dropped at the end)."""
+    import pyarrow as pa
+
+    if leave_out:
+        rows = [{k: v for k, v in row.items() if k not in leave_out} for row in rows]
+    return pa.Table.from_pylist(rows)
+
+
+def _mixed(kinds: dict[str, set[str | None]]) -> set[str]:
+    """Columns that are not one simple type in every row so far (missing or null values aside)."""
+    return {c for c, seen in kinds.items() if len(seen - {"none"}) > 1 or None in seen}
+
+
+def _first_of_each(table) -> list[int]:
+    """Indices of the rows that are not exact repeats of an earlier row (unique_rows' key)."""
+    seen: set[int] = set()
+    keep = []
+    index = 0
+    for batch in table.to_batches(max_chunksize=CHUNK_ROWS):
+        for row in batch.to_pylist():
+            key = digest(json.dumps(row, sort_keys=True, default=str))
+            if key not in seen:
+                seen.add(key)
+                keep.append(index)
+            index += 1
+    return keep
 
 
 def digest(text: str) -> int:
@@ -241,6 +304,8 @@ def scan_rows(dataset_spec: Any, method: str, keep_rows: bool = False, sample: i
     repeats = array("Q")
     dedup = False
     kept: list[dict[str, Any]] = []
+    chunk: list[dict[str, Any]] = []  # keep_rows: the rows not yet in an Arrow table
+    tables: list[Any] = []
     out_count = identical = index = 0
     first_identical = ""
     for line, row in stream:
@@ -291,23 +356,42 @@ def scan_rows(dataset_spec: Any, method: str, keep_rows: bool = False, sample: i
             prompts.append(digest(prompt_key(o)))
             if dedup and not keep_rows:
                 repeats.append(digest(json.dumps(o, sort_keys=True, default=str)))
-        if keep_rows or len(kept) < sample:
-            kept.extend(out)
+        if len(kept) < sample:
+            kept.extend(out[: sample - len(kept)])
+        if keep_rows:
+            chunk.extend(out)
+            if len(chunk) >= CHUNK_ROWS:
+                tables.append(_arrow(chunk, _mixed(kinds)))
+                chunk = []
         out_count += len(out)
         index += 1
     if index == 0:
         raise DataError(f"{source}: no rows")
+    drop: set[str] = set()
     if candidates:  # keep the columns with one simple type in every row (Arrow needs one type per column)
-        drop = {c for c in candidates if len(kinds[c] - {"none"}) != 1 or None in kinds[c]}
+        drop = _mixed(kinds) | {c for c in candidates if not kinds[c] - {"none"}}
         if drop:
             kept = [{k: v for k, v in o.items() if k not in drop} for o in kept]
+    table = None
+    if keep_rows:
+        import pyarrow as pa
+
+        if chunk or not tables:
+            tables.append(_arrow(chunk, drop))
+        tables = [t.drop_columns(sorted(drop & set(t.column_names))) for t in tables]
+        # a chunk whose reward column is all null, or all integers, types it differently: promote
+        table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
     dropped = 0
     if dedup:
-        if keep_rows:
-            unique = unique_rows(kept)
-            dropped, kept = len(kept) - len(unique), unique
+        if table is not None:
+            unique = _first_of_each(table)
+            dropped = table.num_rows - len(unique)
+            if dropped:
+                table = table.take(unique)
         else:  # counted on the digest of each row with all its other columns (the dropped ones too)
             dropped = out_count - _distinct(repeats)
+        if dropped:
+            kept = unique_rows(kept)
     warnings: list[str] = []
     if identical and identical == index:
         raise DataError(
@@ -323,7 +407,7 @@ def scan_rows(dataset_spec: Any, method: str, keep_rows: bool = False, sample: i
         held_out_count(distinct_prompts, fraction, source)
     fmt = DetectedFormat(name, FORMATS[name], rows=out_count - dropped, source=source, duplicates_dropped=dropped,
                          warnings=tuple(warnings))
-    return Scan(fmt, kept, index, distinct_prompts, identical, streamed)
+    return Scan(fmt, kept, index, distinct_prompts, identical, streamed, table)
 
 
 def _eval_fraction(spec: Any) -> float:

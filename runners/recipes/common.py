@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runners.data.load import DataError, DetectedFormat, load_and_normalize, split_by_prompt
+from runners.data.load import DataError, DetectedFormat, load_and_normalize, split_dataset_by_prompt
 from runners.recipes.callbacks import (
     METRICS_FILE,
     RESULT_FILE,
@@ -194,7 +194,7 @@ def _is_main_process() -> bool:
 def load_data(run: Run):
     """(train_set, eval_set or None), normalized for the method; DataError before any model loads.
 
-    The held-out split is made by prompt (split_by_prompt): every row of a held-out prompt is held
+    The held-out split is made by prompt (split_by_prompt's rule): every row of a held-out prompt is held
     out, so KTO's two rows of one pair, or two pairs sharing a prompt, never straddle the split."""
     dataset, fmt = load_and_normalize(run.spec.dataset, run.method)
     run.data_format = fmt
@@ -204,11 +204,9 @@ def load_data(run: Run):
     fraction = run.spec.dataset.eval_fraction
     if fraction <= 0:
         return rows_for_steps(run, dataset), None
-    from datasets import Dataset
-
-    train, held_out = split_by_prompt(dataset.to_list(), fraction, run.spec.seed, fmt.source)
+    train, held_out = split_dataset_by_prompt(dataset, fraction, run.spec.seed, fmt.source)
     run.log(f"held out by prompt: {len(held_out)} of {len(dataset)} rows")
-    return rows_for_steps(run, Dataset.from_list(train)), Dataset.from_list(held_out)
+    return rows_for_steps(run, train), held_out
 
 
 # Recipes whose trainer takes per_device_train_batch_size rows (or completions, at most as many) per
@@ -218,8 +216,8 @@ TRAINER_METHODS = ("sft", "dpo", "ipo", "orpo", "simpo", "rm", "kto", "grpo", "r
 
 
 def rows_needed(run: Run) -> int | None:
-    """Train rows max_steps can reach: max_steps x per-device batch x gradient accumulation x processes
-    (WORLD_SIZE); None when the run is not bounded by max_steps or the recipe is not a trainer's.
+    """Train rows max_steps can reach: (max_steps + 1) x per-device batch x gradient accumulation x
+    processes (WORLD_SIZE); None when the run is not bounded by max_steps or the recipe is not a trainer's.
     An upper bound: GRPO and RLOO count completions in the batch, num_generations per prompt."""
     steps = run.spec.max_steps
     if run.method not in TRAINER_METHODS or steps is None or steps <= 0:
@@ -243,7 +241,10 @@ def rows_needed(run: Run) -> int | None:
     per_step = count("per_device_train_batch_size") * micro_steps * processes
     if run.method in ("grpo", "rloo") and settings.get("generation_batch_size"):
         per_step = max(per_step, count("generation_batch_size"))
-    return steps * per_step
+    # One step more than max_steps uses: accelerate's data loader fetches a batch ahead to see where
+    # the data ends, and the recipes' token counter (RunMonitor.count_tokens) counts batches as they
+    # are collated, so data that ends exactly at the last step leaves that step without a rate.
+    return (steps + 1) * per_step
 
 
 def rows_for_steps(run: Run, train):
@@ -257,7 +258,7 @@ def rows_for_steps(run: Run, train):
 
     keep = sorted(random.Random(run.spec.seed).sample(range(len(train)), needed))
     run.log(f"max_steps {run.spec.max_steps}: tokenizing {needed} of {len(train)} train rows (the rows "
-            "max_steps x batch x gradient accumulation x processes can reach)")
+            "max_steps + 1 steps of batch x gradient accumulation x processes reach)")
     return train.select(keep)
 
 

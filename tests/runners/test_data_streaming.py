@@ -145,20 +145,20 @@ def test_max_steps_cuts_the_train_set_to_the_rows_it_reaches(make_run_dir, tiny_
     hparams = {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 3}
     run = start_run(make_run_dir, tiny_model_dir, data, max_steps=2, hparams=hparams)
     train, held = common.load_data(run)
-    assert len(train) == 2 * 2 * 3 and held is None
-    assert "tokenizing 12 of 200 train rows" in capsys.readouterr().out
+    assert len(train) == (2 + 1) * 2 * 3 and held is None  # a step more: the loader reads a batch ahead
+    assert "tokenizing 18 of 200 train rows" in capsys.readouterr().out
     numbers = [int(r["prompt"].split(":")[0].removeprefix("Question ")) for r in train]
-    assert numbers == sorted(numbers) and numbers[-1] > 12  # a seeded draw over the whole file, order kept
+    assert numbers == sorted(numbers) and numbers[-1] > 18  # a seeded draw over the whole file, order kept
     assert common.load_data(run)[0]["prompt"] == train["prompt"]  # the same rows again (a resume)
 
     monkeypatch.setenv("WORLD_SIZE", "2")  # two processes each take their batches
-    assert len(common.load_data(run)[0]) == 24
+    assert len(common.load_data(run)[0]) == 36
     monkeypatch.delenv("WORLD_SIZE")
 
     run = start_run(make_run_dir, tiny_model_dir, data, max_steps=2, hparams=hparams,
                     dataset={"path": str(data), "eval_fraction": 0.25})
     train, held = common.load_data(run)
-    assert len(train) == 12 and len(held) == 50  # the held-out prompts whole; none of them trained on
+    assert len(train) == 18 and len(held) == 50  # the held-out prompts whole; none of them trained on
     assert not set(train["prompt"]) & set(held["prompt"])
 
     run = start_run(make_run_dir, tiny_model_dir, data, max_steps=200, hparams=hparams)
@@ -172,11 +172,12 @@ def test_grpo_counts_a_generation_that_spans_several_steps(make_run_dir, tiny_mo
     hparams = {"per_device_train_batch_size": 4, "num_generations": 4, "steps_per_generation": 8}
     run = start_run(make_run_dir, tiny_model_dir, data, "grpo", max_steps=2, hparams=hparams,
                     reward={"function": "runners.recipes.rewards:marker_reward"})
-    assert common.rows_needed(run) == 2 * 4 * 8
+    assert common.rows_needed(run) == (2 + 1) * 4 * 8
 
 
 def test_dpo_with_two_steps_tokenizes_only_the_rows_it_uses(make_run_dir, tiny_model_dir, tmp_path, monkeypatch):
-    """The DPO recipe end to end: every Dataset.map the trainer runs (tokenizing) sees 4 rows of 240."""
+    """The DPO recipe end to end: every Dataset.map the trainer runs (tokenizing) sees 6 rows of 240
+    (2 steps of 2 rows, and a step more for the loader's look-ahead)."""
     import datasets
 
     from runners.recipes import dpo
@@ -195,4 +196,49 @@ def test_dpo_with_two_steps_tokenizes_only_the_rows_it_uses(make_run_dir, tiny_m
                         max_steps=2, save_steps=100, gradient_checkpointing=False,
                         hparams={"per_device_train_batch_size": 2, "max_length": 64, "learning_rate": 1e-3})
     assert dpo.main(["--spec", str(spec)]) == 0
-    assert seen and set(seen) == {4}
+    assert seen and set(seen) == {6}
+
+
+# --- the recipe's rows: Arrow chunks typed as Dataset.from_list types the whole list ----------------
+
+
+def whole_list_load(path: str, method: str):
+    """The recipe's load before it read in chunks: every row in lists, then Dataset.from_list."""
+    from datasets import Dataset
+
+    rows, source, lines = load_rows(path)
+    name = load.detect_format(rows, source=source).name
+    load.validate_rows(rows, name, source, lines)
+    normalized = load.normalize(rows, name, method)
+    if method in load.ONLINE_METHODS:
+        normalized = load.with_reward_columns(rows, normalized, name)
+    if method in load.PROMPT_METHODS and (name in load.PREFERENCE_FORMATS or name == "unpaired"):
+        normalized = load.unique_rows(normalized)
+    return Dataset.from_list(normalized)
+
+
+@pytest.mark.parametrize("method", ["dpo", "kto", "grpo", "sft"])
+def test_chunked_rows_equal_the_whole_list_load(tmp_path, monkeypatch, method):
+    monkeypatch.setattr(load, "CHUNK_ROWS", 7)  # many chunks, repeats across them
+    rows = pairs(60, repeat_every=5)
+    for i, row in enumerate(rows):  # reward columns: null in a whole chunk, integers then floats, mixed types
+        row["answer"] = None if i < 10 else f"a{i}"
+        row["score"] = i if i < 30 else i + 0.5
+        row["mixed"] = i if i % 2 else "x"
+    data = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    dataset, _ = load_and_normalize(str(data), method)
+    expected = whole_list_load(str(data), method)
+    assert dataset.features == expected.features
+    assert dataset.to_list() == expected.to_list()
+    if method == "grpo":
+        assert dataset.column_names == ["prompt", "source", "answer", "score"]  # 'mixed' has two types
+
+
+def test_message_rows_keep_their_types(tmp_path, monkeypatch):
+    monkeypatch.setattr(load, "CHUNK_ROWS", 3)
+    rows = [{"messages": [{"role": "user", "content": f"Q{i}"}, {"role": "assistant", "content": f"A{i}"}]}
+            for i in range(10)]
+    data = write_jsonl(tmp_path / "sft.jsonl", rows)
+    dataset, _ = load_and_normalize(str(data), "sft")
+    expected = whole_list_load(str(data), "sft")
+    assert dataset.features == expected.features and dataset.to_list() == rows
