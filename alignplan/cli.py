@@ -15,7 +15,7 @@ from planner.parsing import printable
 
 # (module, function that adds subparsers). Modules are imported lazily so `alignplan plan` never
 # pays for torch.
-_AREAS = ("planner.cli", "advisor.cli", "runners.cli", "alignplan.data_cli")
+_AREAS = ("planner.cli", "advisor.cli", "runners.cli", "alignplan.data_cli", "alignplan.calibrate_cli")
 
 
 class CliError(Exception):

@@ -11,6 +11,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+# Plans in tests use the default efficiency factors, never this user's ~/.config/alignplan/calibration.yaml
+# (a test that calibrates points ALIGNPLAN_CALIBRATION at its own file).
+os.environ["ALIGNPLAN_CALIBRATION"] = os.path.join(os.sep, "nonexistent", "alignplan-test-calibration.yaml")
 
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -1,0 +1,119 @@
+"""Issue 14: every run records its speed (step time, tokens/s, generation time, MFU achieved) in
+result.json and the registry, beside the speed predicted at launch."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from types import SimpleNamespace
+
+import pytest
+from launch_helpers import stop_leftovers
+
+from runners.registry.store import Registry
+from runners.rundir import timing
+
+
+@pytest.fixture(autouse=True)
+def _no_run_outlives_its_test(tmp_path):
+    yield
+    stop_leftovers(tmp_path)
+
+
+def test_measure_leaves_out_warmup_and_takes_medians():
+    rows = [
+        {"step": 1, "step_time_s": 9.0, "tokens_per_second": 10.0},  # warm-up: left out
+        {"step": 2, "step_time_s": 7.0, "tokens_per_second": 20.0},  # warm-up: left out
+        {"step": 3, "step_time_s": 1.0, "tokens_per_second": 100.0},
+        {"step": 3, "eval_loss": 0.5, "step_time_s": 50.0},  # held-out evaluation: not a step
+        {"step": 4, "step_time_s": 3.0, "tokens_per_second": 300.0},
+        {"step": 5, "step_time_s": 2.0, "tokens_per_second": 200.0, "generation_time_s": 0.5,
+         "generation_tokens_per_second": 40.0},
+    ]
+    m = timing.measure(rows)
+    assert m["steps_measured"] == 3
+    assert m["step_time_s"] == 2.0
+    assert m["tokens_per_second"] == 200.0
+    assert m["tokens_per_step"] == 400.0  # 100 x 1, 300 x 3, 200 x 2 tokens per step: median 400
+    assert m["generation_time_s"] == 0.5 and m["generation_tokens_per_second"] == 40.0
+
+
+def test_generation_stage_rows_are_batches():
+    # a generation stage's step counter counts prompts; each row is a batch of batch_seconds
+    rows = [{"step": 4 * i, "batch_seconds": s, "generation_time_s": s} for i, s in enumerate([5.0, 4.0, 1.0, 2.0, 3.0], 1)]
+    m = timing.measure(rows)
+    assert m["steps_measured"] == 3 and m["step_time_s"] == 2.0
+
+
+def test_monitor_step_time_is_the_interval_over_the_steps_it_covers(tmp_path, monkeypatch):
+    from runners.recipes import callbacks
+
+    clock = iter([100.0, 103.0, 109.0])
+    monkeypatch.setattr(callbacks.time, "time", lambda: next(clock))
+    mon = callbacks.RunMonitor(tmp_path, memory=SimpleNamespace(sample=lambda: 0, kind="test"))
+    state = SimpleNamespace(global_step=0, max_steps=4, epoch=0.0, num_input_tokens_seen=0, is_world_process_zero=True)
+    mon.on_train_begin(None, state, None)
+    state.global_step = 1
+    mon.on_log(None, state, None, logs={"loss": 1.0})
+    state.global_step = 4  # logging every 3 steps: 6 s over 3 steps
+    mon.on_log(None, state, None, logs={"loss": 0.5})
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step_time_s"] for r in rows] == [3.0, 2.0]
+
+
+def test_old_registry_gains_the_speed_columns(tmp_path):
+    db = tmp_path / "registry.db"
+    con = sqlite3.connect(db)
+    # the registry as it was before issue 14's columns (and before pipeline_id)
+    con.execute("""CREATE TABLE runs (id TEXT PRIMARY KEY, name TEXT, method TEXT NOT NULL, model TEXT NOT NULL,
+        dataset TEXT NOT NULL, status TEXT NOT NULL, pid INTEGER, pgid INTEGER, pid_started REAL, supervisor_pid INTEGER,
+        supervisor_started REAL, created_at REAL NOT NULL, started_at REAL, ended_at REAL, exit_code INTEGER,
+        predicted_peak_bytes INTEGER, measured_peak_bytes INTEGER, last_metrics TEXT, run_dir TEXT NOT NULL,
+        error TEXT, launches INTEGER NOT NULL DEFAULT 0, updated_at REAL NOT NULL)""")
+    con.execute("INSERT INTO runs (id, method, model, dataset, status, created_at, run_dir, updated_at, "
+                "measured_peak_bytes) VALUES ('old', 'dpo', 'm', 'd', 'succeeded', 1.0, ?, 1.0, 123)",
+                (str(tmp_path / "old"),))
+    con.commit()
+    con.close()
+    reg = Registry(db, reconcile=False)
+    old = reg.get("old")
+    assert old.measured_peak_bytes == 123 and old.measured_step_seconds is None and old.device_type is None
+    reg.update("old", device_type="cpu", measured_step_seconds=0.5, predicted_step_seconds=0.25, measured_mfu=0.01)
+    again = Registry(db, reconcile=False).get("old")
+    assert (again.device_type, again.measured_step_seconds, again.predicted_step_seconds, again.measured_mfu) == \
+        ("cpu", 0.5, 0.25, 0.01)
+
+
+def test_tiny_run_records_throughput_in_result_and_registry(capsys, runs_dir, tiny_model_dir, demo_data):
+    from alignplan.cli import main
+
+    code = main(["run", "--method", "dpo", "--model", str(tiny_model_dir), "--dataset", str(demo_data["preference"]),
+                 "--devices", "cpu", "--max-steps", "5", "--hparam", "max_length=64", "--hparam",
+                 "per_device_train_batch_size=2"])
+    capsys.readouterr()
+    assert code == 0
+    (rec,) = Registry.for_runs_root(runs_dir).list()
+    assert rec.status == "succeeded"
+    from pathlib import Path
+
+    run_dir = Path(rec.run_dir)
+    launch = json.loads((run_dir / "plan.json").read_text())["time"]
+    assert launch["device"] == "cpu" and launch["seq_len"] == 64 and launch["examples_per_step"] == 2
+    assert launch["step_time_s"] > 0 and launch["mfu_source"] == "default"
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["step_time_s"] > 0 for r in rows if "eval_loss" not in r)
+    tp = json.loads((run_dir / "result.json").read_text())["throughput"]
+    assert tp["steps_measured"] == 3  # steps 3, 4, 5
+    assert tp["step_time_s"] > 0 and tp["tokens_per_second"] > 0
+    assert tp["predicted_at_launch"] == launch
+    # the prediction compared with is at the run's own mean length (its tokens per step / 4 sequences)
+    assert tp["predicted"]["seq_len"] == round(tp["tokens_per_step"] / 4) <= 64
+    assert tp["mfu_achieved"] == pytest.approx(
+        tp["predicted"]["flops_per_step"] / (tp["step_time_s"] * tp["predicted"]["peak_flops"]))
+    assert 0 < tp["mfu_achieved"] < 1
+    assert rec.device_type == "cpu"
+    assert rec.measured_step_seconds == tp["step_time_s"]
+    assert rec.measured_tokens_per_second == tp["tokens_per_second"]
+    assert rec.measured_mfu == tp["mfu_achieved"]
+    assert rec.predicted_step_seconds == tp["predicted"]["step_time_s"]
+    assert rec.predicted_mfu == 0.35 and rec.measured_generation_seconds is None
