@@ -102,6 +102,9 @@ def _detail(records: list) -> None:
     rec = next(r for r in records if r.id == run_id)
     _actions(rec)
     run_monitor.render_run(run_id, key="runs_detail")
+    from alignplan.throughput_view import render_throughput
+
+    render_throughput(rec)  # predicted vs measured speed (issue 14)
     from runners.rundir.reader import RunDir
 
     run = RunDir(Path(rec.run_dir))
