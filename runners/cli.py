@@ -229,7 +229,9 @@ def spec_from_args(args: argparse.Namespace):
 
 def dry_run_warnings(spec) -> list[str]:
     """A dry run may plan for another machine, so inputs missing here do not stop it; say which,
-    so that a typo is not found only when the run starts."""
+    so that a typo is not found only when the run starts. A data file that is here and wrong is wrong
+    on every machine: that stays an error (one line, exit 2)."""
+    from runners.data.load import DataError
     from runners.launch import preflight
 
     warnings = []
@@ -237,6 +239,8 @@ def dry_run_warnings(spec) -> list[str]:
         try:
             check(spec)
         except (ValueError, OSError) as exc:  # SpecError, DataError, PreflightError; an unreadable file
+            if isinstance(exc, DataError) and Path(spec.dataset.path).is_file():
+                raise
             warnings.append(f"{exc} (a dry run prepares anyway: this must be right where the run is launched)")
     return warnings
 

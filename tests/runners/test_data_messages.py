@@ -157,14 +157,15 @@ def test_empty_shared_prompt_of_message_pairs_names_the_row(capsys, runs_dir, ti
     assert "row 2 (line 2): chosen and rejected share no prompt turns" in err
 
 
-def test_dry_run_reports_the_same_line_as_a_warning(capsys, runs_dir, tiny_model_dir, tmp_path):
-    """A dry run may plan for another machine, so data problems do not stop it (exit 0); it says them."""
+def test_dry_run_refuses_a_data_file_that_is_here_and_wrong(capsys, runs_dir, tiny_model_dir, tmp_path):
+    """A dry run may plan for another machine, so a file missing here is a warning; a file that is here
+    and wrong is wrong everywhere: one line, exit 2, nothing prepared."""
     data = write_jsonl(tmp_path / "pairs.jsonl", [{**GOOD_PAIR, "chosen": 5}])
-    code, out, _ = run_cli(capsys, "run", "--method", "dpo", "--model", str(tiny_model_dir), "--dataset", str(data),
-                           "--dry-run", "--json")
-    assert code == 0
-    (warning,) = json.loads(out)["warnings"]
-    assert "row 1 (line 1), column 'chosen': got a number (5)" in warning
+    code, out, err = run_cli(capsys, "run", "--method", "dpo", "--model", str(tiny_model_dir), "--dataset", str(data),
+                             "--dry-run", "--json")
+    assert code == 2 and out == ""
+    assert "row 1 (line 1), column 'chosen': got a number (5)" in err and len(err.strip().splitlines()) == 1
+    assert not any(runs_dir.glob("*-dpo-*"))
 
 
 # --- the data doctor reports the same conditions --------------------------------------------------
