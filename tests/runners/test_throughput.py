@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import statistics
 from types import SimpleNamespace
 
 import pytest
@@ -117,3 +118,73 @@ def test_tiny_run_records_throughput_in_result_and_registry(capsys, runs_dir, ti
     assert rec.measured_mfu == tp["mfu_achieved"]
     assert rec.predicted_step_seconds == tp["predicted"]["step_time_s"]
     assert rec.predicted_mfu == 0.35 and rec.measured_generation_seconds is None
+
+
+def _recipe(module: str, spec_path):
+    import os
+    import subprocess
+    import sys
+
+    from runners.paths import REPO_ROOT
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run([sys.executable, "-m", f"runners.recipes.{module}", "--spec", str(spec_path)], cwd=REPO_ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_generation_stage_records_generation_time_and_tokens_per_second(tmp_path, tiny_model_dir, demo_data):
+    from launch_helpers import cpu_devices
+
+    from runners.rundir.prepare import prepare
+    from runners.rundir.spec import RunSpec
+
+    spec = RunSpec.parse({"method": "generate", "model": str(tiny_model_dir), "dataset": {"path": str(demo_data["prompts"])},
+                          "hparams": {"num_responses": 2, "max_new_tokens": 8, "batch_size": 2}, "max_steps": 8,
+                          "devices": "cpu", "seed": 3})
+    run = prepare(spec, tmp_path / "runs", devices=cpu_devices())
+    launch = json.loads(run.plan_path.read_text())["time"]
+    assert launch["generation_time_s"] > 0 and launch["examples_per_step"] == 2  # a batch of 2 prompts
+    out = _recipe("generate", run.spec_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [json.loads(line) for line in run.metrics_path.read_text().splitlines()]
+    assert len(rows) == 4
+    for r in rows:
+        assert r["generation_time_s"] == r["batch_seconds"] > 0
+        # 2 prompts x 2 responses of response_length tokens on average, over the batch's seconds
+        assert r["generation_tokens_per_second"] == pytest.approx(4 * r["response_length"] / r["batch_seconds"])
+    tp = json.loads(run.result_path.read_text())["throughput"]
+    assert tp["steps_measured"] == 2  # batches 3 and 4
+    assert tp["generation_time_s"] == pytest.approx(statistics.median([r["batch_seconds"] for r in rows[2:]]))
+    assert tp["step_time_s"] == tp["generation_time_s"]
+    assert tp["predicted"]["generation_time_s"] > 0 and tp["predicted"]["decode_bw_source"] == "default"
+    fields = timing.registry_fields(tp)
+    assert fields["measured_generation_seconds"] == tp["generation_time_s"]
+    assert fields["predicted_generation_seconds"] == tp["predicted"]["generation_time_s"]
+
+
+def test_ppo_records_rollout_generation_time_beside_its_prediction(tmp_path, tiny_model_dir, demo_data):
+    from launch_helpers import cpu_devices
+
+    from runners.rundir.prepare import prepare
+    from runners.rundir.spec import RunSpec
+
+    spec = RunSpec.parse({
+        "method": "ppo", "model": str(tiny_model_dir), "dataset": {"path": str(demo_data["prompts"])},
+        "reward": {"function": "runners.recipes.rewards:marker_reward"},
+        "hparams": {"per_device_train_batch_size": 4, "response_length": 6, "learning_rate": 1e-3},
+        "max_steps": 4, "save_steps": 10, "gradient_checkpointing": False, "devices": "cpu"})
+    run = prepare(spec, tmp_path / "runs", devices=cpu_devices())
+    launch = json.loads(run.plan_path.read_text())["time"]
+    assert launch["examples_per_step"] == 4 and 0 < launch["generation_time_s"] < launch["step_time_s"]
+    out = _recipe("ppo", run.spec_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [json.loads(line) for line in run.metrics_path.read_text().splitlines()]
+    for r in rows:
+        assert 0 < r["generation_time_s"] < r["iteration_seconds"]
+        # 4 responses of response_length tokens on average, over the rollout's generation time
+        assert r["generation_tokens_per_second"] == pytest.approx(4 * r["response_length"] / r["generation_time_s"])
+    tp = json.loads(run.result_path.read_text())["throughput"]
+    assert tp["steps_measured"] == 2
+    assert tp["generation_time_s"] == pytest.approx(statistics.median(r["generation_time_s"] for r in rows[2:]))
+    assert tp["step_time_s"] > tp["generation_time_s"] and tp["predicted"]["generation_time_s"] > 0
+    assert tp["predicted"]["decode_bw_fraction"] == 0.5
