@@ -147,22 +147,22 @@ def request_for(row: Row, model=None) -> planner.PlanRequest:
 _PEER_CACHE: dict[str, dict[str, int | None]] = {}
 
 
-def peer_bytes(model_id: str) -> dict[str, int | None]:
+def peer_bytes(model) -> dict[str, int | None]:
     """Each peer's answer for the model (none of them reads the method, LoRA or the sequence)."""
-    if model_id in _PEER_CACHE:
-        return _PEER_CACHE[model_id]
+    spec = planner.load_model(model)
+    if spec.id in _PEER_CACHE:
+        return _PEER_CACHE[spec.id]
     sys.path.insert(0, str(ROOT / "bench"))
     import peers
 
-    spec = planner.load_model(model_id)
     try:
-        _model, acc = peers.accelerate_training_bytes(model_id)
+        _model, acc = peers.accelerate_training_bytes(spec)
     except Exception as e:  # accelerate cannot build every config on the meta device
-        print(f"  accelerate failed for {model_id}: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"  accelerate failed for {spec.id}: {type(e).__name__}: {e}", file=sys.stderr)
         acc = None
     out = {"accelerate": acc, "deepspeed_zero2": peers.deepspeed_bytes(spec, 1, 0),
            "rule_16": 16 * spec.params_total, "rule_18": 18 * spec.params_total}
-    _PEER_CACHE[model_id] = out
+    _PEER_CACHE[spec.id] = out
     return out
 
 
@@ -209,7 +209,7 @@ def run_row(row: Row, model=None, with_peers: bool = True) -> dict:
     # the gap at the traced peak phase, component by component (the analytic phase of the same name)
     a_at = analytic.get(traced.peak_phase, a_peak)["components"]
     out = {
-        "id": row.id, "arch": row.arch, "model": ARCHS[row.arch][0] if model is None else str(model),
+        "id": row.id, "arch": row.arch, "model": planner.load_model(req.model).id,
         "method": row.method, "lora": row.lora, "grad_ckpt": row.ckpt, "seq_len": row.seq, "batch_size": row.batch,
         "loss_asked": row.loss, "loss_traced": traced.loss,
         "loss_in_request": "loss" in {f.name for f in dataclasses.fields(planner.PlanRequest)},
@@ -219,7 +219,7 @@ def run_row(row: Row, model=None, with_peers: bool = True) -> dict:
         "gaps": gaps_at_peak(a_at, traced.components), "trace_seconds": round(seconds, 1),
     }
     if with_peers:
-        for name, b in peer_bytes(out["model"] if model is None else model).items():
+        for name, b in peer_bytes(req.model).items():
             out[f"{name}_gib"] = None if b is None else round(b / GIB, 3)
             out[f"{name}_ratio"] = None if b is None else round(b / traced_peak, 4)
     return out
