@@ -255,7 +255,8 @@ def _time_and_cost(plans: dict, kwargs: dict) -> None:
                      f"{block['cheapest']['count']} x {block['cheapest']['gpu']} ZeRO-{block['cheapest']['zero']}: "
                      f"{block['cheapest']['wall_hours']:.1f} h, {block['cheapest']['cost']:,.0f}"})
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="plan_time_table")
-    st.caption(f"Indicative prices ({prices.as_of}; {prices.source}). MFU {timecost.DEFAULT_MFU}; see docs/time-cost.md.")
+    st.caption(f"Indicative prices ({prices.as_of}; {prices.source}). "
+               f"{timecost.factors_line(next(iter(blocks.values())))}; see docs/time-cost.md.")
     pick = st.selectbox("Cost vs time of the setups that fit, for", list(blocks), key="plan_time_method")
     b = blocks[pick]
     st.plotly_chart(figures.cost_time_figure(b["candidates"], within or None, b["cheapest"], prices.currency),

@@ -176,8 +176,9 @@ def format_time(t: dict) -> str:
     lines = [f"  time on {t['gpus']} x {t['gpu']} (ZeRO-{t['zero']}, MFU {t['mfu']:.2f}, generation: {t['engine']}); "
              f"work: {t['work']['source']}, {t['work']['epochs']:g} epoch(s)"]
     if t.get("mfu_source"):  # which efficiency factors were used, and where they came from
-        lines.append(f"    MFU {t['mfu']:.2f}: {t['mfu_source']}; decode bandwidth "
-                     f"{t['decode_bw_fraction']:.0%}: {t['decode_bw_source']}")
+        from planner.timecost import factors_line
+
+        lines.append(f"    {factors_line(t)}")
     for s in t["stages"]:
         step = f", {s['step_seconds']:.2f} s/step x {s['optimizer_steps']:,}" if s["step_seconds"] else ""
         lines.append(f"    {s['stage']}: {s['seconds'] / 3600:,.2f} h{step} ("

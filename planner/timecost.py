@@ -395,6 +395,13 @@ def efficiency(device: str, mfu: float | None = None, engine: str = DEFAULT_ENGI
     return {"mfu": used, "mfu_source": source, "decode_bw_fraction": bw, "decode_bw_source": bw_source}
 
 
+def factors_line(t: dict[str, Any]) -> str:
+    """Which efficiency factors a time estimate used and where they came from, in one line (the CLI's
+    text and the Plan page)."""
+    return (f"MFU {t['mfu']:.3g}: {t['mfu_source']}; decode bandwidth {t['decode_bw_fraction']:.0%}: "
+            f"{t['decode_bw_source']}")
+
+
 def estimate_time(req, work: Work, gpu: str | GPUSpec | None = None, *, mfu: float | None = None,
                   engine: str = DEFAULT_ENGINE, prices: PriceTable | None = None, update_epochs: int | None = None,
                   plan=None) -> dict[str, Any]:
@@ -528,4 +535,4 @@ def time_block(req, work: Work, plan, *, within_hours: float | None = None, pric
 
 
 __all__ = ["DEFAULT_ENGINE", "DEFAULT_MFU", "ENGINES", "Engine", "PriceTable", "Work", "by_gpu_type",
-           "cheapest_setup", "device_spec", "efficiency", "estimate_time", "flop_copies", "load_prices", "time_block", "work_from_tokens"]
+           "cheapest_setup", "device_spec", "efficiency", "estimate_time", "factors_line", "flop_copies", "load_prices", "time_block", "work_from_tokens"]
