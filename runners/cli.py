@@ -128,6 +128,24 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--yes", "-y", action="store_true", help="delete the run a unique id prefix matches without asking")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_delete)
+    r = rsub.add_parser("export", help="a finished run's model as a standalone directory (a LoRA adapter merged in)")
+    r.add_argument("id", help="run id, unique id prefix/suffix, or run name")
+    r.add_argument("--merged", type=Path, required=True, metavar="OUT_DIR",
+                   help="new (or empty) directory for the merged model, its tokenizer and ALIGNPLAN_EXPORT.json")
+    r.add_argument("--push-to-hub", metavar="REPO", help="also upload it to this Hugging Face Hub repo (private)")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_export)
+    r = rsub.add_parser("try", help="answers of a finished run's model, beside its reference's with --compare")
+    r.add_argument("id", help="run id, unique id prefix/suffix, or run name")
+    r.add_argument("--prompt", action="append", metavar="TEXT",
+                   help="ask this (repeatable; through the chat template when the tokenizer has one); "
+                        "default: the run's held-out prompts")
+    r.add_argument("--compare", action="store_true", help="also answer with the reference (the SFT/base model)")
+    r.add_argument("-k", "--prompts", type=int, default=5, help="held-out prompts to answer (default 5)")
+    r.add_argument("--max-new-tokens", type=int, default=48, help="tokens per answer (default 48)")
+    r.add_argument("--sample", action="store_true", help="sample (temperature 0.7) instead of greedy decoding")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_try)
 
     t = sub.add_parser("tiny-model", help="build the tiny local Llama + tokenizer used by tests and the demo")
     t.add_argument("dir", type=Path)
@@ -701,6 +719,47 @@ def cmd_delete(args: argparse.Namespace) -> int:
                 return 1
     run_id = launch.delete(rec.id)
     emit_json({"deleted": run_id}) if args.json else say(f"deleted run {run_id}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from runners.exports.merged import merge_run
+
+    rec = _records().resolve(args.id)
+    if not args.json:
+        say(f"exporting run {rec.id} to {args.merged} ...")
+    doc = merge_run(rec.run_dir, args.merged, push_to_hub=args.push_to_hub)
+    if args.json:
+        emit_json(doc)
+        return 0
+    say(f"run {rec.id} ({doc['method']}, {doc['kind']}, {doc['dtype']}): standalone model in {doc['out_dir']}")
+    if doc.get("pushed_to"):
+        say(f"pushed to {doc['pushed_to']}")
+    return 0
+
+
+def cmd_try(args: argparse.Namespace) -> int:
+    from runners import tryit
+    from runners.exports.merged import final_model
+    from runners.rundir.reader import RunDir
+
+    if args.prompts < 1 or args.max_new_tokens < 1:
+        raise CliInputError("--prompts and --max-new-tokens: a whole number of 1 or more")
+    rec = _records().resolve(args.id)
+    final_model(RunDir(Path(rec.run_dir)))  # a run without a final model is refused before any load
+    tried = tryit.load(rec.run_dir, with_reference=args.compare)
+    if args.prompt:
+        prompts, source = [tryit.as_user_prompt(p, tried.tokenizer) for p in args.prompt], "--prompt"
+    else:
+        prompts, source = tryit.held_out_prompts(rec.run_dir, args.prompts)
+    rows = tryit.answer(tried, prompts, compare=args.compare, max_new_tokens=args.max_new_tokens,
+                        greedy=not args.sample)
+    if args.json:
+        emit_json({"run_id": rec.id, "prompts_from": source, "reference": tried.reference_name if args.compare else None,
+                   "answers": rows})
+        return 0
+    say(f"run {rec.id}: {len(rows)} prompts from {source}")
+    tryit.print_rows(rows, tried.reference_name, sys.stdout)
     return 0
 
 

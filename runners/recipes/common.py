@@ -656,11 +656,19 @@ def save_merged(run: Run, trainer, final_dir: Path) -> None:
     adapter_dir = run.output_dir / "final-adapter"
     shutil.rmtree(adapter_dir, ignore_errors=True)
     final_dir.rename(adapter_dir)
-    merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
-    merged.save_pretrained(str(final_dir))
-    if trainer.processing_class is not None:
-        trainer.processing_class.save_pretrained(str(final_dir))
+    write_merged(trainer.accelerator.unwrap_model(trainer.model), trainer.processing_class, final_dir)
     run.log(f"LoRA adapter merged into the base model: {final_dir} (adapter alone: {adapter_dir})")
+
+
+def write_merged(peft_model, tokenizer, out_dir: Path):
+    """Merge a peft model's LoRA weights into its base weights and save the whole model (and the
+    tokenizer, when given) to out_dir; returns the merged model. Used at the end of a run (save_merged)
+    and by `alignplan runs export --merged` (runners/exports/merged.py)."""
+    merged = peft_model.merge_and_unload()
+    merged.save_pretrained(str(out_dir))
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(out_dir))
+    return merged
 
 
 def _result_extras(run: Run) -> dict[str, Any]:
