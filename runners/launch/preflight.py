@@ -135,10 +135,10 @@ def check_reward(spec: RunSpec, dataset=None) -> None:
 
 def config_class(method: str) -> tuple[type, dict[str, Any]]:
     """The TRL config class the method's recipe builds, and the settings the recipe fixes."""
-    from runners.recipes import trl_compat
+    from runners.recipes import configs
 
     try:
-        return trl_compat.config_for(method)
+        return configs.config_for(method)
     except KeyError:
         raise SpecError(f"method: no recipe for {method!r}") from None
 

@@ -33,24 +33,8 @@ def cpo():
 
 
 def config_for(method: str) -> tuple[type, dict[str, Any]]:
-    """(the TRL config class the method's recipe builds, the settings the recipe fixes); KeyError
-    for a method without a recipe."""
-    if method == "ppo":  # TRL 1.16 has no PPO: our own config, checked the same way
-        from runners.rl.ppo_config import PPOConfig
-
-        return PPOConfig, {}
-    if method == "rlaif-label":  # labelling trains nothing: its own config (batch size, pairing), checked the same way
-        from runners.judges.config import LabelConfig
-
-        return LabelConfig, {}
-    if method == "generate":  # a generation stage trains nothing: its sampling config, checked the same way
-        from runners.recipes.generate import GenerateConfig
-
-        return GenerateConfig, {}
-    if method == "cai-generate":
-        from runners.recipes.cai_generate import CaiGenerateConfig
-
-        return CaiGenerateConfig, {}
+    """(the TRL config class the method's recipe builds, the settings the recipe fixes), for the
+    recipes TRL trains; KeyError for any other method (runners.recipes.configs covers every recipe)."""
     if method == "orpo":
         return orpo()[0], {}
     if method == "simpo":

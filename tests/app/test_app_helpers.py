@@ -58,11 +58,11 @@ def test_trl_defaults_table_matches_trl(monkeypatch):
     monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
     import dataclasses
 
-    from runners.recipes import trl_compat
+    from runners.recipes import configs
     from runners.recipes.defaults import method_defaults
 
     for method, fields in launch_form.TRL_DEFAULTS.items():
-        cls, _ = trl_compat.config_for(method)
+        cls, _ = configs.config_for(method)
         defaults = {f.name: f.default for f in dataclasses.fields(cls)} | method_defaults(method)
         for key, value in fields.items():
             assert defaults[key] == value, (method, key, defaults[key], value)

@@ -107,7 +107,7 @@ def test_prompt_formats_and_principle_draws():
         revision_text,
         sft_row,
     )
-    from runners.recipes.trl_compat import config_for
+    from runners.recipes.configs import config_for
 
     p = Principle("kind", "Is it unkind?", "Rewrite it kindly.")
     text = revision_text(None, "Question: hi\nAnswer:", " hello ", p, " mean ", chat=False)

@@ -102,8 +102,8 @@ def test_config_fields_have_help_and_preflight_checks_them():
     from dataclasses import fields
 
     from runners.launch.preflight import check_hparams
+    from runners.recipes.configs import config_for
     from runners.recipes.generate import GenerateConfig
-    from runners.recipes.trl_compat import config_for
     from runners.rundir.spec import RunSpec, SpecError
 
     assert config_for("generate") == (GenerateConfig, {})
