@@ -23,6 +23,7 @@ PAGES = [
     st.Page("pages/data.py", title="Data", icon=":material/stethoscope:", url_path="data"),
     st.Page("pages/launch.py", title="Launch", icon=":material/rocket_launch:", url_path="launch"),
     st.Page("pages/runs.py", title="Runs", icon=":material/list_alt:", url_path="runs"),
+    st.Page("pages/try.py", title="Try it", icon=":material/chat:", url_path="try"),
     st.Page("pages/plan.py", title="Plan", icon=":material/stacked_bar_chart:", url_path="home", default=True,
             visibility="hidden"),
 ]

@@ -67,6 +67,8 @@ def _actions(rec) -> None:
         if errors.attempt("Resuming the run", launch.resume, rec.id).ok:
             st.toast(f"Resumed {rec.id} from its newest checkpoint.")
             st.rerun()
+    if rec.status == "succeeded":
+        c3.page_link("pages/try.py", label="Try it", icon=":material/chat:", query_params={"run": rec.id})
     if rec.status != "running" and c3.button("Delete…", key="runs_delete", icon=":material/delete:"):
         st.session_state["runs_confirm_delete"] = rec.id
     if st.session_state.get("runs_confirm_delete") == rec.id:

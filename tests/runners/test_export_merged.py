@@ -9,7 +9,8 @@ import json
 
 import pytest
 from launch_helpers import run_cli
-from tryit_helpers import trained_run
+
+from tests.runners.tryit_helpers import trained_run
 
 PROMPTS = ["Question: How do I boil an egg?\nAnswer:", "Question: What is a map for?\nAnswer:", "Hello"]
 

@@ -7,7 +7,8 @@ import json
 
 import pytest
 from launch_helpers import run_cli
-from tryit_helpers import trained_run
+
+from tests.runners.tryit_helpers import trained_run
 
 
 @pytest.fixture(scope="module")

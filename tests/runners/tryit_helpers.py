@@ -7,12 +7,11 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from launch_helpers import cpu_devices, no_estimate
-
 from runners.launch.launch import prepare_and_register
 from runners.registry.store import Registry
 from runners.rundir.reader import RunDir
 from runners.rundir.spec import RunSpec
+from tests.runners.launch_helpers import cpu_devices, no_estimate
 
 # A high learning rate so that 3 steps move the adapter (and the answers) away from the base model.
 FAST = {"per_device_train_batch_size": 4, "learning_rate": 5e-2, "max_length": 64}
