@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runners.exports.merged import adapter_dir, final_model, load_tokenizer, torch_dtype
+from runners.exports.merged import adapter_dir, final_model, load_tokenizer, torch_dtype, trained_by
 from runners.rundir.reader import RunDir
 
 Prompt = str | list[dict[str, Any]]  # plain text, or chat messages
@@ -48,6 +48,7 @@ def load(run_dir: str | Path, with_reference: bool = True) -> TriedRun:
 
     run = RunDir(Path(run_dir))
     final = final_model(run)
+    run = trained_by(run, final)
     spec = run.spec()
     dtype = torch_dtype(run)
     kw = {"dtype": dtype, "trust_remote_code": spec.trust_remote_code}
@@ -73,7 +74,8 @@ def held_out_prompts(run_dir: str | Path, k: int = 5) -> tuple[list[Prompt], str
     """Up to k distinct prompts and where they came from ('held-out split' or 'first prompts of the data')."""
     from runners.data.load import load_and_normalize, prompt_key, split_dataset_by_prompt
 
-    spec = RunDir(Path(run_dir)).spec()
+    run = RunDir(Path(run_dir))
+    spec = trained_by(run, final_model(run)).spec()
     dataset, fmt = load_and_normalize(spec.dataset, spec.method)
     where = "first prompts of the data"
     if spec.dataset.eval_fraction > 0:

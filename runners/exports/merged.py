@@ -43,6 +43,18 @@ def final_model(run: RunDir) -> Path:
     return final
 
 
+def trained_by(run: RunDir, final: Path) -> RunDir:
+    """The run whose spec made the final model: the run itself, or, for a pipeline (no spec.yaml of its
+    own; its final model is its last stage's), the stage directory above that final model."""
+    if run.spec_path.is_file():
+        return run
+    for parent in list(final.parents)[:3]:
+        if (parent / "spec.yaml").is_file():
+            return RunDir(parent)
+    raise ExportError(f"run {run.id}: no spec.yaml here or above its final model {final}; "
+                      "try or export the stage that trained it")
+
+
 def adapter_dir(final: Path) -> Path | None:
     """Where the run's LoRA adapter is: final/ itself (an unmerged LoRA run), final-adapter/ beside it
     (a run that merged at its end: final/ is then the whole model), or None (a full fine-tune)."""
@@ -83,6 +95,7 @@ def merge_run(run_dir: str | Path, out_dir: str | Path, push_to_hub: str | None 
     final = final_model(run)
     check_out_dir(out)
     check_hub(push_to_hub)
+    run = trained_by(run, final)
     spec = run.spec()
     adapter = adapter_dir(final)
     dtype = torch_dtype(run)

@@ -122,3 +122,14 @@ def test_refusals_are_one_line_and_exit_2(lora_run, in_root, tmp_path, capsys, m
                              "--push-to-hub", "me/tiny-dpo")
     assert code == 2 and "--push-to-hub me/tiny-dpo" in err and "not reachable" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "hub").exists()
+
+
+def test_a_pipeline_exports_the_stage_that_made_its_final_model(lora_run, tmp_path):
+    from runners.exports.merged import merge_run
+
+    pipeline = tmp_path / "pipe"  # a pipeline's directory: pipeline.yaml, no spec.yaml, the last stage's model
+    pipeline.mkdir()
+    final = lora_run.path / "checkpoints" / "final"
+    (pipeline / "result.json").write_text(json.dumps({"status": "succeeded", "final_model": str(final)}))
+    doc = merge_run(pipeline, tmp_path / "out")
+    assert doc["source_run"] == lora_run.id and doc["kind"] == "lora-merged"

@@ -68,6 +68,27 @@ def test_compare_answers_the_held_out_prompts_with_both_models(lora_run, in_root
     assert any(a["trained"] != a["reference"] for a in doc["answers"])  # training changed what it says
 
 
+def test_a_full_fine_tune_is_compared_with_the_specs_model(in_root, tiny_model_dir, demo_data, capsys):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    full = trained_run(in_root, tiny_model_dir, demo_data["preference"], name="full-dpo", steps=2, eval_fraction=0)
+    capsys.readouterr()
+    code, out, err = run_cli(capsys, "runs", "try", "full-dpo", "--compare", "--json", "-k", "2",
+                             "--max-new-tokens", "6")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["prompts_from"] == "first prompts of the data" and doc["reference"] == str(tiny_model_dir)
+    rows = [json.loads(line) for line in demo_data["preference"].read_text().splitlines() if line.strip()]
+    assert [a["prompt"] for a in doc["answers"]] == list(dict.fromkeys(r["prompt"] for r in rows))[:2]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    trained = AutoModelForCausalLM.from_pretrained(full.path / "checkpoints" / "final").eval()
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    for answer in doc["answers"]:
+        ids = tokenizer(answer["prompt"])["input_ids"]
+        assert (answer["trained"], answer["reference"]) == (greedy(trained, tokenizer, ids, 6),
+                                                            greedy(base, tokenizer, ids, 6))
+
+
 def test_a_typed_prompt_goes_through_the_chat_template(lora_run, in_root, tiny_model_dir, capsys):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
