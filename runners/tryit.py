@@ -31,19 +31,24 @@ class TriedRun:
 
     run_id: str
     trained: Any
-    reference: Any | None  # None: the trained model with its adapter off is the reference
+    reference: Any | None  # None: not loaded, or (adapter_reference) the trained model with its adapter off
     tokenizer: Any
     reference_name: str
+    adapter_reference: bool = False
 
-    def reference_context(self):
-        """Where the reference generates: the adapter switched off, or nothing to switch."""
+    def reference_model(self):
+        """(model, context to generate in) for the reference: the adapter switched off, or the reference."""
+        if self.adapter_reference:
+            return self.trained, self.trained.disable_adapter()
         if self.reference is None:
-            return self.trained.disable_adapter()
-        return contextlib.nullcontext()
+            raise ValueError("--compare: the reference model was not loaded (load(..., with_reference=True))")
+        return self.reference, contextlib.nullcontext()
 
 
 def load(run_dir: str | Path, with_reference: bool = True) -> TriedRun:
-    """Load the run's final model (ExportError, one line, when the run has none) and, when asked, its reference."""
+    """Load the run's final model (ExportError, one line, when the run has none) and, when asked, its
+    reference, on the GPU when there is one."""
+    import torch
     from transformers import AutoModelForCausalLM
 
     run = RunDir(Path(run_dir))
@@ -64,10 +69,11 @@ def load(run_dir: str | Path, with_reference: bool = True) -> TriedRun:
         trained = AutoModelForCausalLM.from_pretrained(str(final), **kw)
         reference = AutoModelForCausalLM.from_pretrained(spec.model, **kw) if with_reference else None
         name = spec.model
-    trained.eval()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    trained.to(device).eval()
     if reference is not None:
-        reference.eval()
-    return TriedRun(run.id, trained, reference, tokenizer, name)
+        reference.to(device).eval()
+    return TriedRun(run.id, trained, reference, tokenizer, name, adapter_reference=adapter_dir(final) == final)
 
 
 def held_out_prompts(run_dir: str | Path, k: int = 5) -> tuple[list[Prompt], str]:
@@ -144,8 +150,8 @@ def answer(tried: TriedRun, prompts: list[Prompt], compare: bool = False, max_ne
     trained = generate(tried.trained, tried.tokenizer, prompts, max_new_tokens, greedy)
     rows = [{"prompt": prompt_text(p), "trained": a} for p, a in zip(prompts, trained, strict=True)]
     if compare:
-        with tried.reference_context():
-            model = tried.reference if tried.reference is not None else tried.trained
+        model, context = tried.reference_model()
+        with context:
             for row, ref in zip(rows, generate(model, tried.tokenizer, prompts, max_new_tokens, greedy), strict=True):
                 row["reference"] = ref
     return rows
