@@ -80,3 +80,16 @@ def test_runs_page_links_a_finished_run_to_try_it(app, finished):
     assert not at.exception
     links = [e.proto for e in at.main.get("page_link")]
     assert [(link.label, link.query_string) for link in links if "try" in link.page] == [("Try it", f"run={finished.id}")]
+
+
+def test_without_a_finished_run_the_page_says_so(app, runs_dir, demo_data):
+    from runners.launch.launch import prepare_and_register
+    from runners.rundir.devices import discover
+    from runners.rundir.spec import RunSpec
+
+    spec = RunSpec.parse({"method": "dpo", "model": "Qwen/Qwen2.5-0.5B", "dataset": {"path": str(demo_data["preference"])},
+                          "max_steps": 5})
+    prepare_and_register(spec, runs_dir, devices=discover(gpus=[]))  # prepared, never run
+    at = _try_page(app)
+    assert not at.exception and not at.error
+    assert any("No finished run yet" in i.value for i in at.info) and not at.main.selectbox
