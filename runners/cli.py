@@ -95,7 +95,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     add_follow_options(p)
     p.set_defaults(func=cmd_run)
 
-    runs = sub.add_parser("runs", help="list, inspect, start, stop, resume or delete runs")
+    runs = sub.add_parser("runs", help="list, inspect, start, stop, resume, delete, try or export runs")
     rsub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
     r = rsub.add_parser("list", help="all runs with status, step and memory")
     r.add_argument("--status", help="only runs with this status")
