@@ -89,6 +89,27 @@ def test_a_full_fine_tune_is_compared_with_the_specs_model(in_root, tiny_model_d
                                                             greedy(base, tokenizer, ids, 6))
 
 
+def test_conversation_prompts_go_through_the_chat_template(in_root, tiny_model_dir, demo_data, capsys):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from runners.data.load import split_by_prompt
+
+    sft = trained_run(in_root, tiny_model_dir, demo_data["sft"], name="sft", steps=2, method="sft")
+    capsys.readouterr()
+    code, out, err = run_cli(capsys, "runs", "try", "sft", "--json", "-k", "2", "--max-new-tokens", "6")
+    assert code == 0, err
+    doc = json.loads(out)
+    rows = [json.loads(line) for line in demo_data["sft"].read_text().splitlines() if line.strip()]
+    _, held_out = split_by_prompt(rows, 0.2, sft.spec().seed)
+    asked = [r["messages"][:1] for r in held_out[:2]]  # the user turn before the assistant's answer
+    assert [a["prompt"] for a in doc["answers"]] == [f"user: {m[0]['content']}" for m in asked]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    trained = AutoModelForCausalLM.from_pretrained(sft.path / "checkpoints" / "final").eval()
+    for answer, messages in zip(doc["answers"], asked, strict=True):
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        assert answer["trained"] == greedy(trained, tokenizer, tokenizer(text, add_special_tokens=False)["input_ids"], 6)
+
+
 def test_a_typed_prompt_goes_through_the_chat_template(lora_run, in_root, tiny_model_dir, capsys):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -1,4 +1,4 @@
-"""A finished tiny run, registered in a runs root, for the Try it and export tests: a few DPO steps on
+"""A finished tiny run, registered in a runs root, for the Try it and export tests: a few steps (DPO by default) on
 the tiny model in this process (no subprocess, no hub), then recorded as succeeded as the supervisor does."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ FAST = {"per_device_train_batch_size": 4, "learning_rate": 5e-2, "max_length": 6
 
 
 def trained_run(root: Path, model: Path, data: Path, *, name: str, lora: dict[str, Any] | None = None,
-                merge_lora: bool = False, eval_fraction: float = 0.2, steps: int = 3) -> RunDir:
+                merge_lora: bool = False, eval_fraction: float = 0.2, steps: int = 3, method: str = "dpo") -> RunDir:
     spec = RunSpec.parse({
-        "method": "dpo", "model": str(model), "name": name,
+        "method": method, "model": str(model), "name": name,
         "dataset": {"path": str(data), "eval_fraction": eval_fraction},
         "hparams": dict(FAST), "max_steps": steps, "save_steps": 100, "gradient_checkpointing": False,
         "devices": "cpu", "lora": lora, "merge_lora": merge_lora,
@@ -28,7 +28,7 @@ def trained_run(root: Path, model: Path, data: Path, *, name: str, lora: dict[st
     run = prepare_and_register(spec, root, devices=cpu_devices(), estimate=no_estimate)
     reg = Registry.for_runs_root(root)
     reg.transition(run.id, "running")
-    code = importlib.import_module("runners.recipes.dpo").main(["--spec", str(run.spec_path)])
+    code = importlib.import_module(f"runners.recipes.{method}").main(["--spec", str(run.spec_path)])
     assert code == 0, run.log_tail()
     assert reg.record_outcome(run.id, code).status == "succeeded"
     return run
