@@ -12,18 +12,15 @@ sidebar.use_app_navigation()
 def _chat(tried, run_id: str, max_new_tokens: int) -> None:
     key = f"try_chat_{run_id}"
     history = st.session_state.setdefault(key, [])
-    for turn in history:
-        with st.chat_message(turn["role"]):
-            st.markdown(turn["content"])
+    conversation = st.container()  # above the input box, which a tab shows where it is called
     question = st.chat_input("Ask the trained model", key="try_chat_input")
     if question:
         history.append({"role": "user", "content": question})
-        with st.chat_message("user"):
-            st.markdown(question)
-        answer = try_page.chat_answer(tried, history, max_new_tokens)
-        history.append({"role": "assistant", "content": answer})
-        with st.chat_message("assistant"):
-            st.markdown(answer or "*(no text: the model ended at once)*")
+        with st.spinner("Answering…"):
+            history.append({"role": "assistant", "content": try_page.chat_answer(tried, history, max_new_tokens)})
+    for turn in history:
+        with conversation.chat_message(turn["role"]):
+            st.markdown(turn["content"].strip() or "*(no text: the model ended at once)*")
 
 
 def _compare(tried, rec, max_new_tokens: int) -> None:
