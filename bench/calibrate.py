@@ -209,7 +209,8 @@ def run_row(row: Row, model=None, with_peers: bool = True) -> dict:
         a = analytic.get(ph["name"])
         phases.append({"phase": ph["name"], "traced_gib": round(ph["total_bytes"] / GIB, 3),
                        "analytic_gib": None if a is None else round(a["total"] / GIB, 3),
-                       "ratio": None if a is None or not ph["total_bytes"] else round(a["total"] / ph["total_bytes"], 4)})
+                       "ratio": None if a is None or not ph["total_bytes"] else round(a["total"] / ph["total_bytes"], 4),
+                       "gaps": None if a is None else gaps_at_peak(a["components"], ph["components"])})
     traced_peak = traced.peak_bytes_per_gpu
     ratio = a_peak["total"] / traced_peak
     # the gap at the traced peak phase, component by component (the analytic phase of the same name)
