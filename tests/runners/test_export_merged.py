@@ -133,3 +133,21 @@ def test_a_pipeline_exports_the_stage_that_made_its_final_model(lora_run, tmp_pa
     (pipeline / "result.json").write_text(json.dumps({"status": "succeeded", "final_model": str(final)}))
     doc = merge_run(pipeline, tmp_path / "out")
     assert doc["source_run"] == lora_run.id and doc["kind"] == "lora-merged"
+
+
+def test_a_failed_upload_is_one_line_and_keeps_the_export(lora_run, in_root, tmp_path, capsys, monkeypatch):
+    import huggingface_hub
+
+    class NoHub:  # what HfApi does when the hub cannot be reached
+        def create_repo(self, *a, **kw):
+            raise ConnectionError("Failed to resolve 'huggingface.co'\nmore detail")
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", NoHub)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    capsys.readouterr()
+    out = tmp_path / "kept"
+    code, _, err = run_cli(capsys, "runs", "export", "lora-dpo", "--merged", str(out), "--push-to-hub", "me/tiny")
+    errors = [line for line in err.splitlines() if "error:" in line]  # beside the loaders' progress bars
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err and "more detail" not in err
+    assert "--push-to-hub me/tiny: not pushed (Failed to resolve 'huggingface.co')" in err and str(out) in err
+    assert (out / "ALIGNPLAN_EXPORT.json").is_file() and (out / "model.safetensors").is_file()
