@@ -723,9 +723,10 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from runners.exports.merged import merge_run
+    from runners.exports.merged import check_export, merge_run
 
     rec = _records().resolve(args.id)
+    check_export(rec.run_dir, args.merged, args.push_to_hub)  # refusals first, with nothing printed before them
     if not args.json:
         say(f"exporting run {rec.id} to {args.merged} ...")
     doc = merge_run(rec.run_dir, args.merged, push_to_hub=args.push_to_hub)

@@ -87,15 +87,20 @@ def check_hub(repo: str | None) -> None:
                           "set); export without --push-to-hub and upload the directory later")
 
 
-def merge_run(run_dir: str | Path, out_dir: str | Path, push_to_hub: str | None = None) -> dict[str, Any]:
-    """Write the run's model, merged, to out_dir (see the module's docstring); returns what
-    ALIGNPLAN_EXPORT.json records, plus 'out_dir' and, after a push, 'pushed_to'."""
+def check_export(run_dir: str | Path, out_dir: str | Path, push_to_hub: str | None = None) -> tuple[RunDir, Path, Path]:
+    """The refusals, before any work: (the run that trained the final model, that model, OUT resolved)."""
     run = RunDir(Path(run_dir))
     out = Path(out_dir).expanduser().resolve()
     final = final_model(run)
     check_out_dir(out)
     check_hub(push_to_hub)
-    run = trained_by(run, final)
+    return trained_by(run, final), final, out
+
+
+def merge_run(run_dir: str | Path, out_dir: str | Path, push_to_hub: str | None = None) -> dict[str, Any]:
+    """Write the run's model, merged, to out_dir (see the module's docstring); returns what
+    ALIGNPLAN_EXPORT.json records, plus 'out_dir' and, after a push, 'pushed_to'."""
+    run, final, out = check_export(run_dir, out_dir, push_to_hub)
     spec = run.spec()
     adapter = adapter_dir(final)
     dtype = torch_dtype(run)

@@ -103,6 +103,7 @@ def test_refusals_are_one_line_and_exit_2(lora_run, in_root, tmp_path, capsys, m
     (used / "x").write_text("x")
     code, out, err = run_cli(capsys, "runs", "export", "lora-dpo", "--merged", str(used))
     assert code == 2 and "exists and is not an empty directory" in err and len(err.strip().splitlines()) == 1
+    assert out == ""  # nothing said before the refusal
 
     # a run that has not finished has no final model
     result = lora_run.result_path.read_text()
