@@ -43,6 +43,7 @@ LOSS_IMPLEMENTATIONS = ("fused", "chunked", "materialised")
 LOSS_TOKEN_TILE = 4096
 LOSS_VOCAB_TILE = 32768
 LOSS_FOLD_COLUMNS = 1024  # the Triton fold's block width
+SAMPLING_TEMPERATURE = 0.7  # any value but 1 makes the division a new tensor, as in our PPO
 TRACED_STEPS = 2
 # Generation: the decode is traced for its last steps only. The cache before them is grown to
 # its full length in one concatenation per layer (what a DynamicCache holds after that many decode
@@ -163,7 +164,8 @@ def _make_tracker(vocab_sizes: set[int]):
             super().__init__()
             self.phase: str | None = None
             self.peaks: dict[str, dict[str, int]] = {}
-            self.region: str | None = None  # "logits" or "kv_cache": new storages count there
+            # "logits" or "kv_cache": new storages count there; "registers": they are not counted
+            self.region: str | None = None
             # id(_WeakRefInfo) -> (component, its info): storages made in a region or over the
             # vocabulary; one that becomes a gradient (the LM head's) counts as a gradient from then on
             self._tagged: dict[int, tuple[str, Any]] = {}
@@ -209,6 +211,8 @@ def _make_tracker(vocab_sizes: set[int]):
 
         def _track(self, reftype, t) -> None:
             component = self.region
+            if component == "registers":  # what a GPU kernel keeps in registers takes no memory
+                return
             if component is None and t.is_floating_point() and t.dim() and t.shape[-1] in vocab_sizes \
                     and reftype != _MemRefType.OPT:
                 component = "logits"
@@ -298,17 +302,18 @@ def _chunked_logprob_function():
                 for r0, r1, c0, c1 in tiles(n, vocab):
                     tile = buf[:r1 - r0, :c1 - c0]
                     torch.mm(hidden[r0:r1], weight[c0:c1].t(), out=tile)
-                    for f0, f1 in folds(c0, c1):
-                        z = tile[:, f0 - c0:f1 - c0].float()
-                        new_max = torch.maximum(running_max[r0:r1], z.amax(-1))
-                        sum_exp[r0:r1] = sum_exp[r0:r1] * (running_max[r0:r1] - new_max).exp() \
-                            + (z - new_max[:, None]).exp().sum(-1)
-                        running_max[r0:r1] = new_max
-                        t = targets[r0:r1]
-                        inside = (t >= f0) & (t < f1)
-                        picked = z.gather(-1, (t - f0).clamp(0, f1 - f0 - 1)[:, None]).squeeze(-1)
-                        target_logit[r0:r1] = torch.where(inside, picked, target_logit[r0:r1])
-                        del z, picked
+                    with tracker.counting_as("registers"):  # the Triton fold's work
+                        for f0, f1 in folds(c0, c1):
+                            z = tile[:, f0 - c0:f1 - c0].float()
+                            new_max = torch.maximum(running_max[r0:r1], z.amax(-1))
+                            sum_exp[r0:r1] = sum_exp[r0:r1] * (running_max[r0:r1] - new_max).exp() \
+                                + (z - new_max[:, None]).exp().sum(-1)
+                            running_max[r0:r1] = new_max
+                            t = targets[r0:r1]
+                            inside = (t >= f0) & (t < f1)
+                            picked = z.gather(-1, (t - f0).clamp(0, f1 - f0 - 1)[:, None]).squeeze(-1)
+                            target_logit[r0:r1] = torch.where(inside, picked, target_logit[r0:r1])
+                            del z, picked, new_max
                 del buf, tile
                 log_z = running_max + sum_exp.log()
                 out = target_logit - log_z
@@ -328,19 +333,22 @@ def _chunked_logprob_function():
                 for r0, r1, c0, c1 in tiles(n, vocab):
                     tile = buf[:r1 - r0, :c1 - c0]
                     torch.mm(hidden[r0:r1], weight[c0:c1].t(), out=tile)
-                    h = hidden[r0:r1].float()
-                    for f0, f1 in folds(c0, c1):
-                        # d log p_target / d z = onehot(target) - softmax(z), times the incoming gradient
-                        z = (tile[:, f0 - c0:f1 - c0].float() - log_z[r0:r1, None]).exp_().neg_()
-                        t = targets[r0:r1]
-                        inside = (t >= f0) & (t < f1)
-                        z.scatter_add_(-1, (t - f0).clamp(0, f1 - f0 - 1)[:, None], inside[:, None].to(z.dtype))
-                        z.mul_(g[r0:r1, None])
-                        grad_hidden[r0:r1].addmm_(z, weight[f0:f1].float())
-                        if grad_weight is not None:
-                            grad_weight[f0:f1].addmm_(z.t(), h)
-                        del z
-                    del h
+                    # the gradient tile in place and the fp32-output GEMMs (addmm with out_dtype on
+                    # CUDA): no copies in GPU memory, so the fp32 casts here are not counted
+                    with ctx.tracker.counting_as("registers"):
+                        h = hidden[r0:r1].float()
+                        for f0, f1 in folds(c0, c1):
+                            # d log p_target / d z = onehot(target) - softmax(z), times the incoming gradient
+                            z = (tile[:, f0 - c0:f1 - c0].float() - log_z[r0:r1, None]).exp_().neg_()
+                            t = targets[r0:r1]
+                            inside = (t >= f0) & (t < f1)
+                            z.scatter_add_(-1, (t - f0).clamp(0, f1 - f0 - 1)[:, None], inside[:, None].to(z.dtype))
+                            z.mul_(g[r0:r1, None])
+                            grad_hidden[r0:r1].addmm_(z, weight[f0:f1].float())
+                            if grad_weight is not None:
+                                grad_weight[f0:f1].addmm_(z.t(), h)
+                            del z
+                        del h
                 del buf, tile
                 gh = grad_hidden.to(hidden.dtype)
                 del grad_hidden
@@ -377,10 +385,13 @@ def _backbone_and_head(model):
     return backbone, head
 
 
-def _token_logprobs(rt: _Runtime, model, ids, positions: slice | None = None):
+def _token_logprobs(rt: _Runtime, model, ids, positions: slice | None = None, entropy: bool = False):
     """Per-token log-probs of the next tokens in ids ([B, S-1], or the positions given), as the
     trainer's loss reads them: the chunked function (fused/chunked) or an fp32 log-softmax over
-    materialised logits."""
+    materialised logits. Materialised with positions (profile.completion_logprobs, our PPO:
+    runners/rl/rollout.py response_logprobs): the model's logits over the whole sequence, the
+    completion's sliced out, upcast, divided by the sampling temperature; entropy: also the
+    entropy of each position (PPO's scoring of the policy, runners/rl/losses.py)."""
     import torch
 
     backbone, head = _backbone_and_head(model)
@@ -388,15 +399,26 @@ def _token_logprobs(rt: _Runtime, model, ids, positions: slice | None = None):
         hidden = backbone(input_ids=ids, use_cache=False).last_hidden_state
     targets = ids[:, 1:]
     hidden = hidden[:, :-1]
-    if positions is not None:
-        hidden, targets = hidden[:, positions], targets[:, positions]
-    b, s = targets.shape
     if rt.loss == "materialised":
         with rt.tracker.counting_as("logits"), rt.autocast():
             logits = head(hidden)
-        logp = torch.log_softmax(logits.float(), dim=-1)
+        if positions is not None:
+            logits, targets = logits[:, positions], targets[:, positions]
+        z = logits.float()
+        if positions is not None:
+            z = z / SAMPLING_TEMPERATURE
         del logits
+        logp = torch.log_softmax(z, dim=-1)
+        if entropy:
+            with torch.no_grad():
+                probs = torch.softmax(z, dim=-1)
+                _ = torch.logsumexp(z, dim=-1) - (probs * z).sum(dim=-1)
+                del probs
+        del z
         return logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    if positions is not None:
+        hidden, targets = hidden[:, positions], targets[:, positions]
+    b, s = targets.shape
     weight = head.weight
     if weight.dtype != hidden.dtype:  # autocast: the head's tiles are computed in bf16
         weight = weight.to(hidden.dtype)
@@ -519,7 +541,11 @@ def _build_copies(rt: _Runtime, cfg, trust_remote_code: bool, progress) -> list[
         if c.trainable and req.grad_ckpt:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if c.trainable and req.lora_rank and c.peft:
-            model = _add_lora(model, req)
+            model = _add_lora(model, req, c.scalar_head)
+            if c.scalar_head:
+                # the score head trains in full beside the adapters (peft's SEQ_CLS would deep-copy
+                # it into modules_to_save, which a fake tensor cannot be copied into)
+                _unwrap(model).score.requires_grad_(True)
         if not c.trainable:
             model.requires_grad_(False)
             model.eval()
@@ -543,17 +569,18 @@ def _set_attention(model) -> None:
         pass
 
 
-def _add_lora(model, req: PlanRequest):
+def _add_lora(model, req: PlanRequest, scalar_head: bool = False):
     from peft import LoraConfig, get_peft_model
 
-    targets = {"all-linear": "all-linear"}.get(req.lora_targets, req.lora_targets)
-    if req.lora_targets == "attention":
-        targets = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    from planner.terms import LORA_TARGETS
+
+    # the planner's own list of module names (peft matches them as name suffixes; absent ones are skipped)
+    targets = "all-linear" if LORA_TARGETS[req.lora_targets] is None else list(LORA_TARGETS[req.lora_targets])
     try:
         with _fake_safe_module_apply():
             return get_peft_model(model, LoraConfig(r=req.lora_rank, lora_alpha=2 * req.lora_rank,
                                                     target_modules=targets, lora_dropout=req.lora_dropout,
-                                                    task_type="CAUSAL_LM"))
+                                                    task_type=None if scalar_head else "CAUSAL_LM"))
     except Exception as e:
         raise PlannerError("lora_rank", f"peft cannot add LoRA adapters under fake tensors: {_first_line(e)}") from None
 
@@ -573,10 +600,34 @@ def _eager_transformers():
     import_utils.is_fake_tensor = lambda tensor: False
     masking_utils.find_packed_sequence_indices = lambda position_ids: None
     try:
-        yield
+        with _dropout_as_on_a_gpu():
+            yield
     finally:
         import_utils.is_fake_tensor = real_fake
         masking_utils.find_packed_sequence_indices = real_packed
+
+
+@contextlib.contextmanager
+def _dropout_as_on_a_gpu():
+    """Training dropout as CUDA runs it: torch's native_dropout, which saves a 1-byte bool mask for
+    backward. The trace's tensors are CPU tensors, and CPU dropout saves a noise tensor in the
+    input's dtype instead (4 bytes for LoRA's fp32 dropout: +15.6 MiB on the small test model's
+    SFT step without checkpointing)."""
+    import torch
+    import torch.nn.functional as F
+
+    real = F.dropout
+
+    def dropout(input, p=0.5, training=True, inplace=False):
+        if not training or p == 0 or inplace:
+            return real(input, p, training, inplace)
+        return torch.native_dropout(input, p, True)[0]
+
+    F.dropout = dropout
+    try:
+        yield
+    finally:
+        F.dropout = real
 
 
 @contextlib.contextmanager
@@ -615,17 +666,20 @@ def _fake_safe_module_apply():
 
 
 def _optimizer(rt: _Runtime, params):
+    """The runner's optimizer as it runs on a GPU: under bf16-kahan torch-optimi's AdamW with Kahan
+    compensation (runners/recipes/common.py), which takes its foreach path on CUDA; otherwise the
+    trainers' default optim, adamw_torch_fused. Both update in place, so the step holds no
+    per-parameter temporaries; torch's unfused single-tensor AdamW would hold two copies of the
+    largest parameter (measured here: +16 MiB on the small test model in fp32)."""
     import torch
 
     if rt.req.optimizer == "sgd":
         return torch.optim.SGD(params, lr=1e-5)
     if rt.req.precision == "bf16-kahan":
-        from optimi import (
-            AdamW,  # the runner's: Kahan compensation for bf16 weights (runners/recipes/common.py)
-        )
+        from optimi import AdamW
 
-        return AdamW(params, lr=1e-5, kahan_sum=None, foreach=False)
-    return torch.optim.AdamW(params, lr=1e-5, foreach=False)
+        return AdamW(params, lr=1e-5, kahan_sum=None, foreach=True)
+    return torch.optim.AdamW(params, lr=1e-5, fused=True)
 
 
 # --- the step -------------------------------------------------------------------------------------
@@ -727,8 +781,9 @@ def _step(rt: _Runtime, held: list[_Held], optimizers: list, tokens: dict[str, i
                 with off:
                     if h.scalar_head:
                         extra[h.role] = _scores(rt, h.model, ids, per_token=h.role == "value")
-                    else:
-                        extra[h.role] = _token_logprobs(rt, h.model, ids, positions)
+                    else:  # our PPO's scoring forward of the trainable policy also takes its entropy
+                        extra[h.role] = _token_logprobs(rt, h.model, ids, positions,
+                                                        entropy=h.trainable and profile.completion_logprobs)
     extra["advantages"] = torch.zeros(seqs)
     phase("forward_backward")
     out = {}
@@ -743,8 +798,9 @@ def _step(rt: _Runtime, held: list[_Held], optimizers: list, tokens: dict[str, i
     loss.backward()
     del loss
     phase("optimizer_step")
-    for opt in optimizers:
+    for opt in optimizers:  # every trainable copy steps before any gradient is freed (PPO: policy and value)
         opt.step()
+    for opt in optimizers:
         opt.zero_grad(set_to_none=True)
     phase(None)
 

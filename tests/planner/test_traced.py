@@ -49,7 +49,7 @@ def test_fake_trace_matches_real_tensors(method):
 
 @pytest.mark.parametrize("method, lora_rank", [("sft", None), ("dpo", None), ("sft", 8), ("dpo", 8)])
 def test_traced_peak_within_10_percent_of_analytic(method, lora_rank):
-    req = _request(method, lora_rank)
+    req = _request(method, lora_rank, grad_ckpt=False)
     traced = trace_plan(req)
     analytic = _analytic_without_overhead(req)
     assert traced.peak_bytes_per_gpu == pytest.approx(max(analytic.values()), rel=0.10)
@@ -59,6 +59,41 @@ def test_traced_peak_within_10_percent_of_analytic(method, lora_rank):
     assert ph["components"]["weights"] == pytest.approx(plan.phases[-1]["components"]["weights"], rel=0.001)
     assert ph["components"]["gradients"] == pytest.approx(plan.phases[-1]["components"]["gradients"], rel=0.001)
     assert all(p["components"]["overhead"] == 0 for p in traced.phases)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["ipo", "kto", "orpo", "simpo", "grpo", "rloo", "ppo", "rm", "online-dpo"])
+@pytest.mark.parametrize("lora_rank", [None, 8])
+def test_every_method_traces_within_10_percent_of_analytic(method, lora_rank):
+    req = _request(method, lora_rank)
+    traced = trace_plan(req)
+    analytic = _analytic_without_overhead(req)
+    assert [p["name"] for p in traced.phases if p["name"] in analytic] == list(analytic)
+    assert traced.peak_bytes_per_gpu == pytest.approx(max(analytic.values()), rel=0.10)
+    for p in traced.phases:  # each phase the analytic plan has, within 15%
+        if p["name"] in analytic:
+            assert p["total_bytes"] == pytest.approx(analytic[p["name"]], rel=0.15), p["name"]
+
+
+@pytest.mark.parametrize("method, lora_rank", [("sft", None), ("dpo", None), ("sft", 8), ("dpo", 8)])
+def test_with_checkpointing_the_analytic_plan_overcounts_the_fused_heads_moment(method, lora_rank):
+    """With gradient checkpointing the step peaks in the fused LM head's backward. The trace holds
+    there what the analytic plan counts for the head (logits within 3%), but not the recomputed
+    layer and the final norm it adds (the head's backward ends before any layer is recomputed), so
+    on this head-heavy model (vocabulary 8,192 x hidden 256 against 4 small layers) the analytic
+    peak is 14-17% above the trace (LoRA: 18-22%). Reported for planner/estimate.py; this test pins the gap."""
+    req = _request(method, lora_rank)
+    traced = trace_plan(req)
+    plan = estimate(req, with_min_gpus=False)
+    analytic = _analytic_without_overhead(req)
+    # with LoRA the head is frozen and the peak moves past the head's backward: up to 22% here
+    assert 1.0 < max(analytic.values()) / traced.peak_bytes_per_gpu < (1.25 if lora_rank else 1.20)
+    if lora_rank:
+        return
+    fb = next(p for p in traced.phases if p["name"] == "forward_backward")
+    planned = next(p for p in plan.phases if p["name"] == "forward_backward")
+    assert fb["components"]["logits"] == pytest.approx(planned["components"]["logits"], rel=0.03)
+    assert fb["components"]["activations"] < planned["components"]["activations"]
 
 
 def test_dpo_scores_with_the_reference_and_lora_with_the_adapter_off():
@@ -156,7 +191,7 @@ def test_cli_traced_json_carries_both_plans_and_ratios(tmp_path, capsys):
     from tests.runners.launch_helpers import run_cli
 
     code, out, err = run_cli(capsys, "plan", "--model", _config_file(tmp_path), "--method", "sft", "--seq-len", "256",
-                             "--batch-size", "2", "--traced", "--json")
+                             "--batch-size", "2", "--no-grad-ckpt", "--traced", "--json")
     assert code == 0, err
     import json
 
