@@ -16,6 +16,7 @@ from alignplan import (
     export_form,
     formatting,
     launch_form,
+    launch_gate,
     pipeline_form,
     reward_form,
     run_monitor,
@@ -341,6 +342,18 @@ def _preview(spec, decision) -> None:
         st.code(yaml.safe_dump(accelerate_config(decision, spec), sort_keys=False), language="yaml")
 
 
+def _launch_allowed(spec, decision) -> bool:
+    """A run expected to fail (no fit, a model not loadable here) launches only with the labelled override."""
+    fits = decision.fits if decision is not None else None
+    peak = formatting.gib(decision.predicted_peak_bytes) if decision is not None else None
+    usable = formatting.gib(decision.usable_bytes) if decision is not None else None
+    reasons = launch_gate.blockers(fits, spec.model, peak, usable)
+    if not reasons:
+        return True
+    st.error("**Launch is off**: " + " ".join(reasons), icon=":material/block:")
+    return st.checkbox(launch_gate.OVERRIDE_LABEL, value=False, key="launch_override")
+
+
 def _launch(spec) -> None:
     from runners.demo.tiny import default_tiny_model_dir
     from runners.launch import launch
@@ -620,6 +633,14 @@ def _pipeline_form(method: str, model: str, trust: bool) -> None:
                 st.caption(note)
     with st.expander("pipeline.yaml (what `alignplan run --spec pipeline.yaml` would run)"):
         st.code(yaml.safe_dump(spec_data, sort_keys=False), language="yaml")
+    fits = (plan.get("decision") or {}).get("fits") if got.ok else None
+    reasons = launch_gate.blockers(fits, model)
+    if reasons:
+        st.error("**Launch is off**: " + " ".join(reasons), icon=":material/block:")
+        if not st.checkbox(launch_gate.OVERRIDE_LABEL, value=False, key="launch_override"):
+            st.button("Launch", type="primary", disabled=True, key="launch_go_disabled",
+                      icon=":material/rocket_launch:")
+            return
     if st.button("Launch", type="primary", key="launch_go", icon=":material/rocket_launch:"):
         if model == str(default_tiny_model_dir()):
             launch_form.ensure_tiny_model()
@@ -699,6 +720,9 @@ def main() -> None:
     if decision is not None:
         _preview(spec, decision)
     export_form.export_section(spec, decision.fits if decision is not None else None)
+    if not _launch_allowed(spec, decision):
+        st.button("Launch", type="primary", disabled=True, key="launch_go_disabled", icon=":material/rocket_launch:")
+        return
     if st.button("Launch", type="primary", key="launch_go", icon=":material/rocket_launch:"):
         if errors.attempt("Launching", _launch, spec).ok:
             st.rerun()
