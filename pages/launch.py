@@ -18,6 +18,7 @@ from alignplan import (
     launch_form,
     launch_gate,
     pipeline_form,
+    presets,
     reward_form,
     run_monitor,
     sidebar,
@@ -652,6 +653,27 @@ def _pipeline_form(method: str, model: str, trust: bool) -> None:
             st.rerun()
 
 
+def _presets_section() -> None:
+    """Save the form under a name, or set it back from one (before the form's widgets exist this run)."""
+    with st.expander("Presets: save this form under a name, load one"):
+        c1, c2 = st.columns(2)
+        name = c1.text_input("Preset name", key="preset_name", placeholder="e.g. dpo-small-lr")
+        if c1.button("Save preset", key="preset_save", icon=":material/save:"):
+            got = errors.attempt("Saving the preset", presets.save, name, st.session_state)
+            if got.ok:
+                st.success(f"Saved preset **{name.strip()}**.")
+        saved = presets.names()
+        if not saved:
+            c2.caption("No presets saved yet.")
+            return
+        choice = c2.selectbox("Saved presets", saved, key="preset_choice")
+        if c2.button("Load preset", key="preset_load", icon=":material/upload:"):
+            got = errors.attempt("Loading the preset", presets.load, choice)
+            if got.ok:
+                st.session_state.update(got.value)
+                st.session_state["launch_banner"] = f"Loaded preset **{choice}**."
+
+
 def form_methods() -> tuple[str, ...]:
     """The methods the form offers: every recipe except those that need a judge (the labelling stage runs
     inside the RLAIF/CAI pipelines, `alignplan run --method rlaif`), then the pipelines the form builds."""
@@ -677,6 +699,7 @@ def main() -> None:
     st.caption("Defaults: the built-in tiny demo model and the bundled demo data, so one click on Launch "
                "runs a real DPO training on this machine's CPU in about a minute.")
     methods = form_methods()
+    _presets_section()
     _apply_prefill(methods)
     if st.session_state.get("launch_banner"):
         st.info(st.session_state["launch_banner"])
