@@ -39,7 +39,9 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--zero", type=int, default=0, help="ZeRO stage 0-3 (3 = FSDP full shard)")
     p.add_argument("--engine", default="deepspeed", help="deepspeed | fsdp (implements --zero)")
     p.add_argument("--offload", help="optimizer | params (CPU offload)")
-    p.add_argument("--chunked-loss", action="store_true", help="chunked/fused cross-entropy (Liger)")
+    p.add_argument("--loss", help="fused | chunked | materialised: how the loss reads the LM head (default: the "
+                   "method's runner, TRL 1.16's fused LM head for sft/dpo/ipo/kto/grpo/rloo; docs/memory.md)")
+    p.add_argument("--chunked-loss", action="store_true", help="the older switch for --loss fused")
     p.add_argument("--precompute-ref", action="store_true", help="DPO/IPO: precompute reference log-probs")
     p.add_argument("--beta", type=float, help="KL coefficient for grpo/rloo (0 drops the reference)")
     p.add_argument("--num-generations", type=int, help="completions per prompt (grpo/rloo/online-dpo)")
@@ -79,7 +81,7 @@ def request_from_args(args: argparse.Namespace) -> PlanRequest:
         model=args.model, method=args.method, seq_len=args.seq_len, batch_size=args.batch_size,
         precision=args.precision, lora_rank=args.lora_rank, quant=args.quant, grad_ckpt=args.grad_ckpt,
         optimizer=args.optimizer, zero=args.zero, engine=args.engine, offload=args.offload, gpu=args.gpu,
-        gpus=args.gpus, nodes=args.nodes, chunked_loss=args.chunked_loss, precompute_ref=args.precompute_ref,
+        gpus=args.gpus, nodes=args.nodes, loss=args.loss, chunked_loss=args.chunked_loss, precompute_ref=args.precompute_ref,
         beta=args.beta, num_generations=args.num_generations, reward_model=args.reward_model,
         value_model=args.value_model, judge_model=args.judge_model,
     )
@@ -98,7 +100,7 @@ def format_plan(plan) -> str:
         + (f", {r['quant']}" if r["quant"] else "")
         + (", grad ckpt" if r["grad_ckpt"] else "")
         + (f", ZeRO-{r['zero']}" if r["zero"] else "")
-        + f", {plan.world_size} GPU(s)",
+        + f", {plan.world_size} GPU(s), loss {plan.loss}",
         "",
         f"  {'copy':<10} {'params':>16} {'trainable':>16} {'weights':>9} {'grads':>9} {'optim':>9}  (GiB per GPU)",
     ]

@@ -29,6 +29,17 @@ MAX_GPUS_PER_NODE = 64  # the largest `gpus` (per node) a request may ask for
 COMPONENTS = ("weights", "gradients", "optimizer_states", "activations", "logits", "kv_cache", "overhead")
 PHASES = ("generation", "scoring", "forward_backward", "optimizer_step")
 MAX_GPUS = 4096
+LOSSES = ("fused", "chunked", "materialised")
+
+
+def resolved_loss(req: PlanRequest, profile: MethodProfile | None = None) -> str:
+    """The loss the plan models: the request's, else "fused" for the older chunked_loss switch, else
+    the method's runner default (methods.MethodProfile.default_loss)."""
+    if req.loss is not None:
+        return req.loss
+    if req.chunked_loss:
+        return "fused"
+    return (profile or get_profile(req.method)).default_loss
 
 
 @dataclass(frozen=True)
@@ -52,7 +63,11 @@ class PlanRequest:
     gpu: str | None = None
     gpus: int = 1  # per node
     nodes: int = 1
-    chunked_loss: bool = False
+    # How the loss reads the LM head: "fused" (TRL 1.16's fused LM head: no T x V logits), "chunked"
+    # (the logits formed one chunk of tokens at a time), "materialised" (full logits and their fp32
+    # log-softmax, as transformers' Trainer keeps them). None: the method's runner default (its profile).
+    loss: str | None = None
+    chunked_loss: bool = False  # the older switch: True plans loss "fused" where loss is None
     precompute_ref: bool = False
     beta: float | None = None  # KL coefficient for grpo/rloo; None = the method's TRL default
     num_generations: int | None = None
@@ -92,6 +107,7 @@ class Plan:
     min_gpus_detail: dict[str, dict[str, int] | None] = field(default_factory=dict)
     stages: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    loss: str = ""  # the loss modelled: the request's, else the method's runner default (resolved_loss)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,6 +151,11 @@ def validate(req: PlanRequest) -> ModelSpec:
     _choice("engine", req.engine, ("deepspeed", "fsdp"))
     _choice("offload", req.offload, (None, "optimizer", "params"))
     _choice("quant", req.quant, (None, "nf4", "int8"))
+    _choice("loss", req.loss, (None, *LOSSES))
+    profile = get_profile(req.method)
+    if req.loss not in (None, "materialised") and profile.completion_logprobs:
+        raise PlannerError("loss", f"{profile.name}: our trainer takes log-probs from materialised logits; "
+                                   "accepted: materialised")
     _choice("lora_targets", req.lora_targets, tuple(terms.LORA_TARGETS))
     _check_int("gpus", req.gpus, 1, MAX_GPUS_PER_NODE)
     _check_int("nodes", req.nodes, 1, 4096)
@@ -309,9 +330,19 @@ class _Stage:
         return [c for c in self.copies if not c.trainable]
 
     @property
+    def loss(self) -> str:
+        """fused | chunked | materialised (resolved_loss)."""
+        return resolved_loss(self.req, self.profile)
+
+    @property
     def fused(self) -> bool:
-        """The loss runs through a fused LM head (the method's trainer does, or --chunked-loss asks)."""
-        return self.profile.fused_lm_head or self.req.chunked_loss
+        """The loss runs through a fused LM head (TRL 1.16's, or --loss fused)."""
+        return self.loss == "fused"
+
+    @property
+    def unmaterialised(self) -> bool:
+        """No full T x V logits (fused or chunked): the loss keeps the head's input hidden states itself."""
+        return self.loss != "materialised"
 
     def share(self, total: int, sharded: bool) -> int:
         return _per_gpu(total, self.req.gpus * self.req.nodes, sharded)
@@ -377,8 +408,14 @@ def _scoring_memory(st: _Stage) -> dict[str, int] | None:
                           {"weights": weights, "activations": 0, "logits": lg}]
         else:
             raw = st.profile.scoring_reads_raw_logits
-            lg = 0 if c.scalar_head else terms.inference_logits_bytes(
-                st.tokens, c.model.vocab_size, c.model.hidden_size, e, st.fused, log_softmax=not raw)
+            if c.scalar_head:
+                lg = 0
+            elif st.loss == "chunked":
+                lg = terms.chunked_inference_logits_bytes(st.tokens, c.model.vocab_size, c.model.hidden_size, e,
+                                                          log_softmax=not raw)
+            else:
+                lg = terms.inference_logits_bytes(st.tokens, c.model.vocab_size, c.model.hidden_size, e, st.fused,
+                                                  log_softmax=not raw)
             if raw:  # the layers' transients are gone when the logits form beside the final norm's output
                 candidates = [{"weights": weights, "activations": terms.inference_layer_bytes(c.model, st.tokens, e),
                                "logits": 0},
@@ -414,9 +451,9 @@ def _saved_activations(st: _Stage, c: _Copy) -> tuple[int, int]:
     else:
         acts = m.num_layers * st.layer_activations(m, st.tokens, c.lora)
     acts += terms.final_norm_bytes(m, st.tokens, e, r, frozen=c.lora,
-                                   head_saves_input=c.scalar_head or not (c.lora or st.fused))
+                                   head_saves_input=c.scalar_head or not (c.lora or st.unmaterialised))
     if r != e:  # autocast: the linears save bf16 casts of their weights
-        acts += terms.autocast_weight_copy_bytes(m, e, req.grad_ckpt, include_head=not (st.fused or c.scalar_head))
+        acts += terms.autocast_weight_copy_bytes(m, e, req.grad_ckpt, include_head=not (st.unmaterialised or c.scalar_head))
     return acts, recompute
 
 
@@ -443,12 +480,14 @@ def _forward_backward_memory(st: _Stage) -> dict[str, int]:
         recompute = max(recompute, again)
         if c.scalar_head:
             continue
-        if st.fused:
+        if st.loss == "fused":
             logits += terms.fused_logits_bytes(st.tokens, m.vocab_size, m.hidden_size, e, not c.lora, r)
+        elif st.loss == "chunked":
+            logits += terms.chunked_logits_bytes(st.tokens, m.vocab_size, m.hidden_size, e)
         else:
             logits += terms.logits_bytes(st.tokens, m.vocab_size)
-        if st.fused:
-            # The fused head's backward hands the LM head (or tied embedding) its gradient
+        if st.unmaterialised:
+            # The fused (or chunked) loss hands the LM head (or tied embedding) its gradient
             # first, while every activation is still held. (A materialised loss frees its
             # 12 T V bytes before the head's gradient is formed.)
             head_grads += _head_grad_bytes(st, c)
@@ -599,6 +638,7 @@ def _plan_stage(req: PlanRequest, base: ModelSpec) -> Plan:
         components=dict(peak["components"]),
         host_bytes_per_node=host,
         notes=notes,
+        loss=resolved_loss(req, profile),
     )
 
 
@@ -625,6 +665,7 @@ def _estimate_peak(req: PlanRequest, base: ModelSpec) -> Plan:
                  "copies": p.copies} for p in stage_plans],
         notes=[f"{profile.name} runs in stages ({' -> '.join(profile.stages)}); the peak is the largest stage"]
         + [n for p in stage_plans for n in p.notes],
+        loss=peak.loss,
     )
     for ph in plan.phases:
         ph["is_peak"] = ph["stage"] == peak.method and ph["name"] == peak.peak_phase

@@ -100,6 +100,12 @@ class MethodProfile:
     notes: tuple[str, ...] = field(default=())
 
     @property
+    def default_loss(self) -> str:
+        """The loss the method's runner uses (planner.estimate.LOSSES): TRL 1.16's fused LM head, or
+        materialised logits."""
+        return "fused" if self.fused_lm_head else "materialised"
+
+    @property
     def roles(self) -> tuple[str, ...]:
         return tuple(c.role for c in self.copies)
 

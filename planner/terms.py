@@ -524,6 +524,35 @@ def fused_logits_bytes(tokens: int, vocab: int, hidden: int, act: int, head_trai
     return tokens * hidden * (saved + 4) + (vocab * hidden * 4 if head_trainable else 0) + tile
 
 
+def loss_chunk_tokens(tokens: int, vocab: int, hidden: int) -> int:
+    """Tokens per chunk of a chunked cross-entropy: the next power of two above T / ceil(V / h), so
+    one chunk's logits (C x V) are about as large as the hidden states (T x h); at most T. The rule
+    of Liger-Kernel's fused linear cross-entropy (liger_kernel/ops/fused_linear_cross_entropy.py),
+    which LLaMA-Factory, Axolotl and TRL switch on with their Liger options."""
+    per = -(-tokens // max(-(-vocab // hidden), 1))
+    return min(tokens, 1 << max(per - 1, 0).bit_length())
+
+
+def chunked_logits_bytes(tokens: int, vocab: int, hidden: int, act: int, chunk: int | None = None) -> int:
+    """A chunked cross-entropy: the LM head and the loss run over C tokens at a time (C =
+    loss_chunk_tokens), each chunk's logits formed, upcast to fp32, log-softmaxed and turned into
+    gradients, then freed before the next chunk. Held at the backward's start: the head's input
+    hidden states, kept to recompute the chunks (e T h), their gradient accumulated chunk by chunk
+    (e T h), and one chunk at the materialised loss's 12 bytes per logit (logits_bytes):
+        2 e T h + 12 C V
+    The LM head's weight gradient (when it trains) is formed during the loss, before the layers'
+    backward, and is counted with the gradients (as for the fused head)."""
+    c = loss_chunk_tokens(tokens, vocab, hidden) if chunk is None else min(chunk, tokens)
+    return 2 * act * tokens * hidden + 12 * c * vocab
+
+
+def chunked_inference_logits_bytes(tokens: int, vocab: int, hidden: int, act: int, log_softmax: bool = True) -> int:
+    """A chunked loss scoring without gradients: the hidden states (e T h) and one chunk's logits
+    (e, + 4 for the fp32 log-softmax) at a time."""
+    c = loss_chunk_tokens(tokens, vocab, hidden)
+    return act * tokens * hidden + c * vocab * (act + (4 if log_softmax else 0))
+
+
 def inference_layer_bytes(model: ModelSpec, tokens: int, act: int) -> int:
     """One decoder layer's no-grad forward at its peak, the MLP: act(gate), up and their product
     (3 T i) beside the residual stream, the normed input, the attention output and the layer's
