@@ -10,6 +10,7 @@ from typing import Any
 
 import planner as _planner  # pure Python, never imports torch
 from planner import terms as _planner_terms
+from planner.estimate import LOSSES as _PLANNER_LOSSES
 from runners.rundir import decide as _runner_decide  # plain data and functions: no torch at import
 
 # Session-state keys of the sidebar widgets (app.py); every page reads them.
@@ -50,7 +51,7 @@ PLAN_DEFAULTS: dict[str, Any] = {
     "engine": "deepspeed",
     "offload": "none",
     "preref": False,  # precompute the reference log-probs before training
-    "chunked": False,  # chunked/fused cross-entropy (Liger): no full-vocabulary logits
+    "loss": "",  # fused | chunked | materialised; "" = the method's runner default (the planner's None)
     "gens": 0,  # generations per prompt; 0 = the method's default
     "beta": None,  # KL coefficient (GRPO/RLOO; 0 drops the reference); None = the method's default
     "reward": SAME_AS_POLICY,
@@ -71,7 +72,8 @@ ZERO_STAGES = (0, 1, 2, 3)
 MAX_GPUS_PER_NODE = _planner.MAX_GPUS_PER_NODE
 INT_LIMITS = {"rank": (1, 1024), "seq": (1, 1_048_576), "batch": (1, 4096), "nodes": (1, 1024),
               GPUS_KEY: (1, MAX_GPUS_PER_NODE), "gens": (0, 1024)}
-BOOL_INPUTS = ("ckpt", "preref", "chunked")
+BOOL_INPUTS = ("ckpt", "preref")
+LOSSES = ("", *_PLANNER_LOSSES)  # the planner's ids, "" first: the method's own default
 
 
 def request_kwargs(values: Mapping[str, Any], model: str, gpu: str, gpus: int) -> dict[str, Any]:
@@ -94,7 +96,7 @@ def request_kwargs(values: Mapping[str, Any], model: str, gpu: str, gpus: int) -
         "gpus": int(gpus),
         "nodes": int(values.get("nodes", 1)),
         "precompute_ref": bool(values.get("preref", False)),
-        "chunked_loss": bool(values.get("chunked", False)),
+        "loss": values.get("loss") or None,
         "num_generations": int(values.get("gens", 0)) or None,
         "beta": None if values.get("beta") is None else float(values["beta"]),
         **{field: values.get(name) or None for name, field in COPY_MODEL_FIELDS.items()},
@@ -118,7 +120,8 @@ def plan_values(request: Mapping[str, Any]) -> dict[str, Any]:
         "engine": request.get("engine", "deepspeed"),
         "offload": request.get("offload") or "none",
         "preref": bool(request.get("precompute_ref", False)),
-        "chunked": bool(request.get("chunked_loss", False)),
+        # the older chunked_loss switch is the planner's alias of "fused"
+        "loss": request.get("loss") or ("fused" if request.get("chunked_loss") else ""),
         "gens": int(request.get("num_generations") or 0),
         "beta": request.get("beta"),
     }

@@ -16,6 +16,7 @@ from alignplan.inputs import (
     GPU_KEY,
     GPUS_KEY,
     INT_LIMITS,
+    LOSSES,
     MODEL_KEY,
     OFFLOADS,
     OPTIMIZERS,
@@ -45,7 +46,7 @@ def inputs_from_query(params: Mapping[str, str], methods: Mapping[str, Any] | No
     values: dict[str, Any] = {}
     problems: list[str] = []
     choices = {"precision": PRECISIONS, "adapter": ADAPTERS, "offload": OFFLOADS, "optimizer": OPTIMIZERS,
-               "engine": ENGINES}
+               "engine": ENGINES, "loss": LOSSES[1:]}
     for name, raw in params.items():
         raw = str(raw)
         try:

@@ -96,8 +96,12 @@ def _inputs() -> dict:
                 help="DPO-style methods: the reference scores the data once before training, so no reference "
                 "copy is held while training (TRL's precompute_ref_log_probs). Not with LoRA (its reference "
                 "is the adapter-off policy).")
-    c2.checkbox("Chunked / fused loss", key=P + "chunked", persist_state="session",
-                help="Cross-entropy computed in chunks (Liger): the full-vocabulary logits are never held.")
+    c2.selectbox("Loss", inputs.LOSSES, key=P + "loss", persist_state="session",
+                 format_func={"": "The method's default", "fused": "Fused LM head (no logits)",
+                              "chunked": "Chunked cross-entropy", "materialised": "Materialised logits"}.get,
+                 help="How the loss reads the LM head: fused (TRL's fused head, no tokens x vocabulary logits), "
+                 "chunked (the logits one chunk of tokens at a time) or materialised (all logits and their "
+                 "fp32 log-softmax). PPO's trainer takes materialised only.")
     c3.number_input("Generations per prompt (0: the method's default)", min_value=0, max_value=1024, step=1,
                     key=P + "gens", persist_state="session", help="GRPO/RLOO/online DPO: completions per prompt.")
     c4.number_input("KL coefficient β (empty: the method's default)", min_value=0.0, max_value=100.0, step=0.01,

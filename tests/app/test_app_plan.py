@@ -188,9 +188,9 @@ def test_every_planner_lever_is_a_control_and_travels_in_the_link(app):
                                                     / 2**30, 1) < ppo_before
     at.multiselect(key="plan_methods").set_value(["grpo"]).run()
     at.number_input(key="plan_gens").set_value(16).run()
-    at.checkbox(key="plan_chunked").check().run()
+    at.selectbox(key="plan_loss").set_value("chunked").run()
     req = planner.PlanRequest(model="meta-llama/Llama-3.1-8B", method="grpo", gpu="H100-80GB", num_generations=16,
-                              chunked_loss=True, precompute_ref=True, reward_model="rule",
+                              loss="chunked", precompute_ref=True, reward_model="rule",
                               value_model="Qwen/Qwen2.5-0.5B")
     assert _gib(_metric(at, "grpo").value) == round(planner.estimate(req, with_min_gpus=False).peak_bytes_per_gpu
                                                      / 2**30, 1)
@@ -201,7 +201,7 @@ def test_every_planner_lever_is_a_control_and_travels_in_the_link(app):
     assert _gib(_metric(at, "rloo").value) == round(planner.estimate(
         req.replace(method="rloo", beta=0.0), with_min_gpus=False).peak_bytes_per_gpu / 2**30, 1) < with_kl
     params = {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
-    assert params["gens"] == "16" and params["chunked"] == "1" and params["preref"] == "1"
+    assert params["gens"] == "16" and params["loss"] == "chunked" and params["preref"] == "1"
     assert params["reward"] == "rule" and params["value"] == "Qwen/Qwen2.5-0.5B" and params["beta"] == "0.0"
 
 
@@ -210,13 +210,14 @@ def test_request_kwargs_and_plan_values_are_inverses():
     from alignplan import inputs
 
     values = {**inputs.PLAN_DEFAULTS, "adapter": "qlora", "rank": 32, "seq": 4096, "batch": 2, "zero": 3,
-              "offload": "optimizer", "preref": True, "chunked": True, "gens": 16, "reward": "rule",
+              "offload": "optimizer", "preref": True, "loss": "chunked", "gens": 16, "reward": "rule",
               "value": "shared", "judge": "Qwen/Qwen2.5-7B", "beta": 0.0}
     kwargs = inputs.request_kwargs(values, "m", "H100-80GB", 8)
     assert (kwargs["lora_rank"], kwargs["quant"], kwargs["seq_len"], kwargs["batch_size"]) == (32, "nf4", 4096, 2)
     assert (kwargs["num_generations"], kwargs["reward_model"], kwargs["value_model"], kwargs["judge_model"]) == \
         (16, "rule", "shared", "Qwen/Qwen2.5-7B")
-    assert kwargs["precompute_ref"] and kwargs["chunked_loss"] and kwargs["offload"] == "optimizer"
+    assert kwargs["precompute_ref"] and kwargs["loss"] == "chunked" and kwargs["offload"] == "optimizer"
+    assert inputs.plan_values({"chunked_loss": True})["loss"] == "fused"  # the planner's alias
     assert kwargs["beta"] == 0.0
     back = inputs.plan_values(kwargs)
     assert {k: back[k] for k in back} == {k: values[k] for k in back}
@@ -230,12 +231,13 @@ def test_request_kwargs_and_plan_values_are_inverses():
 def test_link_parameters_of_the_new_controls():
     from alignplan import share_link
 
-    values, problems = share_link.inputs_from_query({"beta": "0.1", "gens": "4", "preref": "1", "chunked": "off",
+    values, problems = share_link.inputs_from_query({"beta": "0.1", "gens": "4", "preref": "1", "loss": "fused",
                                                      "reward": "rule", "judge": "Qwen/Qwen2.5-7B"})
-    assert values == {"beta": 0.1, "gens": 4, "preref": True, "chunked": False, "reward": "rule",
+    assert values == {"beta": 0.1, "gens": 4, "preref": True, "loss": "fused", "reward": "rule",
                       "judge": "Qwen/Qwen2.5-7B"} and problems == []
-    _, problems = share_link.inputs_from_query({"beta": "nan", "gens": "2000", "adapter": "qlora4"})
+    _, problems = share_link.inputs_from_query({"beta": "nan", "gens": "2000", "adapter": "qlora4", "loss": "liger"})
     assert [p.split(" ignored")[0] for p in problems] == ["link parameter beta='nan'", "link parameter gens='2000'",
-                                                          "link parameter adapter='qlora4'"]
+                                                          "link parameter adapter='qlora4'", "link parameter loss='liger'"]
+    assert "fused, chunked, materialised" in problems[3]
     assert "qlora8" in problems[2]
-    assert share_link.query_from_inputs({"beta": None, "gens": 0, "preref": True}) == {"preref": "1"}
+    assert share_link.query_from_inputs({"beta": None, "gens": 0, "preref": True, "loss": ""}) == {"preref": "1"}
