@@ -91,13 +91,44 @@ def ensure_tiny_model() -> Path:
     return out
 
 
+COLUMNS_LABEL = "Rename columns"
+
+
+def parse_columns(text: str) -> dict[str, str]:
+    """The Rename columns field, "question=prompt, answer=completion", as RunSpec's dataset.columns."""
+    mapping: dict[str, str] = {}
+    for part in (p.strip() for p in text.replace("\n", ",").split(",")):
+        if not part:
+            continue
+        old, sep, new = (x.strip() for x in part.partition("="))
+        if not sep or not old or not new:
+            raise ValueError(f"{COLUMNS_LABEL}: {part!r} is not old=new; write e.g. question=prompt, answer=completion")
+        mapping[old] = new
+    return mapping
+
+
+def page_words(message: str) -> str:
+    """A data error as the page says it: the Rename columns field rather than the spec's dataset.columns."""
+    import re
+
+    message = re.sub(r"dataset\.columns \{'([^']+)': '([^']+)'\}", rf"the {COLUMNS_LABEL} field: \1=\2", message)
+    message = message.replace("dataset.columns, e.g. {'question': 'prompt'}",
+                              f"the {COLUMNS_LABEL} field, e.g. question=prompt")
+    return message.replace("dataset.columns maps", f"{COLUMNS_LABEL} maps")
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
-def dataset_preview(path: str, stamp: tuple[float, int], method: str, rows: int = 5) -> dict[str, Any]:
+def dataset_preview(path: str, stamp: tuple[float, int], method: str, rows: int = 5,
+                    columns: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
     """First rows as read, and the format detected and checked for the method (runners.data).
-    stamp (mtime, size) makes an edited file a new cache entry. Raises DataError for unusable data."""
+    stamp (mtime, size) makes an edited file a new cache entry; columns: the renames (old, new).
+    Raises DataError for unusable data, worded for the page."""
     from runners.data import load as data
 
-    dataset, fmt = data.load_and_normalize({"path": path}, method)
+    try:
+        dataset, fmt = data.load_and_normalize({"path": path, "columns": dict(columns)}, method)
+    except data.DataError as exc:
+        raise data.DataError(page_words(str(exc))) from None
     raw, _, _ = data.load_rows(path)
     return {"rows": raw[:rows], "format": fmt.name, "description": fmt.description, "count": fmt.rows,
             "columns": list(dataset.column_names)}

@@ -85,8 +85,8 @@ def _model_section(methods: tuple[str, ...]) -> tuple[str, str, bool]:
     return method, model, trust
 
 
-def _data_section(method: str) -> tuple[str | None, bool]:
-    """(dataset path, usable) with a preview; an unusable dataset shows what to change."""
+def _data_section(method: str) -> tuple[str | None, bool, dict[str, str]]:
+    """(dataset path, usable, column renames) with a preview; an unusable dataset shows what to change."""
     from runners.demo import tiny
 
     st.session_state.setdefault("launch_data_source", DEMO_DATA)
@@ -102,12 +102,20 @@ def _data_section(method: str) -> tuple[str | None, bool]:
             path = str(uploads.save_dataset_upload(up.getvalue(), up.name))
     else:
         path = st.text_input("Path or hub dataset id", key="launch_data_path").strip() or None
+    text = st.text_input(launch_form.COLUMNS_LABEL, key="launch_data_columns", placeholder="question=prompt, answer=completion",
+                         help="For data whose columns are not named as the method expects: old=new, comma-separated "
+                         "(the run's dataset.columns).")
+    got = errors.attempt("Rename columns is not valid", launch_form.parse_columns, text)
+    if not got.ok:
+        return path, False, {}
+    columns = got.value
     if path is None:
         st.info("Choose a data file to continue.")
-        return None, False
-    got = errors.attempt("This dataset cannot be used", launch_form.dataset_preview, path, launch_form.file_stamp(path), method)
+        return None, False, columns
+    got = errors.attempt("This dataset cannot be used", launch_form.dataset_preview, path, launch_form.file_stamp(path), method,
+                         columns=tuple(columns.items()))
     if not got.ok:
-        return path, False
+        return path, False, columns
     prev = got.value
     st.success(f"Detected format **{prev['format']}** ({prev['description']}): {prev['count']} rows; "
                f"{method} trains on columns {', '.join(prev['columns'])}.", icon=":material/check:")
@@ -115,7 +123,7 @@ def _data_section(method: str) -> tuple[str | None, bool]:
     from alignplan.data_page import launch_summary  # the data doctor's summary, a link to the Data page
 
     launch_summary(path)
-    return path, True
+    return path, True, columns
 
 
 def _hparams_section(method: str, tiny: bool) -> dict[str, Any] | None:
@@ -240,13 +248,15 @@ def _reward_check(spec) -> bool:
     return ok
 
 
-def _spec_dict(method: str, model: str, trust: bool, data_path: str, v: dict[str, Any]) -> dict[str, Any]:
+def _spec_dict(method: str, model: str, trust: bool, data_path: str, v: dict[str, Any],
+               columns: dict[str, str] | None = None) -> dict[str, Any]:
     hparams = {k: v[k] for k in ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
                                  "max_length", "max_completion_length", "beta", "num_generations", "kl_coef",
                                  "response_length") if k in v}
     hparams.update(v["extras"])
     spec: dict[str, Any] = {
-        "method": method, "model": model, "dataset": {"path": data_path}, "hparams": hparams,
+        "method": method, "model": model, "dataset": {"path": data_path, **({"columns": columns} if columns else {})},
+        "hparams": hparams,
         "precision": None if v["precision"] == "auto" else v["precision"],
         "gradient_checkpointing": v["gradient_checkpointing"], "max_steps": v["max_steps"],
         "num_train_epochs": v["num_train_epochs"], "trust_remote_code": trust, "name": v["name"],
@@ -711,7 +721,7 @@ def main() -> None:
         return
     with st.container(border=True):
         st.markdown("**Data**")
-        data_path, data_ok = _data_section(method)
+        data_path, data_ok, columns = _data_section(method)
     with st.container(border=True):
         st.markdown("**Hyper-parameters** (TRL's defaults for the method; the tiny model's demo settings)")
         values = _hparams_section(method, st.session_state["launch_model_source"] == TINY)
@@ -723,7 +733,8 @@ def main() -> None:
             st.info("Reward: choose a built-in, give a Python file and its function, or a reward model.")
         st.button("Launch", type="primary", disabled=True, key="launch_go_disabled", icon=":material/rocket_launch:")
         return
-    got = errors.attempt("The run settings are not valid", RunSpec.parse, _spec_dict(method, model, trust, data_path, values))
+    got = errors.attempt("The run settings are not valid", RunSpec.parse, _spec_dict(method, model, trust, data_path, values,
+                                                                                  columns))
     if not got.ok:
         return
     spec = got.value

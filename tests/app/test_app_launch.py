@@ -18,6 +18,11 @@ def _launch_page(app):
     return at.switch_page("pages/launch.py").run()
 
 
+def _errors(at):
+    """The page's errors other than the refusal of a hub model this offline machine cannot load."""
+    return [e.value for e in at.error if not e.value.startswith("**Launch is off**")]
+
+
 def _metric(at, label):
     return next(m.value for m in at.metric if m.label == label)
 
@@ -144,7 +149,7 @@ def _hub_model_form(app, monkeypatch, fake_gpus: str, model: str = "meta-llama/L
 
 def test_a_run_that_will_not_fit_warns_with_fixes(app, monkeypatch):
     with _hub_model_form(app, monkeypatch, "T4-16GB") as at:
-        assert not at.exception and not at.error, [e.value for e in at.error]
+        assert not at.exception and not _errors(at), _errors(at)  # the Launch refusal is test_app_launch_gate.py's
         gpus = next(d.value for d in at.dataframe if "GPU" in d.value.columns)
         assert list(gpus["GPU"]) == ["NVIDIA T4"]
         assert _metric(at, "Setup") == "single-gpu"
@@ -159,7 +164,7 @@ def test_several_gpus_offer_sharding_and_the_stage_reaches_the_plan(app, monkeyp
     monkeypatch.setattr("runners.rundir.decide.deepspeed_installed", lambda: False)
     with _hub_model_form(app, monkeypatch, "A100-40GB,A100-40GB,A100-40GB,A100-40GB") as at:
         at.number_input(key="launch_hp_dpo_model_per_device_train_batch_size").set_value(1).run()
-        assert not at.exception and not at.error, [e.value for e in at.error]
+        assert not at.exception and not _errors(at), _errors(at)  # the Launch refusal is test_app_launch_gate.py's
         # auto without DeepSpeed installed: FSDP2. With the reference in memory no stage fits 40 GiB, so
         # the reference is precomputed, and stage 2 fits
         assert _metric(at, "Setup") == "fsdp-shard-grad-op"
@@ -180,7 +185,7 @@ def test_a_tight_reference_is_precomputed_and_the_page_says_so(app, monkeypatch)
         # pure bf16: DPO on Llama-3.1-8B is 82.5 GiB, 66.8 GiB with the reference precomputed (with the default
         # bf16-kahan, 98.2 GiB, which precomputing does not bring under 79.7 GiB)
         at.selectbox(key="launch_precision").set_value("bf16").run()
-        assert not at.exception and not at.error, [e.value for e in at.error]
+        assert not at.exception and not _errors(at), _errors(at)  # the Launch refusal is test_app_launch_gate.py's
         assert not any("will not fit" in w.value for w in at.warning)
         assert any("precompute_ref_log_probs set to true" in c.value for c in at.caption)
         spec = yaml.safe_load(next(c.value for c in at.code if c.value.startswith("method: dpo")))
