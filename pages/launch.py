@@ -52,8 +52,15 @@ def _apply_prefill(methods: tuple[str, ...]) -> None:
             f"The advice is **{pre.get('from', method)}**, which has no runnable recipe here "
             f"({pre.get('note') or 'no recipe'}); pick one of: {', '.join(methods)}.")
     if pre.get("model"):
-        st.session_state["launch_model_source"] = OTHER
         st.session_state["launch_model"] = pre["model"]
+        problem = launch_gate.model_problem(pre["model"])
+        if problem is None:
+            st.session_state["launch_model_source"] = OTHER
+        else:  # the advice's model cannot run here: the local choice first, the advice's one a click away
+            st.session_state["launch_model_source"] = TINY
+            st.session_state["launch_banner"] += (
+                f" The tiny demo model is selected: {problem} The advice's model stays in the "
+                "“Hub id or local model directory” choice.")
 
 
 def _model_section(methods: tuple[str, ...]) -> tuple[str, str, bool]:

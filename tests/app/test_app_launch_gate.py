@@ -71,3 +71,29 @@ def test_blockers_name_each_reason(tmp_path, monkeypatch):
     both = launch_gate.blockers(False, "org/not-cached-model", "163.9 GiB", "21.0 GiB")
     assert len(both) == 2 and "163.9 GiB needed, 21.0 GiB available" in both[0] and "org/not-cached-model" in both[1]
     assert "does not exist" in launch_gate.blockers(None, str(tmp_path / "missing"))[0]
+
+
+def _prefilled(app, monkeypatch, hub: bool):
+    monkeypatch.setattr(launch_gate, "hub_reachable", lambda: hub)
+    at = app.run()
+    at.session_state["launch_prefill"] = {"from": "DPO", "method": "dpo", "model": "meta-llama/Llama-3.1-8B",
+                                          "hparams": {"beta": 0.1}}
+    return at.switch_page("pages/launch.py").run()
+
+
+def test_the_advice_offers_the_local_model_first_when_its_hub_model_cannot_load(app, runs_dir, monkeypatch):
+    at = _prefilled(app, monkeypatch, hub=False)
+    assert not at.exception
+    assert at.radio(key="launch_model_source").value == "Tiny demo model"
+    banner = next(i.value for i in at.info if "Prefilled from the advice" in i.value)
+    assert "tiny demo model is selected" in banner and "Llama-3.1-8B" in banner
+    assert not at.button(key="launch_go").disabled  # the local choice runs
+    at.radio(key="launch_model_source").set_value("Hub id or local model directory").run()
+    assert at.text_input(key="launch_model").value == "meta-llama/Llama-3.1-8B"  # a click away
+
+
+def test_the_advice_keeps_its_hub_model_when_the_hub_answers(app, runs_dir, monkeypatch):
+    at = _prefilled(app, monkeypatch, hub=True)
+    assert not at.exception
+    assert at.radio(key="launch_model_source").value == "Hub id or local model directory"
+    assert at.text_input(key="launch_model").value == "meta-llama/Llama-3.1-8B"
