@@ -42,6 +42,13 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loss", help="fused | chunked | materialised: how the loss reads the LM head (default: the "
                    "method's runner, TRL 1.16's fused LM head for sft/dpo/ipo/kto/grpo/rloo; docs/memory.md)")
     p.add_argument("--chunked-loss", action="store_true", help="the older switch for --loss fused")
+    p.add_argument("--activation-offload", action="store_true",
+                   help="saved activations in host memory, two layers' on the GPU (torchtune's activation offloading)")
+    p.add_argument("--optimizer-in-backward", action="store_true",
+                   help="each gradient freed after its own optimizer step (torchtune's optimizer_in_bwd; one GPU)")
+    p.add_argument("--kbit-upcast", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --quant: the non-quantized parameters in fp32, as peft's prepare_model_for_kbit_training "
+                        "makes them (default: on, what the runner does)")
     p.add_argument("--precompute-ref", action="store_true", help="DPO/IPO: precompute reference log-probs")
     p.add_argument("--beta", type=float, help="KL coefficient for grpo/rloo (0 drops the reference)")
     p.add_argument("--num-generations", type=int, help="completions per prompt (grpo/rloo/online-dpo)")
@@ -82,6 +89,8 @@ def request_from_args(args: argparse.Namespace) -> PlanRequest:
         precision=args.precision, lora_rank=args.lora_rank, quant=args.quant, grad_ckpt=args.grad_ckpt,
         optimizer=args.optimizer, zero=args.zero, engine=args.engine, offload=args.offload, gpu=args.gpu,
         gpus=args.gpus, nodes=args.nodes, loss=args.loss, chunked_loss=args.chunked_loss, precompute_ref=args.precompute_ref,
+        activation_offload=args.activation_offload, optimizer_in_backward=args.optimizer_in_backward,
+        kbit_upcast=args.kbit_upcast,
         beta=args.beta, num_generations=args.num_generations, reward_model=args.reward_model,
         value_model=args.value_model, judge_model=args.judge_model,
     )
@@ -113,6 +122,8 @@ def format_plan(plan) -> str:
         lines.append(f"  {name:<28}" + "".join(f"{_gib(ph['components'][c]):>10}" for c in COMPONENTS)
                      + f"{_gib(ph['total_bytes']):>10}")
     lines += ["", f"  peak per GPU: {_gib(plan.peak_bytes_per_gpu)} GiB ({plan.peak_phase})"]
+    if plan.assumptions:
+        lines.append(f"  {plan.assumptions}")
     if plan.host_bytes_per_node:
         lines.append(f"  host RAM for offload: {_gib(plan.host_bytes_per_node)} GiB per node")
     if plan.gpu:

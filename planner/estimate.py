@@ -69,6 +69,12 @@ class PlanRequest:
     loss: str | None = None
     chunked_loss: bool = False  # the older switch: True plans loss "fused" where loss is None
     precompute_ref: bool = False
+    # Memory savers the runners do not use (docs/memory.md, "Memory savers"):
+    activation_offload: bool = False  # torchtune's enable_activation_offloading: saved activations in host memory
+    optimizer_in_backward: bool = False  # torchtune's optimizer_in_bwd: each gradient freed after its own step
+    # peft's prepare_model_for_kbit_training upcasts the non-quantized parameters to fp32; None: what
+    # our runner does (it calls it whenever quant is set)
+    kbit_upcast: bool | None = None
     beta: float | None = None  # KL coefficient for grpo/rloo; None = the method's TRL default
     num_generations: int | None = None
     completion_len: int | None = None  # default seq_len // 2
@@ -108,6 +114,8 @@ class Plan:
     stages: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     loss: str = ""  # the loss modelled: the request's, else the method's runner default (resolved_loss)
+    assumptions: str = ""  # one line: what the figure assumes (shown under it; _assumptions)
+    assumed: dict[str, Any] = field(default_factory=dict)  # the same, field by field
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -152,6 +160,14 @@ def validate(req: PlanRequest) -> ModelSpec:
     _choice("offload", req.offload, (None, "optimizer", "params"))
     _choice("quant", req.quant, (None, "nf4", "int8"))
     _choice("loss", req.loss, (None, *LOSSES))
+    for name in ("activation_offload", "optimizer_in_backward", "chunked_loss", "grad_ckpt", "precompute_ref"):
+        _choice(name, getattr(req, name), (False, True))
+    _choice("kbit_upcast", req.kbit_upcast, (None, False, True))
+    if req.kbit_upcast and not req.quant:
+        raise PlannerError("kbit_upcast", "upcasts the parameters a quantized model keeps in 16 bits: needs quant nf4 or int8")
+    if req.optimizer_in_backward and (req.zero or req.gpus * req.nodes > 1):
+        raise PlannerError("optimizer_in_backward", "steps each parameter as soon as its gradient is formed: one GPU, "
+                                                    "zero 0 and no gradient accumulation (torchtune's optimizer_in_bwd)")
     profile = get_profile(req.method)
     if req.loss not in (None, "materialised") and profile.completion_logprobs:
         raise PlannerError("loss", f"{profile.name}: our trainer takes log-probs from materialised logits; "
@@ -253,6 +269,8 @@ def _build_copies(req: PlanRequest, profile: MethodProfile, base: ModelSpec, not
         else:
             params = m.params_total
             weights = terms.weight_bytes(m, prec.weight, quant)
+        if quant and kbit_upcast(req):
+            weights += terms.kbit_upcast_bytes(m, c.scalar_head)
         grads = states = trainable = 0
         lora = bool(req.lora_rank) and c.peft
         if c.trainable and req.lora_rank and not lora:
@@ -280,6 +298,12 @@ def _build_copies(req: PlanRequest, profile: MethodProfile, base: ModelSpec, not
     if fp32_master and not req.lora_rank:
         notes.append("DeepSpeed under bf16 keeps an fp32 master copy with fp32 Adam moments: 12 bytes per trainable parameter")
     return out
+
+
+def kbit_upcast(req: PlanRequest) -> bool:
+    """Whether the non-quantized parameters are fp32 (terms.kbit_upcast_bytes): the request's, else
+    the runner's (it calls prepare_model_for_kbit_training on every quantized model)."""
+    return bool(req.quant) if req.kbit_upcast is None else req.kbit_upcast
 
 
 def _compensation(req: PlanRequest, prec: terms.PrecisionPolicy, fp32_master: bool) -> int:
@@ -439,17 +463,25 @@ def _scoring_memory(st: _Stage) -> dict[str, int] | None:
     return {**st.static, **worst}
 
 
+def _layer_saved_bytes(st: _Stage, c: _Copy) -> int:
+    """What one decoder layer of a trainable copy keeps from its forward to its backward: its input
+    under gradient checkpointing, else all it saves."""
+    if st.req.grad_ckpt:
+        return terms.checkpointed_layer_bytes(c.model, st.tokens, st.prec.residual)
+    return st.layer_activations(c.model, st.tokens, c.lora)
+
+
 def _saved_activations(st: _Stage, c: _Copy) -> tuple[int, int]:
     """(what a trainable copy's forward saves for backward, one recomputed layer under checkpointing)."""
     req, prec = st.req, st.prec
     e, r = prec.act, prec.residual
     m = c.model
-    recompute = 0
-    if req.grad_ckpt:
-        acts = m.num_layers * terms.checkpointed_layer_bytes(m, st.tokens, r)
-        recompute = st.layer_activations(m, st.tokens, c.lora)
+    recompute = st.layer_activations(m, st.tokens, c.lora) if req.grad_ckpt else 0
+    per_layer = _layer_saved_bytes(st, c)
+    if req.activation_offload:
+        acts, _ = terms.offloaded_activation_bytes(per_layer, m.num_layers)
     else:
-        acts = m.num_layers * st.layer_activations(m, st.tokens, c.lora)
+        acts = m.num_layers * per_layer
     acts += terms.final_norm_bytes(m, st.tokens, e, r, frozen=c.lora,
                                    head_saves_input=c.scalar_head or not (c.lora or st.unmaterialised))
     if r != e:  # autocast: the linears save bf16 casts of their weights
@@ -462,6 +494,8 @@ def _head_grad_bytes(st: _Stage, c: _Copy) -> int:
     if c.lora:
         return 0
     head = c.model.lm_head_params or c.model.params_by_kind().get("embedding", 0)
+    if st.req.optimizer_in_backward:  # stepped and freed at once: never more than the largest gradient
+        return min(head * st.prec.grad, st.gradients)
     return st.share(head * st.prec.grad, st.req.zero >= 2)
 
 
@@ -576,14 +610,24 @@ def _stage_phases(req: PlanRequest, profile: MethodProfile, base: ModelSpec, not
         grads_all += sum(c.gradients for c in copies)
         notes.append("DDP keeps its gradient buckets beside the gradients (a second gradient copy)")
 
+    if req.optimizer_in_backward:
+        grads_all = max((terms.largest_gradient_bytes(c.model, prec.grad, req.lora_rank if c.lora else None,
+                                                      req.lora_targets, c.scalar_head)
+                         for c in copies if c.trainable), default=0)
     st = _Stage(req, profile, base, copies, notes, static={"weights": weights, "optimizer_states": states},
                 gradients=grads_all, tokens=req.batch_size * profile.sequences_per_example * _context_len(req, profile))
     if any(st.whole_reference(c) for c in copies):
         notes.append("FSDP2 stage 3: the reference is sharded as one unit (TRL's prepare_fsdp), so scoring "
                      "gathers its whole weights at once, and for a moment holds them twice")
 
+    if req.activation_offload:
+        host_total += sum(_layer_saved_bytes(st, c) * c.model.num_layers for c in st.trainables) * world
+        notes.append("activation offloading: each layer's saved activations wait in pinned host memory; two "
+                     "layers' are on the GPU at a time")
     phases = []
     for name in profile.phases:
+        if name == "optimizer_step" and req.optimizer_in_backward:
+            continue  # each parameter stepped during the backward (counted there)
         held = _PHASE_MEMORY[name](st)
         if held is not None:
             phases.append({"name": name, "components": held})
@@ -688,6 +732,8 @@ def min_gpus_for(req: PlanRequest, gpu: str, base: ModelSpec | None = None) -> d
 
     if fits(1, req.zero):
         return {"count": 1, "zero": req.zero}
+    if req.optimizer_in_backward:  # one GPU only (validate)
+        return None
     zero = max(req.zero, 3)
     candidates = list(range(2, 9)) + [8 * k for k in range(2, MAX_GPUS // 8 + 1)]
     if not fits(candidates[-1], zero):
@@ -702,10 +748,42 @@ def min_gpus_for(req: PlanRequest, gpu: str, base: ModelSpec | None = None) -> d
     return {"count": candidates[lo], "zero": zero}
 
 
+_LOSS_WORDS = {"fused": "fused LM head, no T x V logits", "chunked": "chunked cross-entropy",
+               "materialised": "materialised fp32 logits"}
+
+
+def _assumptions(req: PlanRequest, plan: Plan) -> tuple[str, dict[str, Any]]:
+    """What a figure is never read without: the trainer modelled, the loss, precision and optimizer,
+    checkpointing, sharding, offloads and savers, and micro-batch x sequence length."""
+    profile = get_profile(req.method)
+    stages = [get_profile(s) for s in profile.stages] or [profile]
+    trainer = " -> ".join(dict.fromkeys(p.trainer for p in stages if p.trainer))
+    default = all(resolved_loss(req.replace(method=p.id), p) == p.default_loss for p in stages)
+    sharding = "none" if not req.zero else f"ZeRO-{req.zero} ({req.engine})"
+    offloads = [req.offload] if req.offload else []
+    offloads += ["activations"] * req.activation_offload
+    d = {"trainer": trainer, "loss": plan.loss, "loss_is_trainer_default": default, "precision": req.precision,
+         "optimizer": req.optimizer, "gradient_checkpointing": req.grad_ckpt, "sharding": sharding,
+         "gpus": plan.world_size, "offloads": offloads, "optimizer_in_backward": req.optimizer_in_backward, "micro_batch": req.batch_size, "seq_len": req.seq_len,
+         "lora_rank": req.lora_rank, "quant": req.quant, "kbit_upcast": kbit_upcast(req) if req.quant else None}
+    parts = [f"Assumes {trainer}" if trainer else "Assumes",
+             f"loss {plan.loss} ({_LOSS_WORDS[plan.loss]}{'' if default else ', not the trainer default'})",
+             f"{req.precision}, {req.optimizer}"
+             + (f", LoRA r={req.lora_rank}" if req.lora_rank else "")
+             + (f", {req.quant}" + (" + fp32 non-quantized params" if kbit_upcast(req) else "") if req.quant else ""),
+             f"grad ckpt {'on' if req.grad_ckpt else 'off'}",
+             f"sharding {sharding} over {plan.world_size} GPU(s)",
+             "offload: " + (", ".join(offloads) if offloads else "none")
+             + (" + optimizer in backward" if req.optimizer_in_backward else ""),
+             f"micro-batch {req.batch_size} x {req.seq_len} tokens"]
+    return "; ".join(parts), d
+
+
 def estimate(req: PlanRequest, with_min_gpus: bool = True) -> Plan:
     """Plan one method for one setup: per-GPU peak, its breakdown, fit and the minimum GPU counts."""
     base = validate(req)
     plan = _estimate_peak(req, base)
+    plan.assumptions, plan.assumed = _assumptions(req, plan)
     if req.gpu is not None:
         g = get_gpu(req.gpu)
         plan.gpu = g.id

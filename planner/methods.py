@@ -75,6 +75,7 @@ class MethodProfile:
     disable_dropout), so lora_dropout saves nothing.
     update_epochs: passes of the training phases over each batch of scored rollouts (our PPO's
     ppo_epochs, default 4); 1 for the others. Time only (planner.timecost), not memory.
+    trainer: the trainer whose memory the profile describes (our runners' recipe for the method).
     """
 
     id: str
@@ -96,6 +97,7 @@ class MethodProfile:
     completion_logprobs: bool = False
     disables_dropout: bool = False
     update_epochs: int = 1
+    trainer: str = ""  # the trainer the profile models, named in the plan's assumptions
     source: str = ""
     notes: tuple[str, ...] = field(default=())
 
@@ -122,12 +124,12 @@ METHODS: dict[str, MethodProfile] = {
     for p in [
         MethodProfile(
             "sft", "Supervised fine-tuning", "Next-token loss on (prompt, response) pairs.",
-            (_POLICY,), fused_lm_head=True, source="Ouyang et al. 2022, stage 1",
+            (_POLICY,), fused_lm_head=True, trainer="TRL 1.16 SFTTrainer", source="Ouyang et al. 2022, stage 1",
         ),
         MethodProfile(
             "rm", "Reward model", "Bradley-Terry loss on chosen/rejected pairs; LM head replaced by a scalar head.",
             (ModelCopy("reward", trainable=True, scalar_head=True),), sequences_per_example=2,
-            source="Ouyang et al. 2022, stage 2",
+            trainer="TRL 1.16 RewardTrainer", source="Ouyang et al. 2022, stage 2",
         ),
         MethodProfile(
             "ppo", "RLHF with PPO",
@@ -137,6 +139,7 @@ METHODS: dict[str, MethodProfile] = {
              ModelCopy("reward", trainable=False, dropped_by=("rule_reward",), scalar_head=True, peft=False)),
             phases=("generation", "scoring", *_STEP), scores_trainable_copies=True,
             completion_logprobs=True, disables_dropout=True, update_epochs=4,
+            trainer="our PPOTrainer (runners/rl/ppo_trainer.py)",
             source="Schulman et al. 2017; Ouyang et al. 2022, stage 3; runners/rl/ppo_trainer.py",
             notes=("policy and value are updated in one backward pass, so their activations coexist",
                    "our PPO trainer trains the value model in full, also with LoRA on the policy, and "
@@ -146,37 +149,37 @@ METHODS: dict[str, MethodProfile] = {
             "grpo", "GRPO", "G sampled completions per prompt, group-normalised reward as advantage; no value model.",
             (_POLICY, _REF_KL, _RM), sequences_per_example=1, phases=("generation", "scoring", *_STEP),
             scores_trainable_copies=True, default_beta=0.0, default_generations=8,
-            fused_lm_head=True, source="Shao et al. 2024 (DeepSeekMath); TRL GRPOConfig (beta 0.0, num_generations 8)",
+            fused_lm_head=True, trainer="TRL 1.16 GRPOTrainer", source="Shao et al. 2024 (DeepSeekMath); TRL GRPOConfig (beta 0.0, num_generations 8)",
         ),
         MethodProfile(
             "rloo", "RLOO", "REINFORCE with a leave-one-out baseline over G completions; no value model.",
             (_POLICY, _REF_KL, _RM), sequences_per_example=1, phases=("generation", "scoring", *_STEP),
             scores_trainable_copies=True, default_beta=0.05, default_generations=2,
-            fused_lm_head=True, source="Ahmadian et al. 2024; TRL RLOOConfig (beta 0.05, num_generations 2)",
+            fused_lm_head=True, trainer="TRL 1.16 RLOOTrainer", source="Ahmadian et al. 2024; TRL RLOOConfig (beta 0.05, num_generations 2)",
         ),
         MethodProfile(
             "dpo", "DPO", "Classification loss on chosen vs rejected log-ratios against a frozen reference.",
             (_POLICY, _REF), sequences_per_example=2, phases=("scoring", *_STEP),
-            fused_lm_head=True, source="Rafailov et al. 2023",
+            fused_lm_head=True, trainer="TRL 1.16 DPOTrainer", source="Rafailov et al. 2023",
         ),
         MethodProfile(
             "ipo", "IPO", "DPO with a bounded squared objective (no over-optimisation to infinite margins).",
             (_POLICY, _REF), sequences_per_example=2, phases=("scoring", *_STEP),
-            fused_lm_head=True, source="Azar et al. 2024",
+            fused_lm_head=True, trainer="TRL 1.16 DPOTrainer (loss_type ipo)", source="Azar et al. 2024",
         ),
         MethodProfile(
             "kto", "KTO", "Unpaired desirable/undesirable examples against a reference (prospect-theory loss).",
             (_POLICY, _REF), sequences_per_example=1, phases=("scoring", *_STEP),
-            scores_trainable_copies=True, fused_lm_head=True, source="Ethayarajh et al. 2024",
+            scores_trainable_copies=True, fused_lm_head=True, trainer="TRL 1.16 KTOTrainer", source="Ethayarajh et al. 2024",
             notes=("KTO also scores a mismatched KL batch without gradients (counted in scoring)",),
         ),
         MethodProfile(
             "orpo", "ORPO", "SFT loss plus an odds-ratio preference term; no reference model.",
-            (_POLICY,), sequences_per_example=2, source="Hong et al. 2024",
+            (_POLICY,), sequences_per_example=2, trainer="TRL 1.16 ORPOTrainer (trl.experimental)", source="Hong et al. 2024",
         ),
         MethodProfile(
             "simpo", "SimPO", "Length-normalised log-likelihood margin with a target gap; no reference model.",
-            (_POLICY,), sequences_per_example=2, source="Meng et al. 2024",
+            (_POLICY,), sequences_per_example=2, trainer="TRL 1.16 CPOTrainer (trl.experimental, SimPO loss)", source="Meng et al. 2024",
         ),
         MethodProfile(
             "online-dpo", "Online DPO",
@@ -184,7 +187,7 @@ METHODS: dict[str, MethodProfile] = {
             (_POLICY, ModelCopy("reference", trainable=False, dropped_by=("lora",)),
              ModelCopy("judge", trainable=False, dropped_by=("api_judge",), scalar_head=True)),
             sequences_per_example=2, phases=("generation", "scoring", *_STEP), scores_trainable_copies=True,
-            default_generations=2, source="Guo et al. 2024",
+            default_generations=2, trainer="TRL's OnlineDPOTrainer", source="Guo et al. 2024",
         ),
         MethodProfile(
             "rlaif", "RLAIF", "An AI judge labels response pairs, then DPO on those pairs: two stages.",
@@ -207,7 +210,8 @@ STAGES: dict[str, MethodProfile] = {
         "The judge reads prompt + two responses, in both orders, and its verdict is the next token's "
         "probabilities of the two labels: one no-grad forward, no generation.",
         (ModelCopy("judge", trainable=False, dropped_by=("api_judge",)),), sequences_per_example=2,
-        phases=("scoring",), generated_context_completions=1, scoring_keeps_kv_cache=True,
+        phases=("scoring",), generated_context_completions=1, scoring_keeps_kv_cache=True,            trainer="our local judge (runners/judges/local.py)",
+
         scoring_reads_raw_logits=True, source="Lee et al. 2023; runners/judges/local.py, runners/recipes/rlaif_label.py",
         notes=("each pair is judged in both orders (the recipe's judge batch is 2 x batch_size)",
                "traced on CPU: bench/results/stage_trace.md"),
@@ -215,7 +219,7 @@ STAGES: dict[str, MethodProfile] = {
     "cai-generate": MethodProfile(
         "cai-generate", "CAI critique and revision", "The policy generates a response, a critique and a revision.",
         (ModelCopy("policy", trainable=False),), phases=("generation",), default_generations=3,
-        generated_context_completions=2, source="Bai et al. 2022 (Constitutional AI); runners/recipes/cai_generate.py",
+        generated_context_completions=2, trainer="transformers generate (runners/recipes/cai_generate.py)", source="Bai et al. 2022 (Constitutional AI); runners/recipes/cai_generate.py",
         notes=("three generate calls one after the other, each of batch_size sequences; the revision's "
                "context (prompt + response + critique + revision) is the largest",
                "traced on CPU: bench/results/stage_trace.md"),
@@ -223,7 +227,7 @@ STAGES: dict[str, MethodProfile] = {
     "generate": MethodProfile(
         "generate", "Response generation", "The frozen policy samples K responses per prompt (RLAIF, RL-CAI).",
         (ModelCopy("policy", trainable=False),), phases=("generation",), default_generations=2,
-        kv_cache_holds_all_generations=True, source="Bai et al. 2022; Lee et al. 2023",
+        kv_cache_holds_all_generations=True, trainer="transformers generate", source="Bai et al. 2022; Lee et al. 2023",
     ),
 }
 

@@ -121,6 +121,19 @@ def scalar_head_weight_bytes(model: ModelSpec, dtype_bytes: int, quant: str | No
     return weight_bytes(model, dtype_bytes, quant) - lm_head + model.hidden_size * dtype_bytes
 
 
+def kbit_upcast_bytes(model: ModelSpec, scalar_head: bool = False) -> int:
+    """peft's prepare_model_for_kbit_training (which our runner calls on every quantized model,
+    runners/recipes/common.py load_model) casts every 16-bit parameter that is not quantized to fp32:
+    the norms, the embeddings, the LM head, biases (peft/utils/other.py: bf16/fp16 parameters that
+    are not Params4bit; LLM.int8 weights are int8, so untouched). Extra bytes over weight_bytes'
+    16-bit count, (4 - 2) per such parameter:
+        2 x (P - P_quantized)          (a score head: the LM head replaced by h)"""
+    kept = sum(t.total for t in model.tensors() if t.kind not in QUANTIZED_KINDS)
+    if scalar_head:
+        kept += model.hidden_size - model.lm_head_params
+    return 2 * kept
+
+
 # --- LoRA -----------------------------------------------------------------------------------------
 
 LORA_TARGETS = {
@@ -233,6 +246,21 @@ def lora_expert_delta_bytes(model: ModelSpec, rank: int, act: int, targets: str 
 
 
 # --- gradients and optimizer states ---------------------------------------------------------------
+
+
+def largest_gradient_bytes(model: ModelSpec, grad_bytes: int, lora_rank: int | None = None,
+                           targets: str = "all-linear", scalar_head: bool = False) -> int:
+    """Optimizer in backward (torchtune's optimizer_in_bwd, torchtune/training/memory.py
+    register_optim_in_bwd_hooks): each parameter's optimizer steps in a post-accumulate-grad hook as
+    soon as its gradient is complete, and the gradient is freed, so at most one parameter's gradient
+    is alive: the largest one,  max_tensor numel x grad_bytes. LoRA: the largest adapter matrix in
+    fp32 (r x max(in, out), r E for an expert's; a score head's h x grad_bytes)."""
+    if lora_rank:
+        big = max((lora_rank * _lora_rank_multiplier(t) * (model.num_experts if t.kind == "expert" else 1)
+                   * max(t.in_features, t.out_features) for t in lora_target_tensors(model, targets)), default=0)
+        return max(big * LORA_ADAPTER_BYTES, model.hidden_size * grad_bytes if scalar_head else 0)
+    sizes = [t.numel for t in model.tensors() if not (scalar_head and t.kind == "lm_head")]
+    return max(max(sizes, default=0), model.hidden_size if scalar_head else 0) * grad_bytes
 
 
 def gradient_bytes(trainable_params: int, grad_bytes: int) -> int:
@@ -482,6 +510,21 @@ def autocast_weight_copy_bytes(model: ModelSpec, act: int, checkpointed: bool = 
     if checkpointed:
         layers //= max(model.num_layers, 1)
     return act * (layers + head)
+
+
+OFFLOAD_GPU_LAYERS = 2  # activation offloading: the layer whose backward runs and the next, prefetched
+
+
+def offloaded_activation_bytes(per_layer: int, layers: int) -> tuple[int, int]:
+    """Activation offloading (torchtune's enable_activation_offloading: training/_activation_offloading.py
+    OffloadActivations, saved-tensor hooks): every tensor a layer saves for backward (with gradient
+    checkpointing, each layer's input) is copied to pinned host memory during the forward; the
+    backward brings them back one layer ahead on a side stream. On the GPU at the backward's start:
+    the layer being worked on and the one prefetched,  min(L, 2) x per_layer  (the forward's stash of
+    the last few tensors still being copied out is the same size or smaller); in host memory all of
+    them,  L x per_layer. Returns (GPU bytes, host bytes). The LM head and the loss are not offloaded
+    (torchtune keeps the output layer's activations on the GPU: they are used at once)."""
+    return min(layers, OFFLOAD_GPU_LAYERS) * per_layer, layers * per_layer
 
 
 def checkpointed_layer_bytes(model: ModelSpec, tokens: int, residual: int) -> int:
