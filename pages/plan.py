@@ -188,6 +188,7 @@ def _results(plans: dict, model: str, gpu: str, gpus: int) -> None:
             help=f"Against {formatting.gpu_label(gpu, capacity)}: headroom {formatting.gib(plan.headroom_bytes)}.",
         )
         col.caption(f"peak phase: {plan.peak_phase.replace('_', ' ')}")
+        col.caption(plan.assumptions)
     fig = figures.memory_breakdown_figure(
         {m: p.components for m, p in plans.items()}, capacity_bytes=capacity,
         capacity_label=f"{gpu}", peak_phase_by_method={m: p.peak_phase for m, p in plans.items()},
