@@ -81,8 +81,9 @@ def render_text(rec: Recommendation) -> str:
     if rec.memory is not None:
         lines += [""] + render_memory(rec.memory)
     lines += ["", "Next steps"]
+    steps = [s for s in rec.next_steps if s.strip()]  # a step with nothing to say (no data to collect) is left out
     lines += [textwrap.fill(s, WIDTH, initial_indent=f"  {i}. ", subsequent_indent="     ")
-              for i, s in enumerate(rec.next_steps, 1)]
+              for i, s in enumerate(steps, 1)]
     p = rec.preset
     hp = ", ".join(f"{k}={v}" for k, v in p["hparams"].items())
     what = f"pipeline {p['method']}, {p['stage']} stage" if p.get("stage") else f"method {p['method']}"
