@@ -49,7 +49,7 @@ def _inputs() -> dict:
         persist_state="session", help="Each method keeps its own set of model copies (policy, reference, "
         "reward, value...) and its own phases; the chart shows each one's peak per GPU.",
     )
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4 = st.columns([2, 4, 2, 2])  # the adapters' four buttons need the room
     c1.selectbox(
         "Precision", inputs.PRECISIONS, key=P + "precision", persist_state="session",
         help="bf16: weights and AdamW states in bf16 (8 bytes/param for weights+grads+states); "
@@ -57,7 +57,7 @@ def _inputs() -> dict:
     )
     c2.segmented_control(
         "Adapters", inputs.ADAPTERS, key=P + "adapter", persist_state="session", required=True,
-        format_func={"full": "Full", "lora": "LoRA", "qlora": "QLoRA (4-bit)", "qlora8": "QLoRA (8-bit)"}.get,
+        format_func={"full": "Full", "lora": "LoRA", "qlora": "QLoRA 4-bit", "qlora8": "QLoRA 8-bit"}.get,
         help="LoRA trains small adapters; QLoRA also stores the frozen base in 4-bit NF4 (or 8-bit int8).",
     )
     c3.number_input(
