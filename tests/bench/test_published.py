@@ -53,7 +53,7 @@ def test_savers_without_a_request_field_are_listed_not_dropped():
     fields = {f.name for f in dataclasses.fields(planner.PlanRequest)}
     row = next(x for x in published.ROWS if x["id"] == "tt3b-offload")
     req, applied, missing = published.build_request(row)
-    for name in ("optimizer_in_backward", "activation_offloading"):
+    for name in ("optimizer_in_backward", "activation_offload"):
         if name in fields:
             assert name in applied and getattr(req, name) is True
         else:
