@@ -106,3 +106,36 @@ def test_cli_loss_flag_and_json():
 def test_model_figures_used_above():
     m = load_model(QWEN)
     assert (m.vocab_size, m.hidden_size) == (151_936, 896)
+
+
+# --- the materialised loss against a real step ---------------------------------------------------
+
+BIG_VOCAB = "llama-v152k"  # hidden 64, 2 layers, Qwen2's 151,936 vocabulary: the loss is nearly everything
+
+
+@pytest.fixture
+def big_vocab_config(monkeypatch):
+    pytest.importorskip("transformers")
+    import measure  # tests/planner/measure.py (rootdir-relative import, as test_activations does)
+
+    cfg = dict(measure.TINY_CONFIGS["llama-gqa"], vocab_size=151_936)
+    monkeypatch.setitem(measure.STEP_CONFIGS, BIG_VOCAB, cfg)
+    return measure
+
+
+@pytest.mark.parametrize("grad_ckpt", [False, True])
+def test_materialised_logits_match_a_real_step(big_vocab_config, grad_ckpt):
+    """A real fp32 training step (forward, transformers' own causal-LM loss, backward, AdamW; the
+    second of two) tracked by MemTracker on CPU. At the step's peak, what autograd saved and the
+    backward's temporaries (ACT + TEMP) less the layers' planned activations is the loss's memory:
+    the planner's --loss materialised figure (12 T V) is within 5% of it, and the whole
+    forward_backward phase within 5% of the measured peak."""
+    measure = big_vocab_config
+    got = measure.measure_step_peak(BIG_VOCAB, "fp32", grad_ckpt, batch=2, seq=64)
+    req = PlanRequest(measure.planner_spec(BIG_VOCAB), method="sft", loss="materialised", seq_len=64,
+                      batch_size=2, precision="fp32", grad_ckpt=grad_ckpt)
+    fb = {k: v for k, v in _fb(estimate(req, with_min_gpus=False)).items() if k != "overhead"}
+    assert fb["logits"] == 12 * 128 * 151_936
+    measured_logits = got["ACT"] + got["TEMP"] - fb["activations"]
+    assert measured_logits == pytest.approx(fb["logits"], rel=0.05)
+    assert got["Total"] == pytest.approx(sum(fb.values()), rel=0.05)
