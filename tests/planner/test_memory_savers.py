@@ -114,3 +114,22 @@ def test_cli_shows_assumptions_and_flags():
     bad = subprocess.run(cmd + ["--zero", "3"], capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and "optimizer_in_backward" in bad.stderr
+
+
+def test_docs_section_figures_are_the_codes():
+    """docs/memory.md §5a quotes these figures: they are what the planner computes."""
+    from pathlib import Path
+
+    from planner import GIB
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "memory.md").read_text()
+    peaks = {loss: estimate(PlanRequest("Qwen/Qwen2.5-0.5B", method="sft", loss=loss),
+                            with_min_gpus=False).peak_bytes_per_gpu / GIB for loss in ("fused", "chunked", "materialised")}
+    assert (f"fused {peaks['fused']:.1f} GiB,\nchunked {peaks['chunked']:.1f} GiB, "
+            f"materialised {peaks['materialised']:.1f} GiB") in doc
+    q = PlanRequest("Qwen/Qwen2.5-7B", method="sft", lora_rank=16, quant="nf4")
+    on, off = (estimate(r, with_min_gpus=False).copies[0]["weights_bytes"] / GIB
+               for r in (q, q.replace(kbit_upcast=False)))
+    assert f"weights {on:.2f} GiB with it, {off:.2f} GiB without" in doc
+    line = estimate(PlanRequest("Qwen/Qwen2.5-0.5B", method="dpo", zero=2, gpus=4), with_min_gpus=False).assumptions
+    assert f"`{line}`" in doc
