@@ -98,6 +98,9 @@ def check_traceable(req: PlanRequest, profile: MethodProfile) -> None:
     if req.quant:
         raise PlannerError("quant", "quantized weights (bitsandbytes) cannot run under fake tensors; "
                                     "trace without --quant")
+    for saver in ("activation_offload", "optimizer_in_backward"):  # torchtune's memory savers
+        if getattr(req, saver, False):
+            raise PlannerError(saver, "is not traced (the trace runs the TRL-style step); trace without it")
     if req.optimizer not in ("adamw", "sgd"):
         raise PlannerError("optimizer", f"{req.optimizer!r} is not traced; accepted: adamw, sgd")
 

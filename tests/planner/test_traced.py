@@ -141,6 +141,7 @@ def test_generation_traces_the_kv_cache():
     (dict(quant="nf4", lora_rank=8), "quant"),
     (dict(optimizer="adafactor"), "optimizer"),
     (dict(method="rlaif"), "method"),
+    (dict(activation_offload=True), "activation_offload"),
 ])
 def test_refuses_what_one_traced_device_cannot_do(changes, field):
     with pytest.raises(PlannerError) as e:
