@@ -5,6 +5,7 @@ blocking the page. The Launch and Runs pages draw runs with it."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ STATUS_ICONS = {"prepared": ":material/schedule:", "running": ":material/directi
                 "succeeded": ":material/check_circle:", "failed": ":material/error:",
                 "stopped": ":material/stop_circle:"}
 REFRESH_S = 2.0
+LOG_SHOWN_CHARS = 500_000
 
 
 def method_metric_keys(rows: list[dict[str, Any]]) -> list[str]:
@@ -399,15 +401,22 @@ def _run_view(rec, key: str, capacity_bytes: int | None = None) -> str:
     # steps logged before this (re)start: a resumed run's rate counts only its own steps
     start_step = max((r.get("step") or 0 for r in rows if rec.started_at and (r.get("time") or 0) < rec.started_at),
                      default=0)
-    fraction, eta = figures.progress_eta(step, max_steps, elapsed, start_step)
+    fraction, _ = figures.progress_eta(step, max_steps, elapsed, start_step)
+    eta = smoothed_eta(rows, max_steps, start_step)
     if rec.status == "succeeded":
         fraction, eta = 1.0, 0.0
+    status = "stopping…" if is_stopping(rec) else rec.status
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Status", f"{rec.status}", help="From the run registry (runs/registry.db).")
+    c1.metric("Status", status, help="From the run registry (runs/registry.db).")
     c2.metric("Step", f"{step or 0} / {max_steps or '?'}")
     c3.metric("Elapsed", fmt_duration(elapsed), help="Time since the run started.")
-    c4.metric("ETA", fmt_duration(eta) if rec.status == "running" else "–")
-    st.progress(fraction, text=f"{icon} {rec.status}: {fraction:.0%}")
+    c4.metric("ETA", fmt_duration(eta) if rec.status == "running" and eta is not None else "–",
+              help=f"From the moving average of the step time, leaving out the first {ETA_SKIP_STEPS} steps.")
+    if rec.status == "running" and not step:
+        phase = run.phase()
+        st.progress(phase_fraction(phase), text=f"{icon} {phase_text(phase, _time.time())}")
+    else:
+        st.progress(fraction, text=f"{icon} {status}: {fraction:.0%}")
     if rec.status == "failed" and rec.error:
         st.error("The run failed. Its last log lines are below.")
     if rows:
@@ -443,9 +452,114 @@ def _run_view(rec, key: str, capacity_bytes: int | None = None) -> str:
         how = "its shard" if held.get("sharded") else "a full copy"
         st.caption(f"Each process held {how}: {held['this_process']:,} of {held['total']:,} parameters "
                    f"({held['this_process'] / held['total']:.0%}).")
-    st.markdown("**Log (tail)**")
-    st.code(run.log_tail(lines=30) or "(no output yet)", language="text")
+    st.markdown("**Log**")
+    log = run.stdout_log.read_text(encoding="utf-8", errors="replace") if run.stdout_log.is_file() else ""
+    shown = log[-LOG_SHOWN_CHARS:]  # the page redraws every REFRESH_S: the download has the whole file
+    if len(shown) < len(log):
+        st.caption(f"The last {LOG_SHOWN_CHARS:,} of {len(log):,} characters; the download has all of it.")
+    st.code(readable_log(shown) or "(no output yet)", language="text", height=320)
+    if log:
+        st.download_button("Download the log", log.encode("utf-8"), file_name=f"{rec.id}-stdout.log",
+                           mime="text/plain", key=f"{key}_log_download", icon=":material/download:")
     return rec.status
+
+
+STOPPING_KEY = "monitor_stopping"  # session state: ids of runs asked to stop whose process is still alive
+ETA_SKIP_STEPS = 2  # the first steps carry compilation, allocator warm-up and data-loader start
+ETA_SMOOTHING = 0.3  # weight of the newest step time in the moving average
+
+
+def smoothed_step_time(rows: list[dict[str, Any]], start_step: int = 0,
+                       skip: int = ETA_SKIP_STEPS) -> float | None:
+    """Seconds per step: an exponential moving average over the logged rows' (time, step) deltas,
+    leaving out the first ``skip`` steps after start_step; None until two rows are past them."""
+    marks = [(r["time"], r["step"]) for r in rows
+             if isinstance(r.get("time"), int | float) and isinstance(r.get("step"), int)
+             and r["step"] > start_step + skip and not any(k.startswith("eval_") for k in r)]
+    avg = None
+    for (t0, s0), (t1, s1) in zip(marks, marks[1:], strict=False):
+        if s1 <= s0 or t1 < t0:
+            continue
+        per_step = (t1 - t0) / (s1 - s0)
+        avg = per_step if avg is None else ETA_SMOOTHING * per_step + (1 - ETA_SMOOTHING) * avg
+    return avg
+
+
+def smoothed_eta(rows: list[dict[str, Any]], max_steps: int | None, start_step: int = 0) -> float | None:
+    step = next((r["step"] for r in reversed(rows) if isinstance(r.get("step"), int)), None)
+    per_step = smoothed_step_time(rows, start_step)
+    if per_step is None or step is None or not max_steps:
+        return None
+    return per_step * max(0, max_steps - step)
+
+
+def phase_text(phase: dict[str, Any] | None, now: float) -> str:
+    """The start of a run in words, e.g. "Tokenising 1,000 rows (12 s)"; "Starting" before any phase."""
+    if not phase:
+        return "Starting the process"
+    name = str(phase.get("phase", "starting"))
+    what = {"loading the model": "Loading the model", "tokenising": "Tokenising the data",
+            "first step": "Running the first step"}.get(name, name.capitalize())
+    if name == "tokenising" and isinstance(phase.get("rows"), int):
+        what = f"Tokenising {phase['rows']:,} rows"
+    if name == "loading the model" and phase.get("model"):
+        what = f"Loading the model ({Path(str(phase['model'])).name})"
+    since = phase.get("since")
+    return what + (f", {fmt_duration(now - since)} so far" if isinstance(since, int | float) else "")
+
+
+START_PHASES = ("loading the model", "tokenising", "first step")
+
+
+def phase_fraction(phase: dict[str, Any] | None) -> float:
+    """How far through the start the run is: each phase reached counts a share (the bar moves on)."""
+    name = (phase or {}).get("phase")
+    return (START_PHASES.index(name) + 1) / (len(START_PHASES) + 1) if name in START_PHASES else 0.0
+
+
+_DICT_LINE = re.compile(r"^\s*\{.*\}\s*$")
+
+
+def readable_log(text: str) -> str:
+    """The log with the trainer's metric dicts ({'loss': 0.6931, ...}) as "loss 0.693 · ..." lines."""
+    import ast
+
+    out = []
+    for line in text.splitlines():
+        if _DICT_LINE.match(line):
+            try:
+                row = ast.literal_eval(line.strip())
+            except (ValueError, SyntaxError):
+                row = None
+            if isinstance(row, dict) and row:
+                out.append(" · ".join(f"{k} {_metric_value(v)}" for k, v in row.items()))
+                continue
+        out.append(line)
+    return "\n".join(out)
+
+
+def _metric_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1e-3 or abs(value) >= 1e4 else f"{value:.4g}"
+    if isinstance(value, str):
+        try:
+            return _metric_value(float(value))
+        except ValueError:
+            return value
+    return str(value)
+
+
+def mark_stopping(run_id: str) -> None:
+    st.session_state.setdefault(STOPPING_KEY, set()).add(run_id)
+
+
+def is_stopping(rec) -> bool:
+    """Asked to stop from this session and still running: the page says "stopping…" until it ends."""
+    stopping = st.session_state.get(STOPPING_KEY) or set()
+    if rec.status != "running":
+        stopping.discard(rec.id)
+        return False
+    return rec.id in stopping
 
 
 def stop_run_in_background(run_id: str) -> None:

@@ -386,13 +386,24 @@ def _launch(spec) -> None:
 
 
 def _monitor(run_id: str) -> None:
-    st.subheader(f"Run {run_id}")
+    from runners.launch import launch
+
+    rec = errors.attempt(f"Reading run {run_id}", run_monitor.registry().get, run_id)
+    name = rec.value.name if rec.ok else None
+    st.subheader(f"Run {name} ({run_id})" if name else f"Run {run_id}")
     status = run_monitor.render_run(run_id, key="launch_monitor")
     bar = st.container(horizontal=True)
     c1 = c2 = c3 = bar
-    if status == "running" and c1.button("Stop", key="launch_stop", icon=":material/stop:"):
+    stopping = run_id in (st.session_state.get(run_monitor.STOPPING_KEY) or set())
+    if status == "running" and not stopping and c1.button("Stop", key="launch_stop", icon=":material/stop:"):
+        run_monitor.mark_stopping(run_id)
         run_monitor.stop_run_in_background(run_id)
         st.toast("Stopping: the run saves a checkpoint, then exits.")
+        st.rerun()
+    if status in launch.RESUMABLE_STATUSES and c1.button("Resume", key="launch_resume", icon=":material/replay:"):
+        if errors.attempt("Resuming the run", launch.resume, run_id).ok:
+            st.toast(f"Resumed {run_id} from its newest checkpoint.")
+            st.rerun()
     if c2.button("Open in Runs", key="launch_open_runs", icon=":material/list_alt:"):
         st.session_state["runs_focus"] = run_id
         st.switch_page("pages/runs.py")

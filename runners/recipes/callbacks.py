@@ -22,6 +22,23 @@ METRICS_FILE = "metrics.jsonl"
 RESULT_FILE = "result.json"
 STOP_FILE = "STOP"
 
+
+def write_phase(run_dir: str | Path, phase: str, **detail: Any) -> None:
+    """What the run is doing before its first logged step (loading the model, tokenising N rows, the
+    first step), for the monitor's "Step 0 / ?" stretch. The main process writes; replaced atomically."""
+    from runners.rundir.reader import PHASE_FILE
+
+    if os.environ.get("RANK", "0") != "0":
+        return
+    path = Path(run_dir) / PHASE_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(json.dumps({"phase": phase, "since": time.time(), **detail}), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a phase is a courtesy to the monitor; training goes on without it
+
+
 # Keys that the Trainer puts in its final summary log, not a per-step log.
 SUMMARY_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss")
 
@@ -101,6 +118,7 @@ class RunMonitor(TrainerCallback):
     # --- metrics ---------------------------------------------------------------------------------
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
+        write_phase(self.run_dir, "first step")
         self._last_time = time.time()
         self._step_mark = (self._last_time, getattr(state, "global_step", None))
         self._last_tokens = None

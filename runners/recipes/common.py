@@ -490,6 +490,9 @@ def load_model(run: Run, head: str = "causal-lm", tokenizer=None):
     """The policy (or, with head="score", a one-logit sequence classifier for reward modelling)."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
+    from runners.recipes.callbacks import write_phase
+
+    write_phase(run.run_dir, "loading the model", model=run.spec.model)
     kwargs: dict[str, Any] = {"dtype": model_dtype(run.precision), "trust_remote_code": run.spec.trust_remote_code}
     quant = quantization_config(run)
     if quant is not None:
@@ -509,6 +512,8 @@ def load_model(run: Run, head: str = "causal-lm", tokenizer=None):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=run.spec.gradient_checkpointing)
     n_params = sum(p.numel() for p in model.parameters())
     run.log(f"model {run.spec.model}: {n_params:,} parameters, dtype {model.dtype}")
+    fmt = getattr(run, "data_format", None)  # next, the trainer tokenises the data (load_data counted it)
+    write_phase(run.run_dir, "tokenising", rows=getattr(fmt, "rows", None))
     return model
 
 

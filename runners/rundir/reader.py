@@ -13,6 +13,8 @@ from typing import Any
 from runners.rundir.spec import RunSpec
 from runners.rundir.timing import registry_fields
 
+PHASE_FILE = "phase.json"  # written by runners.recipes.callbacks.write_phase
+
 
 class RunDirError(ValueError):
     """A run directory or launch setup that cannot be used; the message names the file or field."""
@@ -88,6 +90,15 @@ class RunDir:
         rows = json_objects(tail_text(self.samples_path, tail_bytes))
         wanted = sorted({r.get("iteration") for r in rows if isinstance(r.get("iteration"), int)})[-iterations:]
         return [r for r in rows if r.get("iteration") in wanted] if wanted else rows[-8:]
+
+    def phase(self) -> dict[str, Any] | None:
+        """{phase, since, ...} from phase.json (the recipe's start: loading the model, tokenising N rows,
+        the first step); None before the recipe wrote one or when it cannot be read."""
+        try:
+            got = json.loads((self.path / PHASE_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return got if isinstance(got, dict) and isinstance(got.get("phase"), str) else None
 
     def progress(self, tail_bytes: int = 256_000) -> dict[str, Any] | None:
         """Where the run is, from its own files (what `runs list` shows, whether or not a supervisor
