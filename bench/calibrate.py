@@ -224,6 +224,7 @@ def run_row(row: Row, model=None, with_peers: bool = True) -> dict:
         "traced_peak_gib": round(traced_peak / GIB, 3), "traced_peak_phase": traced.peak_phase,
         "ratio": round(ratio, 4), "phases": phases,
         "gaps": gaps_at_peak(a_at, traced.components), "trace_seconds": round(seconds, 1),
+        "traced_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if with_peers:
         for name, b in peer_bytes(req.model).items():
@@ -361,6 +362,31 @@ def write(rows: list[dict], meta: dict, out_dir: Path = RESULTS) -> dict:
     return s
 
 
+def reanalyse(row: dict) -> dict:
+    """The row's analytic side again against its stored trace (per-phase totals and the components at
+    the traced peak, rounded to 1 MiB): for a planner change that leaves the tracer as it was."""
+    known = {r.id: r for r in GRID + QUICK}
+    req = request_for(known[row["id"]])
+    plan = planner.estimate(req, with_min_gpus=False)
+    analytic = _analytic_phases(plan)
+    a_peak = analytic[plan.peak_phase]
+    for p in row["phases"]:
+        a = analytic.get(p["phase"])
+        p["analytic_gib"] = None if a is None else round(a["total"] / GIB, 3)
+        p["ratio"] = None if a is None or not p["traced_gib"] else round(a["total"] / GIB / p["traced_gib"], 4)
+        stored = p.get("gaps")  # per-phase components, where the trace stored them
+        p["gaps"] = None if a is None or not stored else gaps_at_peak(
+            a["components"], {g["component"]: int(g["traced_gib"] * GIB) for g in stored})
+    traced_components = {g["component"]: int(g["traced_gib"] * GIB) for g in row["gaps"]}
+    a_at = analytic.get(row["traced_peak_phase"], a_peak)["components"]
+    row.update(analytic_peak_gib=round(a_peak["total"] / GIB, 3), analytic_peak_phase=plan.peak_phase,
+               ratio=round(a_peak["total"] / GIB / row["traced_peak_gib"], 4),
+               gaps=gaps_at_peak(a_at, traced_components),
+               loss_in_request="loss" in {f.name for f in dataclasses.fields(planner.PlanRequest)},
+               analysed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    return row
+
+
 def load_rows(path: Path) -> list[dict]:
     if not path.is_file():
         return []
@@ -373,6 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", action="append", default=[], help="row id to run (repeatable)")
     ap.add_argument("--report", action="store_true", help="rewrite csv/md from the json, trace nothing")
     ap.add_argument("--skip-done", action="store_true", help="skip rows the json already holds")
+    ap.add_argument("--reanalyse-before", metavar="ISO_TIME",
+                    help="recompute the analytic side of rows traced before this time against their stored "
+                         "trace, then write the report (no tracing)")
     ap.add_argument("--out", type=Path, default=None,
                     help="results folder (default bench/results; --quick: bench/results/calibration-quick)")
     ap.add_argument("--list", action="store_true", help="print the row ids and exit")
@@ -390,6 +419,11 @@ def main(argv: list[str] | None = None) -> int:
     json_path = args.out / "calibration.json"
     done = {r["id"]: r for r in load_rows(json_path)}
     meta = _meta()
+    if args.reanalyse_before:
+        for r in done.values():
+            if r.get("traced_at", "") < args.reanalyse_before and r["id"] in known:
+                reanalyse(r)
+        args.report = True
     if args.report:
         s = write(list(done.values()), meta, args.out)
         print(json.dumps(s, indent=1))
