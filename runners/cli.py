@@ -602,6 +602,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     for r in ordered:
         m = r.last_metrics or {}
         step = f"{m.get('step', '-')}/{m.get('max_steps', '-')}" if m else "-"
+        if not m and r.status == "running":  # before the first step: what the recipe is doing (phase.json)
+            phase = RunDir(Path(r.run_dir)).phase() or {}
+            step = {"loading the model": "loading model"}.get(phase.get("phase"), phase.get("phase") or "starting")
         if m.get("stage") and not r.pipeline_id:
             step = f"{m.get('stage_index')}/{m.get('stages')} {m['stage']} {step}"
         loss = m.get("loss", m.get("policy_loss"))

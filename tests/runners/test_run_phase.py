@@ -33,3 +33,25 @@ def test_a_torn_or_foreign_file_reads_as_no_phase(tmp_path):
     assert RunDir(tmp_path).phase() is None
     (tmp_path / PHASE_FILE).write_text(json.dumps(["loading"]))
     assert RunDir(tmp_path).phase() is None
+
+
+def test_runs_list_shows_the_phase_before_the_first_step(capsys, runs_dir):
+    import os
+
+    import psutil
+    from launch_helpers import cpu_devices, no_estimate, run_cli, spec
+
+    from runners.launch.launch import prepare_and_register
+    from runners.registry.store import Registry
+
+    run = prepare_and_register(spec(max_steps=10), runs_dir, devices=cpu_devices(), estimate=no_estimate)
+    me = os.getpid()  # this process stands in for the recipe, so the registry keeps it running
+    Registry.for_runs_root(runs_dir).transition(run.id, "running", started_at=time.time(), pid=me,
+                                                pid_started=psutil.Process(me).create_time())
+    write_phase(run.path, "tokenising", rows=64)
+    code, out, _ = run_cli(capsys, "runs", "list")
+    row = next(line for line in out.splitlines() if line.startswith(run.id))
+    assert code == 0 and "tokenising" in row
+    write_phase(run.path, "loading the model")
+    code, out, _ = run_cli(capsys, "runs", "list")
+    assert "loading model" in next(line for line in out.splitlines() if line.startswith(run.id))
