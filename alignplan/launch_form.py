@@ -134,6 +134,15 @@ def dataset_preview(path: str, stamp: tuple[float, int], method: str, rows: int 
             "columns": list(dataset.column_names)}
 
 
+def dataset_preview_as(path: str, shown: str, method: str, columns: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
+    """dataset_preview, with its errors naming the file as the user knows it (an upload's own name,
+    not the folder it was saved to)."""
+    try:
+        return dataset_preview(path, file_stamp(path), method, columns=columns)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace(path, shown)) from None
+
+
 def file_stamp(path: str) -> tuple[float, int]:
     try:
         st_ = Path(path).stat()

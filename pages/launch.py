@@ -99,6 +99,7 @@ def _data_section(method: str) -> tuple[str | None, bool, dict[str, str]]:
     st.session_state.setdefault("launch_data_source", DEMO_DATA)
     source = st.radio("Data", (DEMO_DATA, UPLOAD, PATH), key="launch_data_source", horizontal=True)
     path: str | None = None
+    shown = None  # how errors name the file: an upload by its own name
     if source == DEMO_DATA:
         path = str(tiny.demo_data_paths()[tiny.DEMO_DATA_KIND.get(method, "preference")])
         st.caption(f"`{Path(path).name}`, bundled with alignplan.")
@@ -107,6 +108,7 @@ def _data_section(method: str) -> tuple[str | None, bool, dict[str, str]]:
                               key="launch_upload")
         if up is not None:
             path = str(uploads.save_dataset_upload(up.getvalue(), up.name))
+            shown = uploads.upload_name(up.name, "data.jsonl")
     else:
         path = st.text_input("Path or hub dataset id", key="launch_data_path").strip() or None
     text = st.text_input(launch_form.COLUMNS_LABEL, key="launch_data_columns", placeholder="question=prompt, answer=completion",
@@ -119,7 +121,7 @@ def _data_section(method: str) -> tuple[str | None, bool, dict[str, str]]:
     if path is None:
         st.info("Choose a data file to continue.")
         return None, False, columns
-    got = errors.attempt("This dataset cannot be used", launch_form.dataset_preview, path, launch_form.file_stamp(path), method,
+    got = errors.attempt("This dataset cannot be used", launch_form.dataset_preview_as, path, shown or path, method,
                          columns=tuple(columns.items()))
     if not got.ok:
         return path, False, columns

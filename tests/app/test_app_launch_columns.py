@@ -26,6 +26,7 @@ def test_renamed_columns_make_the_data_usable_and_reach_the_spec(app, runs_dir):
     assert not at.exception
     first = [e.value for e in at.error]
     assert first and "dataset.columns" not in " ".join(first) and "pairs.jsonl" in first[0]
+    assert str(runs_dir) not in " ".join(first) and "uploads/" not in " ".join(first)  # the upload's name, not where it was saved
     assert at.button(key="launch_go_disabled").disabled
     at.text_input(key="launch_data_columns").set_value("question=prompt, good=chosen, bad=rejected").run()
     assert not at.exception and not at.error, [e.value for e in at.error] + [c.value for c in at.code if "Error" in c.value]
