@@ -76,13 +76,13 @@ SAME_SIZE_MARGIN_BYTES = 2 * GIB
 
 
 def runner_unsharded_methods() -> dict[str, str]:
-    """Methods our runner trains without ZeRO/FSDP sharding, and why (the runner's own list, read where it
-    is written; empty where the runners are not installed)."""
-    try:
-        from runners.rundir.decide import UNSHARDED_METHODS
-    except ImportError:
+    """Methods our runner trains without ZeRO/FSDP sharding, and why: the method profiles' fact
+    (planner.methods runner_unsharded), empty where the planner is absent."""
+    if not planner_available():
         return {}
-    return dict(UNSHARDED_METHODS)
+    import planner
+
+    return {m: p.runner_unsharded for m, p in planner.METHODS.items() if p.runner_unsharded}
 
 
 def _capacity(planner: Any, req: Any, capacity_bytes: int | None) -> int | None:

@@ -27,7 +27,7 @@ def fits_cell(detail: Mapping[str, int] | None, export_only: bool = False) -> st
 def fits_rows(plans: Mapping[str, Any], gpus: Mapping[str, Mapping[str, Any]],
               unsharded: Mapping[str, str] | None = None) -> list[dict[str, str]]:
     """One row per GPU type: its usable memory (the verdict's figure) and, per method, fits_cell of the
-    plan's min_gpus_detail. `unsharded`: methods our runner cannot shard (runners' UNSHARDED_METHODS)."""
+    plan's min_gpus_detail. `unsharded`: methods our runner cannot shard (the profiles' runner_unsharded)."""
     rows = []
     for gpu_id, spec in gpus.items():
         row = {"GPU": gpu_id, "usable memory": gib1(spec["usable_bytes"])}

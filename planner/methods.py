@@ -76,6 +76,9 @@ class MethodProfile:
     update_epochs: passes of the training phases over each batch of scored rollouts (our PPO's
     ppo_epochs, default 4); 1 for the others. Time only (planner.timecost), not memory.
     trainer: the trainer whose memory the profile describes (our runners' recipe for the method).
+    runner_unsharded: why our runner trains the method without ZeRO/FSDP sharding ("" = it shards):
+    the runner never picks a sharding stage for it and refuses a forced one; the advisor offers its
+    sharded fixes for an export to verl/OpenRLHF instead.
     """
 
     id: str
@@ -98,6 +101,7 @@ class MethodProfile:
     disables_dropout: bool = False
     update_epochs: int = 1
     trainer: str = ""  # the trainer the profile models, named in the plan's assumptions
+    runner_unsharded: str = ""  # why our runner does not shard it; "" = it does
     source: str = ""
     notes: tuple[str, ...] = field(default=())
 
@@ -140,6 +144,10 @@ METHODS: dict[str, MethodProfile] = {
             phases=("generation", "scoring", *_STEP), scores_trainable_copies=True,
             completion_logprobs=True, disables_dropout=True, update_epochs=4,
             trainer="our PPOTrainer (runners/rl/ppo_trainer.py)",
+            runner_unsharded="our PPO trainer updates two models (policy and value) beside a frozen reference and "
+                             "reward model; it runs them under DDP only (accelerate prepares one model per "
+                             "DeepSpeed engine, and gathering FSDP-sharded weights for generation is not written). "
+                             "Use LoRA (one base copy, adapter-off reference) or fewer, larger GPUs",
             source="Schulman et al. 2017; Ouyang et al. 2022, stage 3; runners/rl/ppo_trainer.py",
             notes=("policy and value are updated in one backward pass, so their activations coexist",
                    "our PPO trainer trains the value model in full, also with LoRA on the policy, and "

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from planner.methods import METHODS as METHOD_PROFILES
 from runners.rundir import devices as dev
 from runners.rundir.hparams import hparam_bool, hparam_float, hparam_int
 from runners.rundir.spec import RunSpec, SpecError
@@ -287,14 +288,10 @@ def decide(spec: RunSpec, devices: dev.Devices, estimate: Estimator = planner_es
     return _note_error(decision, err), {"request": req, "plan": plan}
 
 
-# Methods whose recipe cannot run under DeepSpeed ZeRO or FSDP, and why: decide() never picks a
-# sharding stage for them and refuses a forced one, before any model loads.
-UNSHARDED_METHODS = {
-    "ppo": "our PPO trainer updates two models (policy and value) beside a frozen reference and reward "
-           "model; it runs them under DDP only (accelerate prepares one model per DeepSpeed engine, and "
-           "gathering FSDP-sharded weights for generation is not written). Use LoRA (one base copy, "
-           "adapter-off reference) or fewer, larger GPUs",
-}
+# Methods whose recipe cannot run under DeepSpeed ZeRO or FSDP, and why (the method profiles' fact,
+# planner.methods runner_unsharded): decide() never picks a sharding stage for them and refuses a
+# forced one, before any model loads.
+UNSHARDED_METHODS = {m: p.runner_unsharded for m, p in METHOD_PROFILES.items() if p.runner_unsharded}
 
 # FSDP2's two ways to shard, by the ZeRO stage they match in memory.
 FSDP_STAGE_NAMES = {2: "shard grad op", 3: "full shard"}

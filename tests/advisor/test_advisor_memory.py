@@ -218,7 +218,8 @@ def test_fixes_that_only_shrink_the_shortfall_say_so():
 def test_ppos_sharded_fix_is_for_the_export_our_runner_trains_it_unsharded():
     from runners.rundir.decide import UNSHARDED_METHODS
 
-    assert "ppo" in UNSHARDED_METHODS and "dpo" not in UNSHARDED_METHODS
+    # one fact, in the method profile: the runner refuses what the advisor sends to the export
+    assert UNSHARDED_METHODS == advisor.runner_unsharded_methods() == {"ppo": planner.get_profile("ppo").runner_unsharded}
     ppo = next(f for f in advisor.fixes_for(planner.PlanRequest(LLAMA, method="ppo", gpu="H100-80GB"))
                if "ZeRO-3" in f["change"])
     assert "verl/OpenRLHF export" in ppo["change"] and ppo["gpus_total"] == 4
