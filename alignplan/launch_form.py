@@ -11,6 +11,15 @@ import streamlit as st
 
 from runners.recipes.defaults import method_defaults
 
+# The Launch page's choices (session-state values: presets save them, tests set them)
+RUN_KEY = "launch_run_id"
+TINY = "Tiny demo model"
+OTHER = "Hub id or local model directory"
+DEMO_DATA = "Bundled demo data"
+UPLOAD = "Upload a file"
+PATH = "Local path or hub dataset id"
+NO_DATA = "None"
+
 # TRL 1.16's defaults for the fields the Launch form shows, per recipe method, with the method's published
 # defaults where the recipe sets others (runners.recipes.defaults: SimPO's beta). Kept here so the page
 # opens without importing TRL (seconds); tests/app/test_app_helpers.py checks them against TRL's classes.
