@@ -97,3 +97,14 @@ def test_the_advice_keeps_its_hub_model_when_the_hub_answers(app, runs_dir, monk
     assert not at.exception
     assert at.radio(key="launch_model_source").value == "Hub id or local model directory"
     assert at.text_input(key="launch_model").value == "meta-llama/Llama-3.1-8B"
+
+
+def test_a_pipeline_that_does_not_fit_is_refused_too(app, monkeypatch):
+    with _hub_model_form(app, monkeypatch, "T4-16GB", "meta-llama/Llama-3.1-8B", hub=True) as at:
+        at.selectbox(key="launch_method").set_value("rlhf").run()
+        assert not at.exception, at.exception
+        refusal = next(e.value for e in at.error if "Launch is off" in e.value)
+        assert "does not fit in memory" in refusal
+        assert at.button(key="launch_go_disabled").disabled and "launch_go" not in _keys(at)
+        at.checkbox(key="launch_override").check().run()
+        assert not at.button(key="launch_go").disabled
