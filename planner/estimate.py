@@ -801,7 +801,18 @@ def estimate(req: PlanRequest, with_min_gpus: bool = True) -> Plan:
 
 
 def compare(req: PlanRequest, methods: list[str] | tuple[str, ...], with_min_gpus: bool = True) -> dict[str, Plan]:
-    """The same setup planned for several methods, in the order given."""
+    """The same setup planned for several methods, in the order given. A method whose trainer cannot
+    take the requested loss (PPO's materialises its logits) is planned with its own, and says so."""
     if not methods:
         raise PlannerError("compare", f"give at least one method; accepted: {', '.join(METHOD_IDS)}")
-    return {m: estimate(req.replace(method=m), with_min_gpus=with_min_gpus) for m in methods}
+    plans = {}
+    for m in methods:
+        profile = get_profile(m)
+        if req.loss not in (None, "materialised") and profile.completion_logprobs:
+            plan = estimate(req.replace(method=m, loss=None), with_min_gpus=with_min_gpus)
+            plan.notes.append(f"loss: {req.loss} is not available for {profile.name} (our trainer takes "
+                              f"log-probs from materialised logits); planned with {plan.loss}")
+            plans[m] = plan
+        else:
+            plans[m] = estimate(req.replace(method=m), with_min_gpus=with_min_gpus)
+    return plans

@@ -89,6 +89,16 @@ def test_ppo_accepts_materialised_only():
     assert exc.value.field == "loss" and "accepted: materialised" in str(exc.value)
 
 
+def test_a_comparison_plans_ppo_with_its_own_loss_and_says_so():
+    from planner.estimate import compare
+
+    plans = compare(PlanRequest(QWEN, loss="chunked"), ["dpo", "ppo"], with_min_gpus=False)
+    assert plans["dpo"].loss == "chunked" and plans["ppo"].loss == "materialised"
+    assert plans["ppo"].peak_bytes_per_gpu == estimate(PlanRequest(QWEN, method="ppo"), with_min_gpus=False).peak_bytes_per_gpu
+    assert any("loss: chunked is not available" in n for n in plans["ppo"].notes)
+    assert not any("not available" in n for n in plans["dpo"].notes)
+
+
 def test_cli_loss_flag_and_json():
     base = [sys.executable, "-m", "alignplan", "plan", "--model", QWEN, "--method", "orpo", "--json"]
     out = subprocess.run(base + ["--loss", "chunked"], capture_output=True, text=True, check=True)
