@@ -13,7 +13,7 @@ import json
 import sys
 
 from planner.errors import PlannerError
-from planner.estimate import COMPONENTS, PlanRequest, compare, estimate
+from planner.estimate import COMPONENTS, DEFAULT_BATCH_SIZE, DEFAULT_SEQ_LEN, PlanRequest, compare, estimate
 from planner.hardware import GIB, GPUS
 from planner.methods import METHOD_IDS, get_profile
 from planner.models import catalogue
@@ -27,8 +27,10 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpu", help=f"GPU type: {', '.join(GPUS)}")
     p.add_argument("--gpus", type=int, default=1, help="GPUs per node (default 1)")
     p.add_argument("--nodes", type=int, default=1, help="nodes (default 1)")
-    p.add_argument("--seq-len", type=int, default=1024, help="tokens per sequence, prompt + completion (default 1024)")
-    p.add_argument("--batch-size", type=int, default=8, help="per-GPU micro-batch (default 8, TRL's)")
+    p.add_argument("--seq-len", type=int, default=DEFAULT_SEQ_LEN,
+                   help=f"tokens per sequence, prompt + completion (default {DEFAULT_SEQ_LEN}, the runner's)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help=f"per-GPU micro-batch (default {DEFAULT_BATCH_SIZE}, the runner's: TRL's)")
     p.add_argument("--precision", default="bf16-kahan",
                    help="bf16-kahan | bf16 | amp-bf16 | fp32 (default bf16-kahan, the runners' default on a GPU)")
     p.add_argument("--lora-rank", type=int, help="train LoRA adapters of this rank")

@@ -42,14 +42,20 @@ def resolved_loss(req: PlanRequest, profile: MethodProfile | None = None) -> str
     return (profile or get_profile(req.method)).default_loss
 
 
+# TRL 1.16's max_length and per_device_train_batch_size: what our runner uses when a run's hparams
+# leave them out, so PlanRequest, `alignplan plan`, the app and the runner plan the same run.
+DEFAULT_SEQ_LEN = 1024
+DEFAULT_BATCH_SIZE = 8
+
+
 @dataclass(frozen=True)
 class PlanRequest:
     """What to plan. Defaults are the runners' defaults (TRL 1.16's, on a bf16 GPU)."""
 
     model: str | dict | ModelSpec
     method: str = "dpo"
-    seq_len: int = 1024  # prompt + completion tokens per sequence (TRL max_length)
-    batch_size: int = 8  # per-device micro-batch, as TRL's per_device_train_batch_size counts it
+    seq_len: int = DEFAULT_SEQ_LEN  # prompt + completion tokens per sequence (TRL max_length)
+    batch_size: int = DEFAULT_BATCH_SIZE  # per-device micro-batch, as TRL's per_device_train_batch_size counts it
     precision: str = "bf16-kahan"
     lora_rank: int | None = None
     lora_targets: str = "all-linear"

@@ -10,14 +10,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from planner.estimate import DEFAULT_BATCH_SIZE, DEFAULT_SEQ_LEN
 from planner.methods import METHODS as METHOD_PROFILES
 from runners.rundir import devices as dev
 from runners.rundir.hparams import hparam_bool, hparam_float, hparam_int
 from runners.rundir.spec import RunSpec, SpecError
 
-# TRL 1.16 defaults used when the spec's hparams leave them out.
-DEFAULT_MAX_LENGTH = 1024
-DEFAULT_BATCH_SIZE = 8
+# TRL 1.16 defaults used when the spec's hparams leave them out (one fact, the planner's).
+DEFAULT_MAX_LENGTH = DEFAULT_SEQ_LEN
 
 
 @dataclass
