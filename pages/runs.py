@@ -56,10 +56,12 @@ def _actions(rec) -> None:
 
     bar = st.container(horizontal=True)
     c1 = c2 = c3 = bar
-    if rec.status == "running" and c1.button("Stop", key="runs_stop", icon=":material/stop:"):
+    if (rec.status == "running" and not run_monitor.is_stopping(rec)
+            and c1.button("Stop", key="runs_stop", icon=":material/stop:")):
         run_monitor.mark_stopping(rec.id)  # the monitor says "stopping…" until the process is gone
         run_monitor.stop_run_in_background(rec.id)
         st.toast(f"Asked {rec.id} to stop: it saves a checkpoint first, then the status turns to stopped.")
+        st.rerun()
     if rec.status in launch.STARTABLE_STATUSES and c2.button("Start", key="runs_start", icon=":material/play_arrow:"):
         if errors.attempt("Starting the run", launch.start, rec.id).ok:
             st.toast(f"Started {rec.id}.")

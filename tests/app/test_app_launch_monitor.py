@@ -95,3 +95,15 @@ def test_phase_words():
     assert run_monitor.phase_text({"phase": "loading the model", "model": "/x/runs/tiny-model", "since": 90}, 100) \
         .startswith("Loading the model (tiny-model), ")
     assert run_monitor.phase_fraction({"phase": "first step"}) == pytest.approx(0.75)
+
+
+def test_the_runs_page_says_stopping_too(app, live_run, monkeypatch):
+    run, _ = live_run
+    monkeypatch.setattr(run_monitor, "stop_run_in_background", lambda run_id: None)
+    at = app.run()
+    at.session_state["runs_focus"] = run.path.name
+    at.switch_page("pages/runs.py").run()
+    at.button(key="runs_stop").click().run()
+    assert not at.exception, at.exception
+    assert "stopping…" in [m.value for m in at.metric if m.label == "Status"]
+    assert "runs_stop" not in {b.key for b in at.button}
