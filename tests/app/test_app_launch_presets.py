@@ -19,6 +19,7 @@ def test_a_preset_saves_the_form_and_loads_it_in_a_new_session(app, runs_dir):
     at.selectbox(key="launch_method").set_value("ipo").run()
     at.text_input(key="launch_name").set_value("my-ipo-run").run()
     at.toggle(key="launch_lora").set_value(True).run()
+    at.number_input(key="launch_hp_ipo_tiny_beta").set_value(0.25).run()
     at.text_input(key="preset_name").set_value("ipo lora").run()
     at.button(key="preset_save").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
@@ -34,6 +35,8 @@ def test_a_preset_saves_the_form_and_loads_it_in_a_new_session(app, runs_dir):
     assert fresh.selectbox(key="launch_method").value == "ipo"
     assert fresh.text_input(key="launch_name").value == "my-ipo-run"
     assert fresh.toggle(key="launch_lora").value is True
+    assert fresh.number_input(key="launch_hp_ipo_tiny_beta").value == pytest.approx(0.25)
+    assert not any("Session State" in w.value for w in fresh.warning)
     assert any("Loaded preset **ipo lora**" in i.value for i in fresh.info)
 
 
