@@ -39,8 +39,8 @@ def _pipeline_dataset(method: str, name: str, optional: str | None) -> tuple[str
     if path is None:
         st.info(f"{label}: choose a data file to continue.")
         return None, False
-    got = errors.attempt(f"{label} cannot be used", launch_form.dataset_preview, path, launch_form.file_stamp(path),
-                         stage_method)
+    shown = uploads.upload_name(up.name, "data.jsonl") if source == UPLOAD else path  # an upload by its own name
+    got = errors.attempt(f"{label} cannot be used", launch_form.dataset_preview_as, path, shown, stage_method)
     if got.ok:
         prev = got.value
         st.caption(f"`{Path(path).name}`: format **{prev['format']}**, {prev['count']} rows "
