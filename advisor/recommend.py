@@ -333,7 +333,8 @@ def advise(answers: dict[str, Any], *, fw: Framework | None = None, spec_file: s
         command=preset["command"],
     )
     why = ["because " + render(t, ctx) for _, t in w.why]
-    next_steps = [render(s, ctx) for s in outcome["next_steps"]]
+    # a step that renders empty (the data step where the method collects nothing) is no step at all
+    next_steps = [step for step in (render(s, ctx) for s in outcome["next_steps"]) if step.strip()]
     memory = None
     if model:
         from advisor.memory import memory_section

@@ -177,8 +177,8 @@ def _card(answers: dict) -> None:
         st.markdown(rec.summary)
         st.markdown("**Why**\n" + "\n".join(f"- {w}" for w in rec.why))
         g = rec.data_guidance or {}
-        if g.get("collect"):
-            st.markdown(f"**Data** — {g['collect']}")
+        if g.get("collect") or g.get("notes"):  # GRPO/PPO collect no pairs: their guidance is in the notes
+            st.markdown("**Data**" + (f" — {g['collect']}" if g.get("collect") else f" ({g.get('unit', 'data')})"))
             if g.get("source"):
                 st.caption(f"Source: {g['source']}")
             for note in g.get("notes", []):

@@ -1,5 +1,6 @@
-"""The advice card's text: the GRPO caveat matches its preset (beta = 0), and the text card's next steps
-are numbered without an empty step when there is no data to collect (PPO on episode rewards)."""
+"""The advice card: the GRPO caveat matches its preset (beta = 0), the next steps hold no empty step
+when there is no data to collect (PPO on episode rewards), and the data guidance of GRPO and PPO is
+shown in the text card (the Advise page: tests/app/test_app_advise.py)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def test_the_grpo_caveat_agrees_with_its_preset():
 
 def test_ppo_text_card_numbers_its_steps_without_an_empty_one():
     rec = advisor.advise(PPO_EPISODE)
-    assert rec.method == "ppo" and "" in [s.strip() for s in rec.next_steps]  # no data mode to collect with
+    assert rec.method == "ppo" and all(s.strip() for s in rec.next_steps)  # the empty data step is dropped
     text = advisor.render_text(rec)
     steps = text.split("\nNext steps\n", 1)[1].split("\n\n", 1)[0]
     numbers = [int(m) for m in re.findall(r"^  (\d+)\. \S", steps, flags=re.M)]
@@ -39,3 +40,4 @@ def test_grpo_and_ppo_text_cards_carry_their_data_guidance():
         text = advisor.render_text(rec)
         data = text.split("\nData (", 1)[1].split("\n\n", 1)[0]
         assert rec.data_guidance["notes"] and rec.data_guidance["notes"][0].split()[0] in data
+

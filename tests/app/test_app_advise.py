@@ -108,3 +108,28 @@ def test_plan_and_advise_agree_on_the_same_inputs(app):
         assert metric.value == f"{peak / 2**30:,.1f} GiB"
     assert at.number_input(key="plan_seq").value == 1024 and at.number_input(key="plan_batch").value == 8
     assert at.selectbox(key="plan_precision").value == mem["setup"]["precision"]
+
+
+GRPO = {"reward_signal": "verifiable", "task": "code_math", "model": None}
+PPO_EPISODE = {"reward_signal": "episode", "task": "multi_turn", "model": None}
+
+
+def _advise_page(app, answers):
+    at = app.run()
+    at = at.switch_page("pages/advise.py").run()
+    at.session_state["advise_answers"] = dict(answers)
+    return at.run()
+
+
+def test_the_advise_page_shows_grpo_and_ppo_data_guidance_and_numbers_ppos_steps(app):
+    for answers in (GRPO, PPO_EPISODE):
+        assert advisor.step(answers).done
+        rec = advisor.advise(answers)
+        at = _advise_page(app, answers)
+        assert not at.exception
+        texts = [m.value for m in at.markdown]
+        assert any(t.startswith("**Data**") for t in texts), texts
+        assert any(rec.data_guidance["notes"][0] in c.value for c in at.caption)
+        steps = next(t for t in texts if t.startswith("**Next steps**"))
+        lines = steps.splitlines()[1:]
+        assert lines == [f"{i}. {s}" for i, s in enumerate(rec.next_steps, 1)] and all(s.strip() for s in rec.next_steps)
