@@ -25,11 +25,26 @@ class Outcome:
     value: Any = None
 
 
+def _page_wording() -> dict[str, str]:
+    """Advice written for the shell, and what the page says instead."""
+    from planner.models import CONFIG_FILE_HINT
+
+    return {CONFIG_FILE_HINT: "download its config.json elsewhere and upload it on the Plan page "
+                              "(\u201c\u2026or upload a model's config.json\u201d)"}
+
+
+def page_words(text: str) -> str:
+    """An error message with its command-line advice put in the page's words."""
+    for shell, page in _page_wording().items():
+        text = text.replace(shell, page)
+    return text
+
+
 def show_error(what: str, exc: BaseException) -> None:
-    """Input errors (ValueError) show their message, which names the field; anything else shows a
-    short line, with the details folded away: never a raw traceback on the page."""
+    """Input errors (ValueError) show their message, which names the field, in the page's words;
+    anything else shows a short line, with the details folded away: never a raw traceback."""
     if isinstance(exc, ValueError):
-        st.error(f"{what}: {exc}", icon=":material/error:")
+        st.error(page_words(f"{what}: {exc}"), icon=":material/error:")
         return
     st.error(f"{what} failed unexpectedly ({type(exc).__name__}). Details below; please report it.",
              icon=":material/bug_report:")

@@ -27,12 +27,19 @@ from alignplan.inputs import (
 )
 from planner.parsing import parse_bool
 
+# What each numeric link parameter is, in the page's words.
+_NUMBER_NAMES = {"rank": "LoRA rank", "seq": "sequence length", "batch": "micro-batch", "nodes": "nodes",
+                 "gens": "generations per prompt", GPUS_KEY: "GPUs per node", "zero": "ZeRO stage", "beta": "beta"}
+
 
 def _parse_int(name: str, raw: str) -> int:
     lo, hi = INT_LIMITS.get(name, (0, 2**31))
-    value = int(raw)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{_NUMBER_NAMES.get(name, name)} must be a whole number from {lo} to {hi}") from None
     if not lo <= value <= hi:
-        raise ValueError(f"{name}: {value} is outside {lo}..{hi}")
+        raise ValueError(f"{_NUMBER_NAMES.get(name, name)} must be a whole number from {lo} to {hi}, not {value}")
     return value
 
 
@@ -59,14 +66,17 @@ def inputs_from_query(params: Mapping[str, str], methods: Mapping[str, Any] | No
             elif name in ("rank", "seq", "batch", "nodes", "gens", GPUS_KEY):
                 values[name] = _parse_int(name, raw)
             elif name == "zero":
-                stage = int(raw)
+                stage = int(raw) if raw.strip().lstrip("-").isdigit() else None
                 if stage not in ZERO_STAGES:
-                    raise ValueError(f"accepted: {', '.join(map(str, ZERO_STAGES))}")
+                    raise ValueError(f"ZeRO stage must be one of {', '.join(map(str, ZERO_STAGES))}")
                 values[name] = stage
             elif name == "beta":
-                beta = float(raw)
+                try:
+                    beta = float(raw)
+                except ValueError:
+                    beta = float("nan")
                 if not (beta >= 0 and beta < float("inf")):
-                    raise ValueError("expected a number >= 0")
+                    raise ValueError("beta must be a number of 0 or more")
                 values[name] = beta
             elif name in BOOL_INPUTS:
                 values[name] = parse_bool(raw, name)

@@ -421,8 +421,13 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+#: What to do when a model's config.json cannot be read from the hub, in the CLI's words (the app
+#: shows its own words instead: alignplan.errors.PAGE_WORDING).
+CONFIG_FILE_HINT = "download its config.json elsewhere and pass the file (--model path/to/config.json)"
+
+
 def _fetch_hub_config(repo_id: str) -> dict:
-    local_hint = "download its config.json elsewhere and pass the file (--model path/to/config.json)"
+    local_hint = CONFIG_FILE_HINT
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:  # pragma: no cover - declared dependency

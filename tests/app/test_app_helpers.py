@@ -32,6 +32,20 @@ def test_bad_query_values_are_reported_and_dropped():
     for name in ("seq", "zero", "methods", "gpu", "batch", "precision"):
         assert f"link parameter {name}=" in joined
     assert "nope" in joined and "foreign" not in joined
+    # in the page's words, not Python's
+    assert "sequence length must be a whole number from 1 to 1048576" in joined and "invalid literal" not in joined
+    assert "micro-batch must be a whole number from 1 to 4096, not 0" in joined
+    assert "ZeRO stage must be one of 0, 1, 2, 3" in joined
+    _, bad_beta = share_link.inputs_from_query({"beta": "high"})
+    assert bad_beta == ["link parameter beta='high' ignored: beta must be a number of 0 or more"]
+
+
+def test_shell_advice_is_put_in_the_pages_words():
+    from alignplan.errors import page_words
+    from planner.models import CONFIG_FILE_HINT
+
+    text = page_words(f"model: 'org/x' is not in the catalogue and the hub cannot be reached; {CONFIG_FILE_HINT}")
+    assert "--model" not in text and "upload it on the Plan page" in text
 
 
 def test_request_kwargs_maps_adapters_and_offload():

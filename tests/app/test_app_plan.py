@@ -241,3 +241,12 @@ def test_link_parameters_of_the_new_controls():
     assert "fused, chunked, materialised" in problems[3]
     assert "qlora8" in problems[2]
     assert share_link.query_from_inputs({"beta": None, "gens": 0, "preref": True, "loss": ""}) == {"preref": "1"}
+
+
+def test_a_model_the_hub_cannot_give_is_answered_in_the_pages_words(app, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    app.query_params["model"] = "someorg/not-a-model"
+    at = app.run()
+    assert not at.exception
+    (error,) = [e.value for e in at.error if "someorg/not-a-model" in e.value]
+    assert "upload it on the Plan page" in error and "--model" not in error
