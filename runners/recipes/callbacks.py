@@ -82,6 +82,9 @@ class RunMonitor(TrainerCallback):
         self._resume_checked = False
         self.token_offset = 0.0  # a resumed run's token count at its checkpoint (see _continue_after_resume)
         self._step_mark: tuple[float, int | float | None] | None = None  # (time, step) of the last row: step_time_s
+        # The trainer's epoch counts passes over the rows it was given; when max_steps cut the train set
+        # (common.rows_for_steps) this scales it back to passes over the whole data set.
+        self.epoch_scale = 1.0
 
     def count_tokens(self, collator, mask_keys: tuple[str, ...], world_size: int = 1):
         """Wrap a data collator so the tokens of every batch (sums of the given attention masks) are
@@ -187,7 +190,7 @@ class RunMonitor(TrainerCallback):
         record: dict[str, Any] = {
             "step": state.global_step,
             "max_steps": state.max_steps,
-            "epoch": _float(state.epoch),
+            "epoch": _scaled(_float(state.epoch), self.epoch_scale),
             "loss": _float(logs.get("loss")),
             "learning_rate": _float(logs.get("learning_rate")),
             "tokens_per_second": self._tokens_per_second(now, tokens),
@@ -293,6 +296,10 @@ def _is_number(value: Any) -> bool:
     if isinstance(value, (int, float)):
         return True
     return hasattr(value, "item") and getattr(value, "ndim", 1) == 0
+
+
+def _scaled(value: float | None, scale: float) -> float | None:
+    return None if value is None else value * scale
 
 
 def _float(value: Any) -> float | None:

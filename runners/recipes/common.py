@@ -259,6 +259,7 @@ def rows_for_steps(run: Run, train):
     keep = sorted(random.Random(run.spec.seed).sample(range(len(train)), needed))
     run.log(f"max_steps {run.spec.max_steps}: tokenizing {needed} of {len(train)} train rows (the rows "
             "max_steps + 1 steps of batch x gradient accumulation x processes reach)")
+    run.monitor.epoch_scale = needed / len(train)  # the logged epoch stays a pass over the whole data set
     return train.select(keep)
 
 

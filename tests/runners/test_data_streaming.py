@@ -146,6 +146,7 @@ def test_max_steps_cuts_the_train_set_to_the_rows_it_reaches(make_run_dir, tiny_
     run = start_run(make_run_dir, tiny_model_dir, data, max_steps=2, hparams=hparams)
     train, held = common.load_data(run)
     assert len(train) == (2 + 1) * 2 * 3 and held is None  # a step more: the loader reads a batch ahead
+    assert run.monitor.epoch_scale == 18 / 200  # the logged epoch stays a pass over all 200 rows
     assert "tokenizing 18 of 200 train rows" in capsys.readouterr().out
     numbers = [int(r["prompt"].split(":")[0].removeprefix("Question ")) for r in train]
     assert numbers == sorted(numbers) and numbers[-1] > 18  # a seeded draw over the whole file, order kept

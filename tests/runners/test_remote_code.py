@@ -50,7 +50,7 @@ def _run(model: Path, trust: bool, **hparams):
     spec = RunSpec.parse({"method": "dpo", "model": str(model), "dataset": {"path": "x.jsonl"},
                           "trust_remote_code": trust, "hparams": hparams})
     return SimpleNamespace(spec=spec, precision="fp32", cuda=False, method="dpo", log=lambda *a, **k: None,
-                           data_format=None)
+                           data_format=None, run_dir=model.parent)
 
 
 @pytest.mark.parametrize("hparams", [

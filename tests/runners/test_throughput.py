@@ -49,7 +49,7 @@ def test_generation_stage_rows_are_batches():
 def test_monitor_step_time_is_the_interval_over_the_steps_it_covers(tmp_path, monkeypatch):
     from runners.recipes import callbacks
 
-    clock = iter([100.0, 103.0, 109.0])
+    clock = iter([99.0, 100.0, 103.0, 109.0])  # 99: the "first step" phase stamp on_train_begin writes
     monkeypatch.setattr(callbacks.time, "time", lambda: next(clock))
     mon = callbacks.RunMonitor(tmp_path, memory=SimpleNamespace(sample=lambda: 0, kind="test"))
     state = SimpleNamespace(global_step=0, max_steps=4, epoch=0.0, num_input_tokens_seen=0, is_world_process_zero=True)

@@ -42,7 +42,8 @@ def test_two_process_ppo_shards_prompts_syncs_weights_and_averages_metrics(tmp_p
     assert r0["value_sum"] == pytest.approx(r1["value_sum"], rel=0, abs=1e-9)
     assert r0["policy_start"] == r1["policy_start"] and abs(r0["policy_sum"] - r0["policy_start"]) > 1e-6
     # every process logs the same metrics (its own clock aside), the score the mean of both processes' rewards
-    clock = {"tokens_per_second", "iteration_seconds", "time"}
+    clock = {"tokens_per_second", "iteration_seconds", "time", "generation_time_s", "generation_tokens_per_second",
+             "step_time_s"}
 
     def metrics(rows):
         return [{k: v for k, v in row.items() if k not in clock} for row in rows]
